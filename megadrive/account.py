@@ -1,0 +1,94 @@
+"""Signup and login: the password becomes keys here and goes no further.
+
+Argon2id turns the password into a root key; labelled derivation splits it
+into a key-encryption key (stays here) and an auth key (sent; the server
+keeps only a slow hash of it). The KDF parameters are chosen by the client
+at signup and pinned locally, so a server can never talk us down.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+from . import crypto, format
+from .api import Api, b64d, b64e
+from .crypto import KdfParams
+from .errors import ConfigError, IntegrityError, WeakKdf
+from .state import Session, get_pin, set_pin
+
+
+def default_kdf() -> KdfParams:
+    """MODERATE unless MEGADRIVE_KDF=interactive (the floor; used by the test suite)."""
+    choice = os.environ.get("MEGADRIVE_KDF", "moderate").lower()
+    if choice == "moderate":
+        return crypto.KDF_MODERATE
+    if choice == "interactive":
+        return crypto.KDF_INTERACTIVE
+    raise ConfigError(f"MEGADRIVE_KDF must be 'moderate' or 'interactive', not {choice!r}")
+
+
+_USER_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
+
+
+def normalize_user(user: str) -> str:
+    """Lower-case and check a user name (the server applies the same rule)."""
+    name = user.strip().lower()
+    if not _USER_RE.match(name):
+        raise ConfigError(f"invalid user name {user!r}: 3-64 characters of a-z, 0-9, '.', '_', '-'")
+    return name
+
+
+def signup(api: Api, base: Path, user: str, password: str, kdf: KdfParams | None = None) -> Session:
+    """Create the account's keys and root folder, register them, then log in."""
+    user = normalize_user(user)
+    if len(password) < 8:
+        raise ConfigError("password must be at least 8 characters")
+    kdf = kdf or default_kdf()
+    user_id = crypto.random_id().hex()
+    salt = crypto.random_salt()
+    kek, auth_key = crypto.login_keys(crypto.derive_root(password, salt, kdf))
+    master = crypto.random_key()
+    ident = crypto.generate_identity()
+    root_id = crypto.random_id().hex()
+    root_meta = format.NodeMeta(name="", kind="dir", key=crypto.random_key(), mtime_ns=time.time_ns(),
+                                mode=0o755)
+    api.signup({
+        "user": user, "user_id": user_id, "salt": b64e(salt), "kdf": kdf.to_json(),
+        "auth_key": b64e(auth_key), "wrapped_master": b64e(format.wrap_master(kek, master, user_id)),
+        "identity": {"sign_pub": b64e(ident.sign_pub), "box_pub": b64e(ident.box_pub),
+                     "box_sig": b64e(ident.sign(crypto.box_key_statement(user_id, ident.box_pub))),
+                     "wrapped_private": b64e(format.wrap_identity(master, ident, user_id))},
+        "root": {"node_id": root_id, "meta": b64e(format.seal_meta(master, user_id, "", root_id, root_meta))},
+    })
+    set_pin(base, api.base_url, user, {"kdf": kdf.to_json(), "user_id": user_id})
+    return login(api, base, user, password)
+
+
+def login(api: Api, base: Path, user: str, password: str) -> Session:
+    """Derive keys with parameters no weaker than pinned, authenticate, unwrap the master key."""
+    user = normalize_user(user)
+    pin = get_pin(base, api.base_url, user)
+    pre = api.prelogin(user)
+    offered = KdfParams.from_json(pre.get("kdf"))
+    pinned = KdfParams.from_json(pin["kdf"]) if pin else None
+    crypto.check_kdf(offered, pinned)
+    kek, auth_key = crypto.login_keys(crypto.derive_root(password, b64d(pre.get("salt")), offered))
+    resp = api.login(user, auth_key)
+    user_id = str(resp["user_id"])
+    if pin and pin.get("user_id") and pin["user_id"] != user_id:
+        raise IntegrityError("integrity check failed: the server answered with another account's id")
+    master = format.unwrap_master(kek, b64d(resp["wrapped_master"]), user_id)
+    ident_d = resp.get("identity") or {}
+    ident = format.unwrap_identity(master, b64d(ident_d.get("wrapped_private")), user_id)
+    if not crypto.ct_equal(ident.sign_pub, b64d(ident_d.get("sign_pub"))):
+        raise IntegrityError("integrity check failed: the server altered this account's public key")
+    if not pin or KdfParams.from_json(pin["kdf"]) != offered:
+        if pinned and not offered.at_least(pinned):  # pragma: no cover - check_kdf already refused
+            raise WeakKdf()
+        set_pin(base, api.base_url, user, {"kdf": offered.to_json(), "user_id": user_id})
+    return Session(server=api.base_url, user=user, user_id=user_id, token=str(resp["token"]),
+                   expires=float(resp.get("expires", 0)), root_node_id=str(resp["root_node_id"]),
+                   master_hex=master.hex(), sign_pub_hex=ident.sign_pub.hex())

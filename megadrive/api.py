@@ -1,0 +1,255 @@
+"""HTTP client for the server API (docs/SERVER_API.md).
+
+Thin and typed: one pooled, thread-safe httpx client; retries with backoff on
+network errors; every error status mapped to a :mod:`megadrive.errors` type
+here and nowhere else. It knows nothing about keys: it moves opaque blobs.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from .errors import (
+    AlreadyExists,
+    AuthError,
+    Conflict,
+    MegaDriveError,
+    NetworkError,
+    NotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    RateLimited,
+    ServerError,
+    StaleVersion,
+)
+
+log = logging.getLogger(__name__)
+
+RETRIES = 4
+BACKOFF = 0.25
+
+
+def b64e(b: bytes) -> str:
+    return base64.b64encode(b).decode("ascii")
+
+
+def b64d(s: object) -> bytes:
+    if not isinstance(s, str):
+        raise ServerError("server sent a malformed response")
+    try:
+        return base64.b64decode(s, validate=True)
+    except ValueError:
+        raise ServerError("server sent malformed base64") from None
+
+
+class MissingChunks(Conflict):
+    """The server lacks chunks this commit names."""
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(f"server is missing {len(missing)} chunk(s)")
+        self.missing = missing
+
+
+@dataclass
+class RemoteNode:
+    """A node as the server describes it: ids, kind, opaque meta, version."""
+
+    node_id: str
+    parent_id: str | None
+    kind: str
+    meta: bytes
+    version: int
+    size: int
+    trashed: bool
+    gone: bool
+    seq: int
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> RemoteNode:
+        try:
+            return cls(node_id=str(d["node_id"]), parent_id=d.get("parent_id"), kind=str(d["kind"]),
+                       meta=b64d(d.get("meta") or ""), version=int(d.get("version", 0)),
+                       size=int(d.get("size", 0)), trashed=bool(d.get("trashed", False)),
+                       gone=bool(d.get("gone", False)), seq=int(d.get("seq", 0)))
+        except (KeyError, TypeError, ValueError):
+            raise ServerError("server sent a malformed node") from None
+
+
+def _raise_for(resp: httpx.Response) -> None:
+    if resp.status_code < 400:
+        return
+    try:
+        body = resp.json()
+        code, msg = str(body.get("error", "")), str(body.get("message", ""))
+    except ValueError:
+        body, code, msg = {}, "", resp.text[:200]
+    st = resp.status_code
+    text = f"server: {msg or resp.reason_phrase}"
+    if st == 401:
+        raise AuthError(text)
+    if st == 429:
+        raise RateLimited(f"{text} (retry after {resp.headers.get('Retry-After', '?')} s)")
+    if st == 403:
+        raise PermissionDenied(text)
+    if st == 404:
+        raise NotFound(text)
+    if st == 409 and code == "exists":
+        raise AlreadyExists(text)
+    if st == 409 and code == "missing_chunks":
+        raise MissingChunks(list(body.get("missing", [])))
+    if st == 409:
+        raise Conflict(text)
+    if st == 412:
+        raise StaleVersion("the file was changed elsewhere; this version was not committed")
+    if st == 507:
+        raise QuotaExceeded(f"storage quota exceeded (used {body.get('used', '?')} of {body.get('quota', '?')} bytes)")
+    if st >= 500:
+        raise ServerError(text)
+    raise MegaDriveError(text)
+
+
+class Api:
+    """One server, one optional bearer token. Safe to share between threads."""
+
+    def __init__(self, base_url: str, token: str | None = None, *, timeout: float = 60.0,
+                 verify: bool | str = True) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self._http = httpx.Client(
+            base_url=self.base_url + "/v1", timeout=timeout, verify=verify,
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16))
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, *, idempotent: bool = True, **kw: Any) -> httpx.Response:
+        headers = dict(kw.pop("headers", None) or {})
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        delay = BACKOFF
+        for attempt in range(RETRIES + 1):
+            try:
+                resp = self._http.request(method, path, headers=headers, **kw)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
+                err: Exception = e  # request never reached the server: always safe to retry
+            except httpx.TransportError as e:
+                if not idempotent:
+                    raise NetworkError(f"network error talking to {self.base_url}: {e}") from None
+                err = e
+            else:
+                if resp.status_code in (502, 503, 504) and idempotent and attempt < RETRIES:
+                    time.sleep(delay)
+                    delay *= 2
+                    continue
+                _raise_for(resp)
+                return resp
+            if attempt == RETRIES:
+                raise NetworkError(f"cannot reach the server at {self.base_url}: {err}") from None
+            log.debug("retrying %s %s after %s", method, path, err)
+            time.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")
+
+    def _json(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        resp = self._request(method, path, json=body, **kw)
+        if resp.status_code == 204 or not resp.content:
+            return {}
+        try:
+            return resp.json()
+        except ValueError:
+            raise ServerError("server sent malformed JSON") from None
+
+    # -- accounts -------------------------------------------------------------------------------
+
+    def health(self) -> bool:
+        return bool(self._json("GET", "/health").get("ok"))
+
+    def signup(self, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._json("POST", "/signup", body, idempotent=False))
+
+    def prelogin(self, user: str) -> dict[str, Any]:
+        return dict(self._json("POST", "/prelogin", {"user": user}))
+
+    def login(self, user: str, auth_key: bytes) -> dict[str, Any]:
+        return dict(self._json("POST", "/login", {"user": user, "auth_key": b64e(auth_key)}, idempotent=False))
+
+    def logout(self) -> None:
+        self._json("POST", "/logout", {})
+
+    def account(self) -> dict[str, Any]:
+        return dict(self._json("GET", "/account"))
+
+    def user_keys(self, user: str) -> dict[str, Any]:
+        return dict(self._json("GET", f"/users/{user}/keys"))
+
+    # -- nodes ----------------------------------------------------------------------------------
+
+    def create_node(self, node_id: str, parent_id: str, kind: str, meta: bytes) -> RemoteNode:
+        d = self._json("POST", "/nodes", {"node_id": node_id, "parent_id": parent_id, "kind": kind,
+                                          "meta": b64e(meta)}, idempotent=False)
+        return RemoteNode.from_json(d["node"])
+
+    def get_node(self, node_id: str) -> RemoteNode:
+        return RemoteNode.from_json(self._json("GET", f"/nodes/{node_id}")["node"])
+
+    def update_node(self, node_id: str, meta: bytes, parent_id: str | None = None,
+                    replace: str | None = None) -> RemoteNode:
+        body: dict[str, Any] = {"meta": b64e(meta)}
+        if parent_id is not None:
+            body["parent_id"] = parent_id
+        if replace is not None:
+            body["replace"] = replace
+        return RemoteNode.from_json(self._json("PATCH", f"/nodes/{node_id}", body)["node"])
+
+    def trash_node(self, node_id: str) -> None:
+        self._json("DELETE", f"/nodes/{node_id}")
+
+    def purge_node(self, node_id: str, recursive: bool = False) -> None:
+        params = {"purge": "1"} | ({"recursive": "1"} if recursive else {})
+        self._json("DELETE", f"/nodes/{node_id}", params=params)
+
+    def restore_node(self, node_id: str) -> RemoteNode:
+        return RemoteNode.from_json(self._json("POST", f"/nodes/{node_id}/restore", {})["node"])
+
+    def changes(self, since: int, limit: int = 5000) -> tuple[list[RemoteNode], int, bool]:
+        d = self._json("GET", "/changes", params={"since": since, "limit": limit})
+        return [RemoteNode.from_json(n) for n in d["changes"]], int(d["seq"]), bool(d.get("more"))
+
+    # -- versions and chunks ------------------------------------------------------------------------
+
+    def commit_version(self, node_id: str, base_version: int, manifest: bytes, chunk_ids: list[str],
+                       meta: bytes | None = None) -> RemoteNode:
+        body: dict[str, Any] = {"manifest": b64e(manifest), "chunks": chunk_ids}
+        if meta is not None:
+            body["meta"] = b64e(meta)
+        d = self._json("POST", f"/nodes/{node_id}/versions", body,
+                       headers={"If-Match": f'"{base_version}"'}, idempotent=False)
+        return RemoteNode.from_json(d["node"])
+
+    def get_manifest(self, node_id: str, version: int | None = None) -> tuple[int, bytes]:
+        path = f"/nodes/{node_id}/manifest" if version is None else f"/nodes/{node_id}/versions/{version}"
+        d = self._json("GET", path)
+        return int(d["version"]), b64d(d["manifest"])
+
+    def list_versions(self, node_id: str) -> list[dict[str, Any]]:
+        return list(self._json("GET", f"/nodes/{node_id}/versions")["versions"])
+
+    def missing_chunks(self, ids: list[str]) -> list[str]:
+        if not ids:
+            return []
+        return list(self._json("POST", "/chunks/missing", {"ids": ids})["missing"])
+
+    def put_chunk(self, chunk_id: str, blob: bytes) -> None:
+        self._request("PUT", f"/chunks/{chunk_id}", content=blob,
+                      headers={"Content-Type": "application/octet-stream"})
+
+    def get_chunk(self, chunk_id: str) -> bytes:
+        return self._request("GET", f"/chunks/{chunk_id}").content

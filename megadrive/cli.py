@@ -1,0 +1,423 @@
+"""The `megadrive` command line: accounts, scripting commands and the server.
+
+Errors are one line on stderr and a non-zero exit code (the error type's
+``exit_code``); :func:`run` is the one place that maps them. The front-end
+commands (webdav, mount, up) are added by ``megadrive.mount.commands``, so
+the core never imports the front-ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat as stat_mod
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from . import account
+from .api import Api
+from .drive import Drive, Entry, join
+from .errors import ConfigError, IsADirectory, MegaDriveError, NotFound
+from .state import clear_session, home, load_session, save_session, write_private
+
+PROGRESS_MIN_BYTES = 16 << 20
+BLOCK = 1 << 20
+
+
+def parse_size(text: str) -> int:
+    """'50G', '512M', '1.5T', '1000' -> bytes (binary units)."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    mult = 1
+    for suffix, m in (("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30), ("T", 1 << 40)):
+        if t.endswith(suffix):
+            t, mult = t[:-1], m
+            break
+    try:
+        value = int(float(t) * mult)
+    except ValueError:
+        raise click.BadParameter(f"not a size: {text!r} (use e.g. 50G, 512M)") from None
+    if value <= 0:
+        raise click.BadParameter("size must be positive")
+    return value
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def parse_listen(text: str, default_port: int) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host:
+        host, port = text, str(default_port)
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        raise click.BadParameter(f"expected HOST:PORT, got {text!r}") from None
+
+
+def read_password(password_file: str | None, *, confirm: bool = False) -> str:
+    """From --password-file, then MEGADRIVE_PASSWORD, then an interactive prompt."""
+    if password_file:
+        try:
+            return Path(password_file).read_text().rstrip("\r\n")
+        except OSError as e:
+            raise ConfigError(f"cannot read password file: {e.strerror}") from None
+    env = os.environ.get("MEGADRIVE_PASSWORD")
+    if env:
+        return env
+    if not sys.stdin.isatty():
+        raise ConfigError("no password: set MEGADRIVE_PASSWORD, use --password-file, or run in a terminal")
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=confirm))
+
+
+def _defaults() -> dict[str, Any]:
+    import json
+
+    p = home() / "config.json"
+    try:
+        return dict(json.loads(p.read_text())) if p.exists() else {}
+    except ValueError:
+        return {}
+
+
+def _remember(server: str, user: str) -> None:
+    import json
+
+    write_private(home() / "config.json", json.dumps({"server": server, "user": user}).encode())
+
+
+def open_drive() -> Drive:
+    return Drive.open(home())
+
+
+def run(fn: Callable[[], Any]) -> None:
+    """Run a command body; turn every failure into one clear line and an exit code."""
+    try:
+        fn()
+    except MegaDriveError as e:
+        click.echo(f"megadrive: error: {e.message}", err=True)
+        sys.exit(e.exit_code)
+    except OSError as e:
+        click.echo(f"megadrive: error: {e.strerror or e}{f': {e.filename}' if e.filename else ''}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("megadrive: interrupted", err=True)
+        sys.exit(130)
+
+
+def main_group() -> click.Group:
+    return cli
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log debug information to stderr.")
+def cli(verbose: bool) -> None:
+    """MegaDrive: an end-to-end encrypted cloud drive."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="megadrive: %(levelname)s: %(message)s")
+
+
+# -- server ---------------------------------------------------------------------------------------
+
+
+@cli.group("server", invoke_without_command=True)
+@click.option("--data", "data", type=click.Path(file_okay=False, path_type=Path), help="Storage folder.")
+@click.option("--listen", default="127.0.0.1:8420", show_default=True, help="HOST:PORT to bind.")
+@click.option("--quota", default="50G", show_default=True, help="Per-account quota (e.g. 50G).")
+@click.option("--versions", default=10, show_default=True, help="File versions kept.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), default=None)
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None)
+@click.pass_context
+def server_cmd(ctx: click.Context, data: Path | None, listen: str, quota: str, versions: int,
+               tls_cert: str | None, tls_key: str | None) -> None:
+    """Run the storage server (it only ever sees ciphertext)."""
+    if ctx.invoked_subcommand is not None:
+        return
+
+    def body() -> None:
+        from .server.config import ServerConfig
+        from .server.serve import serve_forever
+
+        if data is None:
+            raise ConfigError("--data DIR is required")
+        if bool(tls_cert) != bool(tls_key):
+            raise ConfigError("--tls-cert and --tls-key go together")
+        host, port = parse_listen(listen, 8420)
+        cfg = ServerConfig(data_dir=data, host=host, port=port, quota=parse_size(quota), versions_kept=versions,
+                           tls_cert=Path(tls_cert) if tls_cert else None, tls_key=Path(tls_key) if tls_key else None)
+        serve_forever(cfg, on_ready=lambda url: click.echo(f"MegaDrive server listening on {url}", err=False))
+
+    run(body)
+
+
+@server_cmd.command("gc")
+@click.option("--data", "data", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--grace", default=3600.0, show_default=True, help="Keep unreferenced chunks younger than this (s).")
+def server_gc(data: Path, grace: float) -> None:
+    """Delete chunks no file version references."""
+
+    def body() -> None:
+        from .server.config import ServerConfig
+        from .server.serve import run_gc
+
+        stats = run_gc(ServerConfig(data_dir=data), grace=grace)
+        click.echo(" ".join(f"{k}={v}" for k, v in stats.items()))
+
+    run(body)
+
+
+# -- accounts -------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--server", "server", required=True, help="Server URL, e.g. http://127.0.0.1:8420")
+@click.option("--user", required=True)
+@click.option("--password-file", default=None, type=click.Path(dir_okay=False))
+def signup(server: str, user: str, password_file: str | None) -> None:
+    """Create an account (keys are made here; the server never sees them) and log in."""
+
+    def body() -> None:
+        pw = read_password(password_file, confirm=True)
+        base = home()
+        api = Api(server)
+        s = account.signup(api, base, user, pw)
+        save_session(base, s)
+        _remember(api.base_url, s.user)
+        click.echo(f"Signed up and logged in as {s.user} on {api.base_url}")
+
+    run(body)
+
+
+@cli.command()
+@click.option("--server", "server", default=None, help="Server URL (default: the last one used).")
+@click.option("--user", default=None, help="User name (default: the last one used).")
+@click.option("--password-file", default=None, type=click.Path(dir_okay=False))
+def login(server: str | None, user: str | None, password_file: str | None) -> None:
+    """Log in; the session (token and master key) is kept in a 0600 file until logout."""
+
+    def body() -> None:
+        d = _defaults()
+        srv, usr = server or d.get("server"), user or d.get("user")
+        if not srv or not usr:
+            raise ConfigError("give --server and --user (no earlier login to default to)")
+        pw = read_password(password_file)
+        base = home()
+        api = Api(srv)
+        s = account.login(api, base, usr, pw)
+        save_session(base, s)
+        _remember(api.base_url, s.user)
+        click.echo(f"Logged in as {s.user} on {api.base_url}")
+
+    run(body)
+
+
+@cli.command()
+def logout() -> None:
+    """Revoke the session on the server and forget the keys on this machine."""
+
+    def body() -> None:
+        base = home()
+        try:
+            s = load_session(base)
+        except MegaDriveError:
+            click.echo("Not logged in.")
+            return
+        with suppress(MegaDriveError):
+            Api(s.server, s.token).logout()
+        clear_session(base)
+        click.echo(f"Logged out {s.user}.")
+
+    run(body)
+
+
+@cli.command()
+def status() -> None:
+    """Account, quota used and available, pending uploads."""
+
+    def body() -> None:
+        drive = open_drive()
+        try:
+            q = drive.quota(max_age=0)
+            pct = 100.0 * q.used / q.total if q.total else 0.0
+            click.echo(f"account:   {drive.session.user} on {drive.session.server}")
+            click.echo(f"quota:     {human(q.total)} ({q.total} bytes)")
+            click.echo(f"used:      {human(q.used)} ({q.used} bytes, {pct:.1f}%)")
+            click.echo(f"available: {human(q.available)} ({q.available} bytes)")
+            click.echo(f"pending uploads: {drive.pending_uploads()}")
+        finally:
+            drive.close()
+
+    run(body)
+
+
+# -- files ----------------------------------------------------------------------------------------
+
+
+def _fmt_entry(e: Entry, long: bool) -> str:
+    name = e.name + ("/" if e.is_dir else "")
+    if not long:
+        return name
+    t = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.mtime))
+    return f"{stat_mod.filemode((stat_mod.S_IFDIR if e.is_dir else stat_mod.S_IFREG) | e.mode)} " \
+           f"{e.size:>12} {t} {name}"
+
+
+@cli.command("ls")
+@click.argument("path", default="/")
+@click.option("-l", "long", is_flag=True, help="Long listing: mode, size, mtime.")
+def ls_cmd(path: str, long: bool) -> None:
+    """List a folder (or show one file)."""
+
+    def body() -> None:
+        drive = open_drive()
+        try:
+            e = drive.stat(path)
+            for child in drive.listdir(path) if e.is_dir else [e]:
+                click.echo(_fmt_entry(child, long))
+        finally:
+            drive.close()
+
+    run(body)
+
+
+@cli.command()
+@click.argument("path")
+@click.option("-p", "parents", is_flag=True, help="Create parent folders as needed.")
+def mkdir(path: str, parents: bool) -> None:
+    """Create a folder."""
+
+    def body() -> None:
+        drive = open_drive()
+        try:
+            drive.makedirs(path) if parents else drive.mkdir(path)
+        finally:
+            drive.close()
+
+    run(body)
+
+
+def _progress(total: int, desc: str) -> tqdm[Any]:
+    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, leave=False,
+                disable=total < PROGRESS_MIN_BYTES or None, file=sys.stderr)
+
+
+@cli.command()
+@click.argument("local", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("remote")
+def put(local: Path, remote: str) -> None:
+    """Upload LOCAL to REMOTE (an absolute drive path, or a folder to put it in)."""
+
+    def body() -> None:
+        drive = open_drive()
+        try:
+            target = remote
+            if remote.endswith("/") or (drive.exists(remote) and drive.stat(remote).is_dir):
+                target = join(remote, local.name)
+            st = local.stat()
+            w = drive.open_write(target, mtime_ns=st.st_mtime_ns)
+            try:
+                with open(local, "rb") as f, _progress(st.st_size, local.name) as bar:
+                    while block := f.read(BLOCK):
+                        w.write(block)
+                        bar.update(len(block))
+                w.commit()
+            finally:
+                w.close()
+            drive.set_attrs(target, mode=st.st_mode & 0o777)
+        finally:
+            drive.close()
+
+    run(body)
+
+
+@cli.command()
+@click.argument("remote")
+@click.argument("local", type=click.Path(path_type=Path))
+def get(remote: str, local: Path) -> None:
+    """Download REMOTE to LOCAL; the file appears only once every chunk verified."""
+
+    def body() -> None:
+        drive = open_drive()
+        try:
+            e = drive.stat(remote)
+            if e.is_dir:
+                raise IsADirectory(f"is a folder: {remote}")
+            dest = local / e.name if local.is_dir() else local
+            if not dest.parent.is_dir():
+                raise NotFound(f"no such local folder: {dest.parent}")
+            r = drive.open_read(remote)
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+            try:
+                with os.fdopen(fd, "wb") as f, _progress(r.size, e.name) as bar:
+                    for block in r.iter_range():
+                        f.write(block)
+                        bar.update(len(block))
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.chmod(tmp, (e.mode or 0o644) & 0o777)
+                os.utime(tmp, ns=(e.mtime_ns, e.mtime_ns))
+                os.replace(tmp, dest)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            finally:
+                r.close()
+        finally:
+            drive.close()
+
+    run(body)
+
+
+@cli.command()
+@click.argument("src")
+@click.argument("dst")
+@click.option("-f", "force", is_flag=True, help="Replace an existing destination file.")
+def mv(src: str, dst: str, force: bool) -> None:
+    """Move or rename (metadata only; nothing is re-uploaded)."""
+
+    def body() -> None:
+        drive = open_drive()
+        try:
+            target = dst
+            if drive.exists(dst) and drive.stat(dst).is_dir and not drive.stat(src).is_dir or dst.endswith("/"):
+                target = join(dst, drive.stat(src).name)
+            drive.rename(src, target, overwrite=force)
+        finally:
+            drive.close()
+
+    run(body)
+
+
+@cli.command()
+@click.argument("path")
+@click.option("-r", "recursive", is_flag=True, help="Remove a folder and its contents.")
+def rm(path: str, recursive: bool) -> None:
+    """Move a file (or, with -r, a folder) to the trash."""
+
+    def body() -> None:
+        drive = open_drive()
+        try:
+            e = drive.stat(path)
+            if e.is_dir and not recursive:
+                raise IsADirectory(f"is a folder (use -r): {path}")
+            drive.delete(path)
+        finally:
+            drive.close()
+
+    run(body)
+
+
+def main() -> None:
+    cli(prog_name="megadrive")

@@ -1,0 +1,375 @@
+"""File content: random-access readers and staged writers over encrypted chunks.
+
+A reader opens one manifest (one version) and decrypts only the chunks a read
+touches, prefetching ahead of a sequential reader. A writer stages a new
+version: touched chunks are held in memory as plaintext only until sealed,
+then encrypted and uploaded in the background; unchanged chunks of the base
+version are reused by hash. Nothing becomes visible until :meth:`commit`,
+which is a compare-and-swap on the version the writer started from.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from . import crypto, format
+from .errors import IntegrityError, MegaDriveError, ServerError
+from .format import CHUNK_SIZE, Manifest
+
+if TYPE_CHECKING:
+    from .drive import Drive
+
+READAHEAD = 4
+MAX_DIRTY = 4
+MAX_INFLIGHT = 6
+
+
+@dataclass(frozen=True)
+class FileKeys:
+    """What it takes to read or write one file's content."""
+
+    owner: str
+    node_id: str
+    file_id: bytes
+    content_key: bytes
+
+    @property
+    def chunk_key(self) -> bytes:
+        return format.chunk_key(self.content_key)
+
+
+def chunk_len(size: int, index: int, chunk_size: int = CHUNK_SIZE) -> int:
+    return max(0, min(chunk_size, size - index * chunk_size))
+
+
+def n_chunks(size: int, chunk_size: int = CHUNK_SIZE) -> int:
+    return -(-size // chunk_size)
+
+
+class FileReader:
+    """Random-access, verified reads of one file version. Thread-safe."""
+
+    def __init__(self, drive: Drive, keys: FileKeys, manifest: Manifest | None) -> None:
+        self._drive = drive
+        self._keys = keys
+        self._ckey = keys.chunk_key
+        self.manifest = manifest
+        self.size = manifest.size if manifest else 0
+        self.version = manifest.version if manifest else 0
+        self._lock = threading.Lock()
+        self._plain: OrderedDict[int, bytes] = OrderedDict()
+        self._ahead: dict[int, Future[bytes]] = {}
+        self.pos = 0
+
+    def _chunk(self, index: int) -> bytes:
+        assert self.manifest is not None
+        m = self.manifest
+        with self._lock:
+            if index in self._plain:
+                self._plain.move_to_end(index)
+                return self._plain[index]
+            fut = self._ahead.pop(index, None)
+            for i in range(index + 1, min(index + 1 + READAHEAD, len(m.chunks))):
+                if i not in self._ahead and i not in self._plain:
+                    self._ahead[i] = self._drive._pool.submit(self._drive._fetch_blob, m.chunks[i].hex())
+            for stale in [i for i in self._ahead if i < index or i > index + READAHEAD]:
+                self._ahead.pop(stale).cancel()
+        blob = fut.result() if fut is not None else self._drive._fetch_blob(m.chunks[index].hex())
+        last = index == len(m.chunks) - 1
+        expect = chunk_len(m.size, index, m.chunk_size)
+        try:
+            pt = format.open_chunk(self._ckey, self._keys.file_id, index, last, m.chunks[index], blob, expect)
+        except IntegrityError:
+            # The cached copy may be the corrupt one: drop it and ask the server once more.
+            self._drive._cache.discard(m.chunks[index].hex())
+            blob = self._drive._fetch_blob(m.chunks[index].hex(), use_cache=False)
+            pt = format.open_chunk(self._ckey, self._keys.file_id, index, last, m.chunks[index], blob, expect)
+        with self._lock:
+            self._plain[index] = pt
+            while len(self._plain) > 2:
+                self._plain.popitem(last=False)
+        return pt
+
+    def pread(self, offset: int, size: int) -> bytes:
+        if self.manifest is None or offset >= self.size or size <= 0:
+            return b""
+        end = min(self.size, offset + size)
+        cs = self.manifest.chunk_size
+        out = []
+        pos = offset
+        while pos < end:
+            idx, off = divmod(pos, cs)
+            piece = self._chunk(idx)[off:off + (end - pos)]
+            out.append(piece)
+            pos += len(piece)
+        return b"".join(out)
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            size = self.size - self.pos
+        data = self.pread(self.pos, size)
+        self.pos += len(data)
+        return data
+
+    def seek(self, pos: int) -> None:
+        self.pos = pos
+
+    def iter_range(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Yield the plaintext of [start, end) chunk by chunk (for streaming responses)."""
+        end = self.size if end is None else min(end, self.size)
+        pos = start
+        cs = self.manifest.chunk_size if self.manifest else CHUNK_SIZE
+        while pos < end:
+            n = min(end - pos, cs - pos % cs)
+            data = self.pread(pos, n)
+            if not data:
+                break
+            yield data
+            pos += len(data)
+
+    def close(self) -> None:
+        with self._lock:
+            for f in self._ahead.values():
+                f.cancel()
+            self._ahead.clear()
+            self._plain.clear()
+
+
+@dataclass
+class _Clean:
+    """A sealed chunk: its id, and the last flag and length it was sealed with."""
+
+    cid: bytes
+    last: bool
+    length: int
+
+
+class FileWriter:
+    """Stage a new version of a file; nothing is visible until commit() succeeds."""
+
+    def __init__(self, drive: Drive, keys: FileKeys, base: Manifest | None, *, truncate: bool,
+                 parent_id: str, name: str, create: bool, mtime_ns: int | None = None) -> None:
+        self._drive = drive
+        self.keys = keys
+        self._ckey = keys.chunk_key
+        self.base_version = base.version if base else 0
+        self.parent_id = parent_id
+        self.name = name
+        self.create = create
+        self.mtime_ns = mtime_ns
+        self._clean: list[_Clean | None] = []
+        self._dirty: dict[int, bytearray] = {}
+        self._inflight: list[Future[None]] = []
+        self._sem = threading.BoundedSemaphore(MAX_INFLIGHT)
+        self._lock = threading.RLock()
+        self.size = 0
+        self.pos = 0
+        self.closed = False
+        self.modified = truncate or create
+        self.uploaded_bytes = 0
+        if base is not None and not truncate:
+            self.size = base.size
+            n = len(base.chunks)
+            self._clean = [_Clean(c, i == n - 1, chunk_len(base.size, i, base.chunk_size))
+                           for i, c in enumerate(base.chunks)]
+            if base.chunk_size != CHUNK_SIZE:
+                raise MegaDriveError("cannot edit a file written with another chunk size")
+
+    # -- staging ------------------------------------------------------------------------------
+
+    def _load(self, idx: int) -> bytearray:
+        """Plaintext of chunk idx as it stands in this staged version (dirty, sealed, or zeros)."""
+        if idx in self._dirty:
+            return self._dirty[idx]
+        c = self._clean[idx] if idx < len(self._clean) else None
+        if c is None:
+            buf = bytearray(chunk_len(self.size, idx))
+        else:
+            blob = self._drive._fetch_blob(c.cid.hex())
+            buf = bytearray(format.open_chunk(self._ckey, self.keys.file_id, idx, c.last, c.cid, blob, c.length))
+        self._dirty[idx] = buf
+        return buf
+
+    def write(self, data: bytes) -> int:
+        n = self.pwrite(self.pos, data)
+        self.pos += n
+        return n
+
+    def pwrite(self, offset: int, data: bytes | memoryview) -> int:
+        if self.closed:
+            raise MegaDriveError("writer is closed")
+        mv = memoryview(data)
+        total = len(mv)
+        with self._lock:
+            self.modified = True
+            if offset > self.size:
+                self._grow(offset)
+            pos = offset
+            while mv:
+                idx, off = divmod(pos, CHUNK_SIZE)
+                take = min(len(mv), CHUNK_SIZE - off)
+                if idx >= len(self._clean):
+                    self._clean.extend([None] * (idx + 1 - len(self._clean)))
+                if off == 0 and take == CHUNK_SIZE or (off == 0 and pos + take >= self.size and idx not in self._dirty
+                                                       and self._clean[idx] is None):
+                    buf = bytearray(mv[:take])
+                    self._dirty[idx] = buf
+                else:
+                    buf = self._load(idx)
+                    if len(buf) < off + take:
+                        buf.extend(bytes(off + take - len(buf)))
+                    buf[off:off + take] = mv[:take]
+                self._clean[idx] = None
+                mv = mv[take:]
+                pos += take
+                self.size = max(self.size, pos)
+            self._spill()
+        return total
+
+    def _grow(self, new_size: int) -> None:
+        """Extend with zeros: the old last chunk is padded; whole new chunks stay holes (zeros)."""
+        last = n_chunks(self.size) - 1
+        if last >= 0:
+            buf = self._load(last)
+            if last < len(self._clean):
+                self._clean[last] = None
+            want = chunk_len(new_size, last)
+            if len(buf) < want:
+                buf.extend(bytes(want - len(buf)))
+        self.size = new_size
+        need = n_chunks(new_size)
+        if len(self._clean) < need:
+            self._clean.extend([None] * (need - len(self._clean)))
+
+    def truncate(self, size: int) -> None:
+        with self._lock:
+            self.modified = True
+            if size >= self.size:
+                if size > self.size:
+                    self._grow(size)
+                return
+            need = n_chunks(size)
+            for idx in [i for i in self._dirty if i >= need]:
+                del self._dirty[idx]
+            del self._clean[need:]
+            if need and size % CHUNK_SIZE:
+                buf = self._load(need - 1)
+                del buf[size - (need - 1) * CHUNK_SIZE:]
+                self._clean[need - 1] = None
+            self.size = size
+
+    def _spill(self) -> None:
+        """Seal and upload full chunks that cannot be the last one, keeping memory bounded."""
+        if len(self._dirty) <= MAX_DIRTY:
+            return
+        last = n_chunks(self.size) - 1
+        for idx in sorted(self._dirty):
+            if idx < last and len(self._dirty[idx]) == CHUNK_SIZE:
+                self._seal(idx)
+            if len(self._dirty) <= MAX_DIRTY // 2:
+                break
+
+    def _seal(self, idx: int) -> None:
+        buf = self._dirty.pop(idx)
+        last = idx == n_chunks(self.size) - 1
+        blob = format.seal_chunk(self._ckey, self.keys.file_id, idx, last, bytes(buf))
+        cid = crypto.content_id(blob)
+        self._clean[idx] = _Clean(bytes.fromhex(cid), last, len(buf))
+        self._sem.acquire()
+        try:
+            fut = self._drive._pool.submit(self._upload, cid, blob)
+        except BaseException:
+            self._sem.release()
+            raise
+        self._inflight.append(fut)
+        self._inflight = [f for f in self._inflight if not f.done() or f.exception() is not None]
+
+    def _upload(self, cid: str, blob: bytes) -> None:
+        try:
+            self._drive.api.put_chunk(cid, blob)
+            self.uploaded_bytes += len(blob)
+        finally:
+            self._sem.release()
+
+    def _wait_uploads(self) -> None:
+        err: BaseException | None = None
+        for f in self._inflight:
+            e = f.exception()
+            if e is not None and err is None:
+                err = e
+        self._inflight = []
+        if err is not None:
+            raise err
+
+    def flush_chunks(self) -> None:
+        """Seal every staged chunk so that it is only held encrypted (and sent)."""
+        with self._lock:
+            self._finalize_layout()
+            for idx in sorted(self._dirty):
+                self._seal(idx)
+            self._wait_uploads()
+
+    def _finalize_layout(self) -> None:
+        """Make every chunk match the final layout: right length, last flag only on the last."""
+        need = n_chunks(self.size)
+        del self._clean[need:]
+        if len(self._clean) < need:
+            self._clean.extend([None] * (need - len(self._clean)))
+        for idx in range(need):
+            c = self._clean[idx]
+            want_last, want_len = idx == need - 1, chunk_len(self.size, idx)
+            if idx in self._dirty:
+                buf = self._dirty[idx]
+            elif c is None:
+                buf = self._dirty[idx] = bytearray(want_len)
+            elif c.last != want_last or c.length != want_len:
+                buf = self._load(idx)
+            else:
+                continue
+            if len(buf) < want_len:
+                buf.extend(bytes(want_len - len(buf)))
+            elif len(buf) > want_len:
+                del buf[want_len:]
+
+    # -- commit -------------------------------------------------------------------------------
+
+    def commit(self) -> int:
+        """Upload what is staged and make it the file's next version (compare-and-swap)."""
+        with self._lock:
+            if self.closed:
+                raise MegaDriveError("writer is closed")
+            try:
+                self.flush_chunks()
+                chunks = [c.cid for c in self._clean if c is not None]
+                if len(chunks) != n_chunks(self.size):
+                    raise AssertionError("staged layout incomplete")
+                version = self.base_version + 1
+                manifest = Manifest(self.keys.node_id, self.keys.file_id, version, self.size, chunks,
+                                    crypto.key_commitment(self.keys.content_key, self.keys.file_id))
+                self._drive._commit_file(self, manifest)
+            except BaseException:
+                self.abort()
+                raise
+            self.base_version = version
+            self.create = False
+            self.modified = False
+            return version
+
+    def abort(self) -> None:
+        """Drop everything staged. Chunks already sent become garbage the server collects."""
+        with self._lock:
+            self._dirty.clear()
+            try:
+                self._wait_uploads()
+            except (MegaDriveError, OSError, ServerError):
+                pass
+            self.closed = True
+
+    def close(self) -> None:
+        if not self.closed:
+            self.abort()

@@ -1,0 +1,583 @@
+"""The Drive: the one API every front-end (CLI, WebDAV, FUSE) calls.
+
+"What MegaDrive looks like as a file system", defined once (borg's vfs.py
+idea). Paths are absolute POSIX strings from the drive's root. Lookups,
+listings and stat are answered from the local index (kept current by the
+change feed) and decrypted in memory; content goes through
+:class:`~megadrive.content.FileReader` / :class:`~megadrive.content.FileWriter`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from . import crypto, format
+from .api import Api, RemoteNode
+from .cache import DEFAULT_MAX_BYTES, ChunkCache
+from .content import FileKeys, FileReader, FileWriter
+from .errors import (
+    AlreadyExists,
+    Conflict,
+    IntegrityError,
+    InvalidPath,
+    IsADirectory,
+    NotADirectory,
+    NotEmpty,
+    NotFound,
+)
+from .format import Manifest, NodeMeta
+from .index import Index, IndexRow
+from .state import Session, home, load_session
+
+log = logging.getLogger(__name__)
+
+MAX_NAME_BYTES = 255
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A file or folder as a front-end sees it (decrypted, in memory only)."""
+
+    path: str
+    name: str
+    node_id: str
+    kind: str
+    size: int
+    mtime_ns: int
+    mode: int
+    version: int
+    props: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def is_dir(self) -> bool:
+        return self.kind == "dir"
+
+    @property
+    def mtime(self) -> float:
+        return self.mtime_ns / 1e9
+
+    @property
+    def etag(self) -> str:
+        """Strong validator: changes exactly when the content version changes."""
+        return f"{self.node_id[:16]}-{self.version}"
+
+
+@dataclass(frozen=True)
+class Quota:
+    used: int
+    total: int
+
+    @property
+    def available(self) -> int:
+        return max(0, self.total - self.used)
+
+
+def split_path(path: str) -> list[str]:
+    """'/a/b/' -> ['a', 'b']; refuses '.', '..', empty and over-long names."""
+    if not path.startswith("/"):
+        path = "/" + path
+    parts = [p for p in path.split("/") if p]
+    for p in parts:
+        check_name(p)
+    return parts
+
+
+def check_name(name: str) -> None:
+    if name in (".", "..") or "/" in name or "\0" in name or not name:
+        raise InvalidPath(f"invalid name: {name!r}")
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        raise InvalidPath(f"name too long: {name[:40]!r}...")
+
+
+def join(parent: str, name: str) -> str:
+    return str(PurePosixPath("/", parent.lstrip("/"), name))
+
+
+class Drive:
+    """One logged-in account's drive. Thread-safe."""
+
+    def __init__(self, api: Api, session: Session, index: Index, cache: ChunkCache) -> None:
+        self.api = api
+        self.session = session
+        self.owner = session.user_id
+        self._master = session.master
+        self._hkey = format.name_hash_key(self._master)
+        self.index = index
+        self._cache = cache
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="megadrive-io")
+        self._lock = threading.RLock()
+        self._metas: OrderedDict[str, tuple[bytes, NodeMeta]] = OrderedDict()
+        self._seen: dict[str, tuple[int, int]] = {}
+        self._quota: tuple[float, Quota] | None = None
+        self._bad: dict[str, str] = {}  # node id -> why it failed (memory only: it may hold a name)
+        self.last_refresh = 0.0
+
+    @classmethod
+    def open(cls, base: Path | None = None, *, cache_bytes: int = DEFAULT_MAX_BYTES,
+             refresh: bool = True) -> Drive:
+        """The drive of the session saved under ``base`` (MEGADRIVE_HOME)."""
+        base = base or home()
+        s = load_session(base)
+        d = s.account_dir(base)
+        drive = cls(Api(s.server, s.token), s, Index(d / "index.sqlite3"), ChunkCache(d / "cache", cache_bytes))
+        if refresh:
+            drive.refresh()
+        return drive
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.index.close()
+        self.api.close()
+
+    # -- sync -----------------------------------------------------------------------------------
+
+    def refresh(self) -> int:
+        """Pull the change feed into the index; returns how many node changes arrived."""
+        with self._lock:
+            since = int(self.index.get_state("seq") or 0)
+            count = 0
+            while True:
+                nodes, seq, more = self.api.changes(since)
+                with self.index.transaction():
+                    for n in nodes:
+                        self._ingest(n)
+                    if seq > since:
+                        self.index.set_state("seq", str(seq))
+                count += len(nodes)
+                since = max(since, seq)
+                if not more or not nodes:
+                    break
+            for row in self.index.pending_hash():
+                self._hash_row(row)
+            self.last_refresh = time.monotonic()
+            return count
+
+    def _ingest(self, n: RemoteNode) -> None:
+        if n.gone:
+            self.index.remove(n.node_id)
+            return
+        old = self.index.get(n.node_id)
+        keep = old is not None and old.meta == n.meta and old.parent_id == n.parent_id
+        self.index.upsert(IndexRow(n.node_id, n.parent_id, n.kind, n.version, n.size, n.trashed, n.seq, n.meta,
+                                   old.name_hash if keep and old else None, bool(keep and old and old.bad)))
+
+    def _hash_row(self, row: IndexRow) -> None:
+        try:
+            meta = self._meta(row)
+            h = format.name_hash(self._hkey, row.parent_id or "", meta.name)
+            self.index.set_name_hash(row.node_id, h, False)
+        except IntegrityError as e:
+            log.error("node %s fails integrity checks: %s", row.node_id, e)
+            self._bad[row.node_id] = e.message
+            self.index.set_name_hash(row.node_id, None, True)
+
+    def _apply(self, n: RemoteNode, meta: NodeMeta | None = None) -> None:
+        """Record a node the server returned after our own change."""
+        self._ingest(n)
+        row = self.index.get(n.node_id)
+        if row is None:
+            return
+        if meta is not None:
+            self._metas[n.node_id] = (row.meta, meta)
+            self._note_seen(n.node_id, meta.version, meta.rev)
+            self.index.set_name_hash(n.node_id, format.name_hash(self._hkey, row.parent_id or "", meta.name), False)
+        elif row.name_hash is None:
+            self._hash_row(row)
+
+    # -- keys and metadata ----------------------------------------------------------------------
+
+    def _note_seen(self, node_id: str, version: int, rev: int) -> None:
+        cur = self._seen.get(node_id) or self.index.seen(node_id)
+        if version > cur[0] or rev > cur[1]:
+            self.index.mark_seen(node_id, version, rev)
+            cur = (max(version, cur[0]), max(rev, cur[1]))
+        self._seen[node_id] = cur
+
+    def _meta(self, row: IndexRow) -> NodeMeta:
+        """Decrypt a node's meta under its parent's key; notices swapped blobs and rollbacks."""
+        with self._lock:
+            hit = self._metas.get(row.node_id)
+            if hit is not None and hit[0] == row.meta:
+                self._metas.move_to_end(row.node_id)
+                return hit[1]
+        if row.parent_id is None:
+            if row.node_id != self.session.root_node_id:
+                raise IntegrityError("integrity check failed: unexpected root node")
+            key, pid = self._master, ""
+        else:
+            parent = self.index.get(row.parent_id)
+            if parent is None or parent.kind != "dir":
+                raise IntegrityError(f"integrity check failed: node {row.node_id} has no valid parent")
+            key, pid = self._meta(parent).key, row.parent_id
+        meta = format.open_meta(key, self.owner, pid, row.node_id, row.meta)
+        if meta.kind != row.kind:
+            raise IntegrityError("integrity check failed: node kind does not match its metadata")
+        seen_v, seen_r = self._seen.get(row.node_id) or self.index.seen(row.node_id)
+        if meta.rev < seen_r or meta.version < seen_v:
+            raise IntegrityError(f"integrity check failed: {meta.name!r} was rolled back to an older state")
+        self._note_seen(row.node_id, meta.version, meta.rev)
+        with self._lock:
+            self._metas[row.node_id] = (row.meta, meta)
+            if len(self._metas) > 200_000:
+                self._metas.popitem(last=False)
+        return meta
+
+    def _root(self) -> IndexRow:
+        row = self.index.get(self.session.root_node_id)
+        if row is None:
+            self.refresh()
+            row = self.index.get(self.session.root_node_id)
+            if row is None:
+                raise IntegrityError("integrity check failed: the server does not show this account's root folder")
+        return row
+
+    def _resolve(self, path: str) -> tuple[IndexRow, str]:
+        row = self._root()
+        cur = "/"
+        for name in split_path(path):
+            if row.kind != "dir":
+                raise NotADirectory(f"not a folder: {cur}")
+            child = self.index.lookup(row.node_id, format.name_hash(self._hkey, row.node_id, name))
+            cur = join(cur, name)
+            if child is None:
+                if self.index.has_bad_children(row.node_id):
+                    why = self._why_bad(row.node_id)
+                    raise IntegrityError(f"integrity check failed: folder {str(PurePosixPath(cur).parent)!r} "
+                                         f"holds entries that fail authentication{why}")
+                raise NotFound(f"no such file or folder: {cur}")
+            row = child
+        return row, cur
+
+    def _why_bad(self, parent_id: str) -> str:
+        reasons = sorted({self._bad[c.node_id].removeprefix("integrity check failed: ")
+                          for c in self.index.children(parent_id) if c.bad and c.node_id in self._bad})
+        return f" ({'; '.join(reasons)})" if reasons else ""
+
+    def _entry(self, row: IndexRow, path: str) -> Entry:
+        m = self._meta(row)
+        return Entry(path=path, name=m.name, node_id=row.node_id, kind=row.kind, size=m.size,
+                     mtime_ns=m.mtime_ns, mode=m.mode, version=m.version, props=dict(m.props))
+
+    # -- reading the tree -----------------------------------------------------------------------
+
+    def stat(self, path: str) -> Entry:
+        row, p = self._resolve(path)
+        return self._entry(row, p)
+
+    def exists(self, path: str) -> bool:
+        try:
+            self._resolve(path)
+            return True
+        except NotFound:
+            return False
+
+    def listdir(self, path: str) -> list[Entry]:
+        row, p = self._resolve(path)
+        if row.kind != "dir":
+            raise NotADirectory(f"not a folder: {p}")
+        out = []
+        bad = 0
+        for child in self.index.children(row.node_id):
+            if child.bad:
+                bad += 1
+                continue
+            m = self._meta(child)
+            out.append(Entry(path=join(p, m.name), name=m.name, node_id=child.node_id, kind=child.kind,
+                             size=m.size, mtime_ns=m.mtime_ns, mode=m.mode, version=m.version, props=dict(m.props)))
+        if bad:
+            raise IntegrityError(f"integrity check failed: {bad} entr{'y' if bad == 1 else 'ies'} in {p!r} "
+                                 f"fail authentication (tampered by the server?){self._why_bad(row.node_id)}")
+        out.sort(key=lambda e: e.name)
+        return out
+
+    def pending_uploads(self) -> int:
+        """Encrypted chunks staged locally but not yet confirmed by the server."""
+        return self.index.pending_uploads()
+
+    def quota(self, max_age: float = 5.0) -> Quota:
+        now = time.monotonic()
+        if self._quota is None or now - self._quota[0] > max_age:
+            a = self.api.account()
+            self._quota = (now, Quota(int(a["used"]), int(a["quota"])))
+        return self._quota[1]
+
+    # -- changing the tree ----------------------------------------------------------------------
+
+    def _parent_for_new(self, path: str) -> tuple[IndexRow, NodeMeta, str]:
+        parts = split_path(path)
+        if not parts:
+            raise AlreadyExists("the root folder already exists")
+        parent, _ = self._resolve("/" + "/".join(parts[:-1]))
+        if parent.kind != "dir":
+            raise NotADirectory(f"not a folder: /{'/'.join(parts[:-1])}")
+        return parent, self._meta(parent), parts[-1]
+
+    def mkdir(self, path: str, *, exist_ok: bool = False, mtime_ns: int | None = None) -> Entry:
+        parent, pmeta, name = self._parent_for_new(path)
+        existing = self.index.lookup(parent.node_id, format.name_hash(self._hkey, parent.node_id, name))
+        if existing is not None:
+            if exist_ok and existing.kind == "dir":
+                return self._entry(existing, join(self._path_of(parent), name))
+            raise AlreadyExists(f"already exists: {path}")
+        node_id = crypto.random_id().hex()
+        meta = NodeMeta(name=name, kind="dir", key=crypto.random_key(), mtime_ns=mtime_ns or time.time_ns(),
+                        mode=0o755)
+        n = self.api.create_node(node_id, parent.node_id, "dir",
+                                 format.seal_meta(pmeta.key, self.owner, parent.node_id, node_id, meta))
+        self._apply(n, meta)
+        return self.stat(path)
+
+    def makedirs(self, path: str) -> Entry:
+        cur = "/"
+        for name in split_path(path):
+            cur = join(cur, name)
+            self.mkdir(cur, exist_ok=True)
+        return self.stat(cur)
+
+    def _path_of(self, row: IndexRow) -> str:
+        names = []
+        while row.parent_id is not None:
+            names.append(self._meta(row).name)
+            parent = self.index.get(row.parent_id)
+            if parent is None:
+                raise NotFound("node is no longer in the tree")
+            row = parent
+        return "/" + "/".join(reversed(names))
+
+    def _rewrite_meta(self, row: IndexRow, meta: NodeMeta, parent: IndexRow | None = None,
+                      replace: str | None = None) -> None:
+        """Re-seal a node's meta (new name/attributes and/or new parent) with rev+1."""
+        target = parent or (self.index.get(row.parent_id) if row.parent_id else None)
+        meta.rev += 1
+        if target is None:
+            key, pid = self._master, ""
+        else:
+            key, pid = self._meta(target).key, target.node_id
+        blob = format.seal_meta(key, self.owner, pid, row.node_id, meta)
+        n = self.api.update_node(row.node_id, blob, parent_id=parent.node_id if parent else None, replace=replace)
+        self._apply(n, meta)
+
+    def rename(self, src: str, dst: str, *, overwrite: bool = False) -> Entry:
+        """Move and/or rename; metadata only, nothing is re-uploaded.
+
+        With ``overwrite`` an existing destination (a file or an empty folder)
+        is replaced in the same server transaction, so it is never lost half-way.
+        """
+        row, src_path = self._resolve(src)
+        if row.parent_id is None:
+            raise Conflict("cannot move the root folder")
+        new_parent, _pmeta, name = self._parent_for_new(dst)
+        dst_path = join(self._path_of(new_parent), name)
+        if dst_path == src_path:
+            return self._entry(row, src_path)
+        if (dst_path + "/").startswith(src_path + "/"):
+            raise Conflict("cannot move a folder into itself")
+        existing = self.index.lookup(new_parent.node_id, format.name_hash(self._hkey, new_parent.node_id, name))
+        replace = None
+        if existing is not None and existing.node_id != row.node_id:
+            if not overwrite:
+                raise AlreadyExists(f"already exists: {dst_path}")
+            if existing.kind == "dir" and row.kind != "dir":
+                raise IsADirectory(f"is a folder: {dst_path}")
+            if existing.kind != "dir" and row.kind == "dir":
+                raise NotADirectory(f"not a folder: {dst_path}")
+            if existing.kind == "dir" and self.index.children(existing.node_id):
+                raise NotEmpty(f"folder not empty: {dst_path}")
+            replace = existing.node_id
+        meta = self._meta(row)
+        new = NodeMeta(**{**meta.__dict__, "name": name, "props": dict(meta.props)})
+        self._rewrite_meta(row, new, parent=new_parent if new_parent.node_id != row.parent_id else None,
+                           replace=replace)
+        if replace:
+            self._apply(self.api.get_node(replace))
+        return self.stat(dst_path)
+
+    def delete(self, path: str) -> None:
+        """Move a file or folder (with its contents) to the trash."""
+        row, p = self._resolve(path)
+        if row.parent_id is None:
+            raise Conflict("cannot delete the root folder")
+        self.api.trash_node(row.node_id)
+        self._apply(self.api.get_node(row.node_id))
+
+    def remove(self, path: str) -> None:
+        """Delete a file (not a folder)."""
+        row, p = self._resolve(path)
+        if row.kind == "dir":
+            raise IsADirectory(f"is a folder: {p}")
+        self.delete(p)
+
+    def rmdir(self, path: str) -> None:
+        row, p = self._resolve(path)
+        if row.kind != "dir":
+            raise NotADirectory(f"not a folder: {p}")
+        if self.index.children(row.node_id):
+            raise NotEmpty(f"folder not empty: {p}")
+        self.delete(p)
+
+    def set_attrs(self, path: str, *, mtime_ns: int | None = None, mode: int | None = None,
+                  props: dict[str, str | None] | None = None) -> Entry:
+        """Change mtime, mode and/or dead properties (encrypted in the node's meta)."""
+        row, p = self._resolve(path)
+        meta = self._meta(row)
+        new = NodeMeta(**{**meta.__dict__, "props": dict(meta.props)})
+        if mtime_ns is not None:
+            new.mtime_ns = mtime_ns
+        if mode is not None:
+            new.mode = mode & 0o7777
+        for k, v in (props or {}).items():
+            if v is None:
+                new.props.pop(k, None)
+            else:
+                new.props[k] = v
+        self._rewrite_meta(row, new)
+        return self.stat(p)
+
+    # -- content --------------------------------------------------------------------------------
+
+    def _file_keys(self, row: IndexRow, meta: NodeMeta) -> FileKeys:
+        return FileKeys(self.owner, row.node_id, meta.file_id, meta.key)
+
+    def _manifest(self, row: IndexRow, meta: NodeMeta) -> Manifest | None:
+        if meta.version == 0:
+            return None
+        version, blob = self.api.get_manifest(row.node_id, meta.version)
+        if version != meta.version:
+            raise IntegrityError("integrity check failed: server returned another version's manifest")
+        m = format.open_manifest(meta.key, self.owner, row.node_id, meta.version, meta.file_id, blob)
+        if m.size != meta.size:
+            raise IntegrityError("integrity check failed: file size does not match its manifest")
+        return m
+
+    def _fetch_blob(self, chunk_id: str, use_cache: bool = True) -> bytes:
+        if use_cache:
+            blob = self._cache.get(chunk_id)
+            if blob is not None:
+                return blob
+        try:
+            blob = self.api.get_chunk(chunk_id)
+        except NotFound:
+            raise IntegrityError(f"integrity check failed: chunk {chunk_id[:12]}… is missing on the server") from None
+        self._cache.put(chunk_id, blob)
+        return blob
+
+    def open_read(self, path: str) -> FileReader:
+        """A verified random-access reader of the file's current version."""
+        row, p = self._resolve(path)
+        if row.kind == "dir":
+            raise IsADirectory(f"is a folder: {p}")
+        meta = self._meta(row)
+        return FileReader(self, self._file_keys(row, meta), self._manifest(row, meta))
+
+    def read_file(self, path: str) -> bytes:
+        r = self.open_read(path)
+        try:
+            return r.read()
+        finally:
+            r.close()
+
+    def open_write(self, path: str, *, truncate: bool = True, create: bool = True, exclusive: bool = False,
+                   mtime_ns: int | None = None) -> FileWriter:
+        """Stage a new version of ``path`` (created at commit if it does not exist)."""
+        parent, pmeta, name = self._parent_for_new(path)
+        existing = self.index.lookup(parent.node_id, format.name_hash(self._hkey, parent.node_id, name))
+        if existing is not None:
+            if exclusive:
+                raise AlreadyExists(f"already exists: {path}")
+            if existing.kind == "dir":
+                raise IsADirectory(f"is a folder: {path}")
+            meta = self._meta(existing)
+            base = self._manifest(existing, meta)
+            return FileWriter(self, self._file_keys(existing, meta), base, truncate=truncate,
+                              parent_id=parent.node_id, name=name, create=False, mtime_ns=mtime_ns)
+        if not create:
+            raise NotFound(f"no such file: {path}")
+        keys = FileKeys(self.owner, crypto.random_id().hex(), crypto.random_id(), crypto.random_key())
+        return FileWriter(self, keys, None, truncate=True, parent_id=parent.node_id, name=name, create=True,
+                          mtime_ns=mtime_ns)
+
+    def _commit_file(self, w: FileWriter, manifest: Manifest) -> None:
+        """Called by FileWriter.commit: create the node if new, then CAS the new version."""
+        node_id = w.keys.node_id
+        mtime = w.mtime_ns or time.time_ns()
+        if w.create:
+            parent = self.index.get(w.parent_id)
+            if parent is None:
+                raise NotFound("the folder was removed while the file was being written")
+            pmeta = self._meta(parent)
+            if self.index.lookup(parent.node_id, format.name_hash(self._hkey, parent.node_id, w.name)):
+                raise AlreadyExists(f"a file named {w.name!r} appeared while this one was being written")
+            meta = NodeMeta(name=w.name, kind="file", key=w.keys.content_key, file_id=w.keys.file_id,
+                            mtime_ns=mtime, mode=0o644)
+            n = self.api.create_node(node_id, parent.node_id, "file",
+                                     format.seal_meta(pmeta.key, self.owner, parent.node_id, node_id, meta))
+            self._apply(n, meta)
+        row = self.index.get(node_id)
+        if row is None:
+            raise NotFound("the file was removed while it was being written")
+        cur = self._meta(row)
+        parent = self.index.get(row.parent_id) if row.parent_id else None
+        if parent is None:
+            raise NotFound("the file's folder is gone")
+        pmeta = self._meta(parent)
+        new = NodeMeta(**{**cur.__dict__, "props": dict(cur.props)})
+        new.size, new.version, new.mtime_ns, new.rev = manifest.size, manifest.version, mtime, cur.rev + 1
+        blob = format.seal_meta(pmeta.key, self.owner, parent.node_id, node_id, new)
+        n = self.api.commit_version(node_id, manifest.version - 1,
+                                    format.seal_manifest(w.keys.content_key, self.owner, manifest),
+                                    [c.hex() for c in manifest.chunks], meta=blob)
+        self._apply(n, new)
+        self._quota = None
+
+    def write_file(self, path: str, data: bytes, *, mtime_ns: int | None = None) -> Entry:
+        w = self.open_write(path, mtime_ns=mtime_ns)
+        w.write(data)
+        w.commit()
+        return self.stat(path)
+
+    def truncate(self, path: str, size: int) -> Entry:
+        w = self.open_write(path, truncate=False, create=False)
+        w.truncate(size)
+        w.commit()
+        return self.stat(path)
+
+    def copy(self, src: str, dst: str, *, overwrite: bool = False) -> Entry:
+        """Copy a file without re-uploading: the copy shares content key, file id and chunks."""
+        row, p = self._resolve(src)
+        if row.kind == "dir":
+            self.mkdir(dst, exist_ok=overwrite)
+            for child in self.listdir(p):
+                self.copy(child.path, join(dst, child.name), overwrite=overwrite)
+            return self.stat(dst)
+        meta = self._meta(row)
+        base = self._manifest(row, meta)
+        parent, pmeta, name = self._parent_for_new(dst)
+        existing = self.index.lookup(parent.node_id, format.name_hash(self._hkey, parent.node_id, name))
+        if existing is not None and not overwrite:
+            raise AlreadyExists(f"already exists: {dst}")
+        if existing is not None and existing.kind == "dir":
+            raise IsADirectory(f"is a folder: {dst}")
+        node_id = crypto.random_id().hex()
+        tmp_name = f".megadrive-copy-{node_id}"
+        new = NodeMeta(**{**meta.__dict__, "name": tmp_name if existing else name, "version": 0, "size": 0,
+                          "rev": 0, "props": dict(meta.props)})
+        n = self.api.create_node(node_id, parent.node_id, "file",
+                                 format.seal_meta(pmeta.key, self.owner, parent.node_id, node_id, new))
+        self._apply(n, new)
+        if base is not None:
+            m = Manifest(node_id, meta.file_id, 1, base.size, list(base.chunks), base.commitment)
+            final = NodeMeta(**{**new.__dict__, "version": 1, "size": base.size, "rev": new.rev + 1,
+                                "props": dict(new.props)})
+            n = self.api.commit_version(node_id, 0, format.seal_manifest(meta.key, self.owner, m),
+                                        m.chunk_ids(), meta=format.seal_meta(pmeta.key, self.owner,
+                                                                             parent.node_id, node_id, final))
+            self._apply(n, final)
+        if existing is not None:
+            self.rename(join(self._path_of(parent), tmp_name), dst, overwrite=True)
+        return self.stat(dst)

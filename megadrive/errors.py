@@ -1,0 +1,122 @@
+"""Typed errors for the client side.
+
+Every error a user can see derives from :class:`MegaDriveError`; its docstring
+is the default message and ``exit_code`` is what the CLI exits with. Each
+front-end maps these types to its own vocabulary (HTTP status, errno, exit
+code) in exactly one place.
+"""
+
+from __future__ import annotations
+
+
+class MegaDriveError(Exception):
+    """Something went wrong."""
+
+    exit_code = 1
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "error").strip())
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class IntegrityError(MegaDriveError):
+    """Integrity check failed: data was tampered with, corrupted, or rolled back."""
+
+    exit_code = 3
+
+
+class NotFound(MegaDriveError):
+    """No such file or folder."""
+
+    exit_code = 4
+
+
+class AlreadyExists(MegaDriveError):
+    """A file or folder with that name already exists."""
+
+    exit_code = 5
+
+
+class NotADirectory(MegaDriveError):
+    """Not a folder."""
+
+    exit_code = 6
+
+
+class IsADirectory(MegaDriveError):
+    """Is a folder."""
+
+    exit_code = 6
+
+
+class NotEmpty(MegaDriveError):
+    """Folder is not empty."""
+
+    exit_code = 7
+
+
+class InvalidPath(MegaDriveError):
+    """Invalid path or name."""
+
+    exit_code = 2
+
+
+class Conflict(MegaDriveError):
+    """The operation conflicts with the state of the drive."""
+
+    exit_code = 8
+
+
+class StaleVersion(Conflict):
+    """The file was changed elsewhere; this version was not committed."""
+
+
+class QuotaExceeded(MegaDriveError):
+    """Storage quota exceeded."""
+
+    exit_code = 9
+
+
+class AuthError(MegaDriveError):
+    """Authentication failed."""
+
+    exit_code = 10
+
+
+class NotLoggedIn(AuthError):
+    """Not logged in: run `megadrive login` (or `megadrive signup`) first."""
+
+
+class RateLimited(AuthError):
+    """Too many attempts; try again later."""
+
+
+class PermissionDenied(MegaDriveError):
+    """Permission denied."""
+
+    exit_code = 11
+
+
+class ServerError(MegaDriveError):
+    """The server failed to process the request."""
+
+    exit_code = 12
+
+
+class NetworkError(MegaDriveError):
+    """Cannot reach the server."""
+
+    exit_code = 13
+
+
+class WeakKdf(IntegrityError):
+    """The key-derivation parameters offered are weaker than this client accepts."""
+
+
+class ConfigError(MegaDriveError):
+    """Invalid configuration."""
+
+    exit_code = 2

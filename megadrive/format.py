@@ -1,0 +1,210 @@
+"""The MegaDrive record formats: account keys, node metadata, manifests, chunks.
+
+Byte layouts are in docs/FORMAT.md; this module is their single
+implementation. It builds plaintext records, binds each to its context in
+the associated data, and seals them with :mod:`megadrive.crypto`.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+
+from . import crypto
+from .crypto import aad
+from .errors import IntegrityError
+
+CHUNK_SIZE = 1 << 20
+META_PAD_BLOCK = 128
+MANIFEST_MAGIC = b"MDMF"
+_MANIFEST_HEAD = struct.Struct(">4s16s16sQQII32s")
+
+
+# -- account ------------------------------------------------------------------------------------
+
+
+def wrap_master(kek: bytes, master: bytes, user_id: str) -> bytes:
+    return crypto.seal(kek, master, aad("master-key", user_id))
+
+
+def unwrap_master(kek: bytes, blob: bytes, user_id: str) -> bytes:
+    master = crypto.open_sealed(kek, blob, aad("master-key", user_id), "master key (or wrong password)")
+    if len(master) != crypto.KEY_BYTES:
+        raise IntegrityError("integrity check failed: malformed master key")
+    return master
+
+
+def wrap_identity(master: bytes, ident: crypto.Identity, user_id: str) -> bytes:
+    return crypto.seal(crypto.derive_key(master, "identity"), ident.private_bytes(), aad("identity", user_id))
+
+
+def unwrap_identity(master: bytes, blob: bytes, user_id: str) -> crypto.Identity:
+    raw = crypto.open_sealed(crypto.derive_key(master, "identity"), blob, aad("identity", user_id), "identity keys")
+    return crypto.Identity.from_private_bytes(raw)
+
+
+def name_hash_key(master: bytes) -> bytes:
+    return crypto.derive_key(master, "name-hash")
+
+
+def name_hash(key: bytes, parent_id: str, name: str) -> str:
+    """Keyed hash of (parent, name) so the local index finds a path with one indexed query."""
+    return crypto.keyed_hash(key, aad("name", parent_id, name)).hex()
+
+
+# -- node metadata ------------------------------------------------------------------------------
+
+
+@dataclass
+class NodeMeta:
+    """What a node's encrypted ``meta`` blob holds. ``key`` is the folder key or file content key."""
+
+    name: str
+    kind: str  # "dir" | "file"
+    key: bytes
+    file_id: bytes = b""
+    size: int = 0
+    mtime_ns: int = 0
+    mode: int = 0
+    version: int = 0  # content version this meta was written with (files)
+    rev: int = 0  # bumped on every rewrite: lets the index notice a replayed older blob
+    props: dict[str, str] = field(default_factory=dict)  # WebDAV dead properties
+
+    def to_json(self) -> dict[str, object]:
+        return {"n": self.name, "k": self.kind, "key": self.key.hex(), "fid": self.file_id.hex(),
+                "s": self.size, "m": self.mtime_ns, "mode": self.mode, "v": self.version,
+                "r": self.rev, "p": self.props}
+
+    @classmethod
+    def from_json(cls, d: dict[str, object]) -> NodeMeta:
+        try:
+            m = cls(name=str(d["n"]), kind=str(d["k"]), key=bytes.fromhex(str(d["key"])),
+                    file_id=bytes.fromhex(str(d["fid"])), size=int(d["s"]),  # type: ignore[call-overload]
+                    mtime_ns=int(d["m"]), mode=int(d["mode"]), version=int(d["v"]),  # type: ignore[call-overload]
+                    rev=int(d["r"]), props=dict(d.get("p") or {}))  # type: ignore[call-overload, arg-type]
+        except (KeyError, TypeError, ValueError) as e:
+            raise IntegrityError("integrity check failed: malformed node metadata") from e
+        if m.kind not in ("dir", "file") or len(m.key) != crypto.KEY_BYTES or m.size < 0:
+            raise IntegrityError("integrity check failed: malformed node metadata")
+        return m
+
+
+def pad(payload: bytes, block: int = META_PAD_BLOCK) -> bytes:
+    """4-byte length, payload, zeros up to a multiple of ``block``: hides exact name lengths."""
+    body = struct.pack(">I", len(payload)) + payload
+    return body + b"\0" * (-len(body) % block)
+
+
+def unpad(padded: bytes) -> bytes:
+    if len(padded) < 4:
+        raise IntegrityError("integrity check failed: malformed padding")
+    (n,) = struct.unpack(">I", padded[:4])
+    if 4 + n > len(padded) or any(padded[4 + n:]):
+        raise IntegrityError("integrity check failed: malformed padding")
+    return padded[4:4 + n]
+
+
+def meta_key(parent_key: bytes) -> bytes:
+    """Key that wraps the children's meta under a folder key (or the root's under the master key)."""
+    return crypto.derive_key(parent_key, "node-meta")
+
+
+def seal_meta(parent_key: bytes, owner: str, parent_id: str, node_id: str, meta: NodeMeta) -> bytes:
+    raw = json.dumps(meta.to_json(), separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+    return crypto.seal(meta_key(parent_key), pad(raw), aad("node-meta", owner, parent_id, node_id))
+
+
+def open_meta(parent_key: bytes, owner: str, parent_id: str, node_id: str, blob: bytes) -> NodeMeta:
+    raw = unpad(crypto.open_sealed(meta_key(parent_key), blob, aad("node-meta", owner, parent_id, node_id),
+                                   "file name and attributes"))
+    try:
+        d = json.loads(raw)
+    except ValueError as e:
+        raise IntegrityError("integrity check failed: malformed node metadata") from e
+    if not isinstance(d, dict):
+        raise IntegrityError("integrity check failed: malformed node metadata")
+    return NodeMeta.from_json(d)
+
+
+# -- manifests ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Manifest:
+    """One file version: which chunks, in which order, make which plaintext size."""
+
+    node_id: str
+    file_id: bytes
+    version: int
+    size: int
+    chunks: list[bytes]  # SHA-256 of each chunk's ciphertext, in order
+    commitment: bytes
+    chunk_size: int = CHUNK_SIZE
+
+    def chunk_ids(self) -> list[str]:
+        return [c.hex() for c in self.chunks]
+
+    def encode(self) -> bytes:
+        head = _MANIFEST_HEAD.pack(MANIFEST_MAGIC, bytes.fromhex(self.node_id), self.file_id, self.version,
+                                   self.size, self.chunk_size, len(self.chunks), self.commitment)
+        return head + b"".join(self.chunks)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Manifest:
+        if len(raw) < _MANIFEST_HEAD.size:
+            raise IntegrityError("integrity check failed: malformed manifest")
+        magic, node, fid, version, size, csize, n, commit = _MANIFEST_HEAD.unpack_from(raw)
+        body = raw[_MANIFEST_HEAD.size:]
+        if magic != MANIFEST_MAGIC or len(body) != 32 * n or csize <= 0:
+            raise IntegrityError("integrity check failed: malformed manifest")
+        return cls(node.hex(), fid, version, size, [body[i:i + 32] for i in range(0, len(body), 32)],
+                   commit, csize)
+
+    def check_shape(self) -> None:
+        """The chunk count must be exactly what the size needs: no chunk dropped or added."""
+        expected = -(-self.size // self.chunk_size)
+        if len(self.chunks) != expected:
+            raise IntegrityError("integrity check failed: manifest chunk count does not match size")
+
+
+def manifest_key(content_key: bytes) -> bytes:
+    return crypto.derive_key(content_key, "manifest")
+
+
+def chunk_key(content_key: bytes) -> bytes:
+    return crypto.derive_key(content_key, "chunk")
+
+
+def seal_manifest(content_key: bytes, owner: str, m: Manifest) -> bytes:
+    return crypto.seal(manifest_key(content_key), m.encode(), aad("manifest", owner, m.node_id, m.version))
+
+
+def open_manifest(content_key: bytes, owner: str, node_id: str, version: int, file_id: bytes,
+                  blob: bytes) -> Manifest:
+    """Open and check a manifest against everything the caller already knows."""
+    raw = crypto.open_sealed(manifest_key(content_key), blob, aad("manifest", owner, node_id, version), "manifest")
+    m = Manifest.decode(raw)
+    if (m.node_id != node_id or m.version != version or m.file_id != file_id
+            or not crypto.ct_equal(m.commitment, crypto.key_commitment(content_key, file_id))):
+        raise IntegrityError("integrity check failed: manifest does not belong to this file version")
+    m.check_shape()
+    return m
+
+
+# -- chunks -------------------------------------------------------------------------------------
+
+
+def seal_chunk(ckey: bytes, file_id: bytes, index: int, last: bool, plaintext: bytes) -> bytes:
+    """``ckey`` is :func:`chunk_key` of the content key (derived once per file, not per chunk)."""
+    return crypto.seal(ckey, plaintext, aad("chunk", file_id, index, last))
+
+
+def open_chunk(ckey: bytes, file_id: bytes, index: int, last: bool, expected_id: bytes, blob: bytes,
+               expected_len: int) -> bytes:
+    if not crypto.ct_equal(bytes.fromhex(crypto.content_id(blob)), expected_id):
+        raise IntegrityError(f"integrity check failed: chunk {index} is not the one the manifest names")
+    pt = crypto.open_sealed(ckey, blob, aad("chunk", file_id, index, last), f"chunk {index}")
+    if len(pt) != expected_len:
+        raise IntegrityError(f"integrity check failed: chunk {index} has the wrong length")
+    return pt

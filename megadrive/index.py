@@ -1,0 +1,168 @@
+"""The local index: the server's node tree, kept current through the change feed.
+
+It stores exactly what the server holds (ids, parent, kind, version, and the
+encrypted meta blob) plus a keyed hash of each name, so that resolving a path
+is one indexed query per component and listing a folder needs no round trip.
+No plaintext name or attribute is ever written here; with no key in memory
+the file reveals no more than the server's database.
+
+It also remembers, per node, the highest content version and meta revision
+this client has seen, which is how a rollback by the server is noticed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlite_utils
+
+
+@dataclass
+class IndexRow:
+    node_id: str
+    parent_id: str | None
+    kind: str
+    version: int
+    size: int
+    trashed: bool
+    seq: int
+    meta: bytes
+    name_hash: str | None
+    bad: bool
+
+
+_COLS = "node_id, parent_id, kind, version, size, trashed, seq, meta, name_hash, bad"
+
+
+def _row(t: tuple) -> IndexRow:  # type: ignore[type-arg]
+    return IndexRow(t[0], t[1], t[2], t[3], t[4], bool(t[5]), t[6], t[7], t[8], bool(t[9]))
+
+
+class Index:
+    """SQLite (WAL) file per account; one connection guarded by a lock, safe across threads."""
+
+    def __init__(self, path: Path | str) -> None:
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._lock = threading.RLock()
+        self.db = sqlite_utils.Database(self._conn)
+        if str(path) != ":memory:":
+            self.db.enable_wal()
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._create()
+
+    def _create(self) -> None:
+        db = self.db
+        if "nodes" not in db.table_names():
+            db.table("nodes").create({"node_id": str, "parent_id": str, "kind": str, "version": int, "size": int,
+                                "trashed": int, "seq": int, "meta": bytes, "name_hash": str, "bad": int},
+                               pk="node_id")
+            db.table("nodes").create_index(["parent_id", "name_hash"])
+        if "seen" not in db.table_names():
+            db.table("seen").create({"node_id": str, "version": int, "rev": int}, pk="node_id")
+        if "state" not in db.table_names():
+            db.table("state").create({"key": str, "value": str}, pk="key")
+        if "journal" not in db.table_names():
+            # Staged, already-encrypted chunks not yet confirmed by the server (the FUSE mount's journal).
+            db.table("journal").create({"chunk_id": str, "node_id": str, "blob": bytes}, pk="chunk_id")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    # -- state --------------------------------------------------------------------------------
+
+    def get_state(self, key: str, default: str | None = None) -> str | None:
+        with self._lock:
+            r = self._conn.execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
+        return r[0] if r else default
+
+    def set_state(self, key: str, value: str) -> None:
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO state(key, value) VALUES (?, ?)", (key, value))
+
+    # -- nodes --------------------------------------------------------------------------------
+
+    def upsert(self, row: IndexRow) -> bool:
+        """Store a node's state unless the index already has a newer one (higher seq)."""
+        with self._lock:
+            cur = self._conn.execute("SELECT seq FROM nodes WHERE node_id=?", (row.node_id,)).fetchone()
+            if cur is not None and cur[0] > row.seq:
+                return False
+            self._conn.execute(
+                f"INSERT OR REPLACE INTO nodes({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (row.node_id, row.parent_id, row.kind, row.version, row.size, int(row.trashed), row.seq,
+                 row.meta, row.name_hash, int(row.bad)))
+            return True
+
+    def set_name_hash(self, node_id: str, name_hash: str | None, bad: bool) -> None:
+        with self._lock:
+            self._conn.execute("UPDATE nodes SET name_hash=?, bad=? WHERE node_id=?",
+                               (name_hash, int(bad), node_id))
+
+    def remove(self, node_id: str) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM nodes WHERE node_id=?", (node_id,))
+
+    def get(self, node_id: str) -> IndexRow | None:
+        with self._lock:
+            r = self._conn.execute(f"SELECT {_COLS} FROM nodes WHERE node_id=?", (node_id,)).fetchone()
+        return _row(r) if r else None
+
+    def lookup(self, parent_id: str, name_hash: str) -> IndexRow | None:
+        with self._lock:
+            r = self._conn.execute(
+                f"SELECT {_COLS} FROM nodes WHERE parent_id=? AND name_hash=? AND trashed=0 "
+                "ORDER BY seq DESC LIMIT 1", (parent_id, name_hash)).fetchone()
+        return _row(r) if r else None
+
+    def children(self, parent_id: str) -> list[IndexRow]:
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_COLS} FROM nodes WHERE parent_id=? AND trashed=0", (parent_id,)).fetchall()
+        return [_row(r) for r in rows]
+
+    def has_bad_children(self, parent_id: str) -> bool:
+        with self._lock:
+            r = self._conn.execute("SELECT 1 FROM nodes WHERE parent_id=? AND trashed=0 AND bad=1 LIMIT 1",
+                                   (parent_id,)).fetchone()
+        return r is not None
+
+    def pending_hash(self) -> list[IndexRow]:
+        """Rows whose name hash is not computed yet (fresh from the change feed)."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_COLS} FROM nodes WHERE name_hash IS NULL AND bad=0").fetchall()
+        return [_row(r) for r in rows]
+
+    def pending_uploads(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT count(*) FROM journal").fetchone()[0])
+
+    # -- rollback memory ----------------------------------------------------------------------
+
+    def seen(self, node_id: str) -> tuple[int, int]:
+        with self._lock:
+            r = self._conn.execute("SELECT version, rev FROM seen WHERE node_id=?", (node_id,)).fetchone()
+        return (r[0], r[1]) if r else (0, 0)
+
+    def mark_seen(self, node_id: str, version: int, rev: int) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO seen(node_id, version, rev) VALUES (?,?,?) ON CONFLICT(node_id) DO UPDATE SET "
+                "version=max(version, excluded.version), rev=max(rev, excluded.rev)", (node_id, version, rev))

@@ -1,0 +1,141 @@
+"""Front-end commands (webdav, up) added to the core CLI; the console script's entry point.
+
+They live here so the core package never imports the front-ends: this module
+imports ``megadrive.cli`` and adds to it, not the other way round.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+
+import click
+
+from megadrive import account
+from megadrive.api import Api
+from megadrive.cli import cli, parse_listen, parse_size, read_password, run
+from megadrive.drive import Drive
+from megadrive.errors import AuthError, ConfigError, MegaDriveError
+from megadrive.state import get_pin, home, load_session, save_session, write_private
+
+from . import gateway
+
+
+def _wait_for_signal() -> None:
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+
+
+def _parse_auth(auth: str | None) -> tuple[str, str] | None:
+    if not auth:
+        return None
+    user, sep, pw = auth.partition(":")
+    if not sep or not user or not pw:
+        raise ConfigError("--auth takes USER:PASSWORD")
+    return user, pw
+
+
+def _howto(url: str) -> str:
+    return (f"MegaDrive is served at {url}\n"
+            f"  browser:       open {url}\n"
+            f"  GNOME/KDE:     dav://{url.split('://', 1)[1]}  (Files > Other Locations > Connect to Server)\n"
+            f"  macOS Finder:  Go > Connect to Server > {url}\n"
+            f"  Windows:       net use Z: {url}\n"
+            f"  rclone:        rclone config create md webdav url={url} vendor=other\n"
+            "Press Ctrl-C to stop.")
+
+
+@cli.command()
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT for the gateway.")
+@click.option("--auth", default=None, help="USER:PASSWORD required of WebDAV clients (needed off loopback).")
+def webdav(listen: str, auth: str | None) -> None:
+    """Serve the logged-in drive, decrypted, over WebDAV."""
+
+    def body() -> None:
+        host, port = parse_listen(listen, 8080)
+        drive = Drive.open(home())
+        gw = gateway.start(drive, host, port, auth=_parse_auth(auth))
+        try:
+            click.echo(_howto(gw.url))
+            _wait_for_signal()
+        finally:
+            gw.stop()
+            drive.close()
+
+    run(body)
+
+
+@cli.command()
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Server storage folder (default: MEGADRIVE_HOME/server).")
+@click.option("--server-listen", default="127.0.0.1:8420", show_default=True, help="HOST:PORT of the local server.")
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT of the WebDAV gateway.")
+@click.option("--user", default="local", show_default=True, help="Account name on the local server.")
+@click.option("--quota", default="50G", show_default=True)
+@click.option("--auth", default=None, help="USER:PASSWORD required of WebDAV clients (needed off loopback).")
+@click.option("--password-file", default=None, type=click.Path(dir_okay=False))
+def up(data: Path | None, server_listen: str, listen: str, user: str, quota: str, auth: str | None,
+       password_file: str | None) -> None:
+    """Run a local server and the WebDAV gateway in one process (creates the account on first run)."""
+
+    def body() -> None:
+        from megadrive.server.serve import start as start_server
+
+        from megadrive.server.config import ServerConfig
+
+        base = home()
+        shost, sport = parse_listen(server_listen, 8420)
+        ghost, gport = parse_listen(listen, 8080)
+        gauth = _parse_auth(auth)
+        if not gateway.is_loopback(ghost) and not gauth:
+            raise ConfigError(f"refusing to serve the decrypted drive on {ghost} without --auth USER:PASSWORD")
+        cfg = ServerConfig(data_dir=data or base / "server", host=shost, port=sport, quota=parse_size(quota))
+        srv = start_server(cfg)
+        try:
+            api = Api(srv.url)
+            name = account.normalize_user(user)
+            session = None
+            try:
+                s = load_session(base)
+                if s.server == api.base_url and s.user == name:
+                    Api(s.server, s.token).account()
+                    session = s
+            except MegaDriveError:
+                session = None
+            if session is None:
+                marker = base / "up.json"
+                known = json.loads(marker.read_text()) if marker.exists() else {}
+                if known.get(str(cfg.data_dir.resolve())) != name and get_pin(base, api.base_url, name) is None:
+                    click.echo(f"First run: creating account {name!r} on the local server.")
+                    session = account.signup(api, base, name, read_password(password_file, confirm=True))
+                    known[str(cfg.data_dir.resolve())] = name
+                    write_private(marker, json.dumps(known).encode())
+                else:
+                    session = account.login(api, base, name, read_password(password_file))
+                save_session(base, session)
+            drive = Drive.open(base)
+            try:
+                gw = gateway.start(drive, ghost, gport, auth=gauth)
+                try:
+                    click.echo(f"Local server (ciphertext only) at {srv.url}, data in {cfg.data_dir}")
+                    click.echo(_howto(gw.url))
+                    _wait_for_signal()
+                finally:
+                    gw.stop()
+            finally:
+                drive.close()
+        except AuthError as e:
+            raise AuthError(f"{e.message} (wrong password for {user!r}?)") from None
+        finally:
+            srv.stop()
+
+    run(body)
+
+
+def main() -> None:
+    cli(prog_name="megadrive")
+

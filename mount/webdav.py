@@ -1,0 +1,339 @@
+"""WebDAV front-end: a wsgidav DAVProvider over the Drive API, and nothing else.
+
+It only translates: WebDAV resources to Drive calls, and Drive errors to
+DAVError statuses (in :func:`dav_errors`, the one mapping). Uploads stream
+into a staged Drive version that becomes visible only when the request body
+completed (``end_write(with_errors=False)``).
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from wsgidav import util
+from wsgidav.dav_error import (
+    HTTP_BAD_REQUEST,
+    HTTP_CONFLICT,
+    HTTP_FORBIDDEN,
+    HTTP_INTERNAL_ERROR,
+    HTTP_NOT_FOUND,
+    HTTP_PRECONDITION_FAILED,
+    DAVError,
+)
+from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
+
+from megadrive.content import FileReader, FileWriter
+from megadrive.drive import Drive, Entry, join
+from megadrive.errors import (
+    AlreadyExists,
+    AuthError,
+    Conflict,
+    IntegrityError,
+    InvalidPath,
+    IsADirectory,
+    MegaDriveError,
+    NetworkError,
+    NotADirectory,
+    NotEmpty,
+    NotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    StaleVersion,
+)
+
+log = logging.getLogger(__name__)
+
+HTTP_INSUFFICIENT_STORAGE = 507
+HTTP_BAD_GATEWAY = 502
+
+
+def _status_for(e: MegaDriveError) -> int:
+    if isinstance(e, NotFound):
+        return HTTP_NOT_FOUND
+    if isinstance(e, StaleVersion):
+        return HTTP_PRECONDITION_FAILED
+    if isinstance(e, AlreadyExists | NotEmpty | NotADirectory | IsADirectory | Conflict):
+        return HTTP_CONFLICT
+    if isinstance(e, InvalidPath):
+        return HTTP_BAD_REQUEST
+    if isinstance(e, PermissionDenied):
+        return HTTP_FORBIDDEN
+    if isinstance(e, QuotaExceeded):
+        return HTTP_INSUFFICIENT_STORAGE
+    if isinstance(e, NetworkError | AuthError):
+        return HTTP_BAD_GATEWAY
+    return HTTP_INTERNAL_ERROR
+
+
+@contextmanager
+def dav_errors() -> Iterator[None]:
+    """The one place Drive errors become WebDAV statuses."""
+    try:
+        yield
+    except MegaDriveError as e:
+        status = _status_for(e)
+        if isinstance(e, IntegrityError):
+            log.error("INTEGRITY FAILURE: %s", e.message)
+        elif status >= 500:
+            log.error("%s", e.message)
+        raise DAVError(status, context_info=e.message) from None
+
+
+def _drive(environ: dict[str, Any]) -> Drive:
+    return environ["megadrive.drive"]  # type: ignore[no-any-return]
+
+
+class _ReadStream:
+    """File-like view of a FileReader for wsgidav (seek for Range, read in blocks)."""
+
+    def __init__(self, reader: FileReader) -> None:
+        self._r = reader
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        if whence == 2:
+            pos = self._r.size + pos
+        elif whence == 1:
+            pos = self._r.pos + pos
+        self._r.seek(pos)
+        return pos
+
+    def tell(self) -> int:
+        return self._r.pos
+
+    def read(self, size: int = -1) -> bytes:
+        with dav_errors():
+            return self._r.read(size)
+
+    def close(self) -> None:
+        self._r.close()
+
+
+class _WriteStream:
+    """wsgidav closes this before end_write(); the commit happens in end_write."""
+
+    def __init__(self, writer: FileWriter) -> None:
+        self.writer = writer
+
+    def write(self, data: bytes) -> int:
+        with dav_errors():
+            return self.writer.write(data)
+
+    def close(self) -> None:
+        pass
+
+
+class FileResource(DAVNonCollection):
+    def __init__(self, path: str, environ: dict[str, Any], entry: Entry | None) -> None:
+        super().__init__(path, environ)
+        self.entry = entry  # None: a PUT target not committed yet
+        self._writer: FileWriter | None = None
+
+    def get_content_length(self) -> int:
+        return self.entry.size if self.entry else 0
+
+    def get_content_type(self) -> str:
+        return util.guess_mime_type(self.path) or mimetypes.guess_type(self.path)[0] or "application/octet-stream"
+
+    def get_creation_date(self) -> float | None:
+        return None
+
+    def get_display_name(self) -> str:
+        return self.entry.name if self.entry else util.get_uri_name(self.path)
+
+    def get_etag(self) -> str | None:
+        return self.entry.etag if self.entry else None
+
+    def get_last_modified(self) -> float | None:
+        return self.entry.mtime if self.entry else None
+
+    def support_etag(self) -> bool:
+        return True
+
+    def support_ranges(self) -> bool:
+        return True
+
+    def get_used_bytes(self) -> int | None:
+        return None
+
+    def get_available_bytes(self) -> int | None:
+        return None
+
+    def get_content(self) -> _ReadStream:
+        with dav_errors():
+            return _ReadStream(_drive(self.environ).open_read(self.path))
+
+    def begin_write(self, *, content_type: str | None = None) -> _WriteStream:
+        with dav_errors():
+            self._writer = _drive(self.environ).open_write(self.path)
+        return _WriteStream(self._writer)
+
+    def end_write(self, *, with_errors: bool) -> None:
+        w, self._writer = self._writer, None
+        if w is None:
+            return
+        if with_errors:
+            w.abort()
+            return
+        with dav_errors():
+            w.commit()
+            self.entry = _drive(self.environ).stat(self.path)
+
+    def delete(self) -> None:
+        with dav_errors():
+            _drive(self.environ).delete(self.path)
+        self.remove_all_properties(recursive=True)
+        self.remove_all_locks(recursive=True)
+
+    def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
+        with dav_errors():
+            d = _drive(self.environ)
+            if is_move:
+                d.rename(self.path, dest_path, overwrite=True)
+            else:
+                d.copy(self.path, dest_path, overwrite=True)
+        _move_props(self, dest_path, is_move)
+
+    def support_recursive_move(self, dest_path: str) -> bool:
+        return True
+
+    def move_recursive(self, dest_path: str) -> None:
+        with dav_errors():
+            _drive(self.environ).rename(self.path, dest_path, overwrite=True)
+        _move_props(self, dest_path, True)
+
+    def set_last_modified(self, dest_path: str, time_stamp: Any, *, dry_run: bool) -> bool:
+        secs = time_stamp if isinstance(time_stamp, int | float) else util.parse_time_string(time_stamp)
+        if not dry_run:
+            with dav_errors():
+                _drive(self.environ).set_attrs(dest_path, mtime_ns=int(secs * 1_000_000_000))
+        return True
+
+
+def _move_props(res: Any, dest_path: str, is_move: bool) -> None:
+    pm = res.provider.prop_manager
+    if not pm:
+        return
+    dest = res.provider.get_resource_inst(dest_path, res.environ)
+    if dest is None:
+        return
+    if is_move:
+        pm.move_properties(res.get_ref_url(), dest.get_ref_url(), with_children=True, environ=res.environ)
+    else:
+        pm.copy_properties(res.get_ref_url(), dest.get_ref_url(), res.environ)
+
+
+class FolderResource(DAVCollection):
+    def __init__(self, path: str, environ: dict[str, Any], entry: Entry) -> None:
+        super().__init__(path, environ)
+        self.entry = entry
+
+    def get_display_name(self) -> str:
+        return self.entry.name
+
+    def get_creation_date(self) -> float | None:
+        return None
+
+    def get_last_modified(self) -> float:
+        return self.entry.mtime
+
+    def get_etag(self) -> str | None:
+        return None
+
+    def get_used_bytes(self) -> int | None:
+        with dav_errors():
+            return _drive(self.environ).quota().used
+
+    def get_available_bytes(self) -> int | None:
+        with dav_errors():
+            return _drive(self.environ).quota().available
+
+    def get_member_names(self) -> list[str]:
+        with dav_errors():
+            return [e.name for e in _drive(self.environ).listdir(self.path)]
+
+    def get_member(self, name: str) -> Any:
+        return self.provider.get_resource_inst(util.join_uri(self.path, name), self.environ)
+
+    def get_member_list(self) -> list[Any]:
+        with dav_errors():
+            entries = _drive(self.environ).listdir(self.path)
+        out: list[Any] = []
+        for e in entries:
+            p = join(self.path, e.name) + ("/" if e.is_dir else "")
+            out.append(FolderResource(p, self.environ, e) if e.is_dir else FileResource(p, self.environ, e))
+        return out
+
+    def create_empty_resource(self, name: str) -> FileResource:
+        path = join(self.path, name)
+        if self.environ.get("REQUEST_METHOD") == "PUT":
+            return FileResource(path, self.environ, None)  # created when the body completes
+        with dav_errors():
+            entry = _drive(self.environ).write_file(path, b"")
+        return FileResource(path, self.environ, entry)
+
+    def create_collection(self, name: str) -> None:
+        with dav_errors():
+            _drive(self.environ).mkdir(join(self.path, name))
+
+    def support_recursive_delete(self) -> bool:
+        return True
+
+    def delete(self) -> None:
+        with dav_errors():
+            _drive(self.environ).delete(self.path)
+        self.remove_all_properties(recursive=True)
+        self.remove_all_locks(recursive=True)
+
+    def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
+        if is_move:
+            raise DAVError(HTTP_FORBIDDEN)  # move_recursive is used instead
+        with dav_errors():
+            d = _drive(self.environ)
+            if not d.exists(dest_path):
+                d.mkdir(dest_path)
+        _move_props(self, dest_path, False)
+
+    def support_recursive_move(self, dest_path: str) -> bool:
+        return True
+
+    def move_recursive(self, dest_path: str) -> None:
+        with dav_errors():
+            _drive(self.environ).rename(self.path, dest_path, overwrite=True)
+        _move_props(self, dest_path, True)
+
+    def set_last_modified(self, dest_path: str, time_stamp: Any, *, dry_run: bool) -> bool:
+        secs = time_stamp if isinstance(time_stamp, int | float) else util.parse_time_string(time_stamp)
+        if not dry_run:
+            with dav_errors():
+                _drive(self.environ).set_attrs(dest_path, mtime_ns=int(secs * 1_000_000_000))
+        return True
+
+
+class DriveProvider(DAVProvider):
+    """Serves one Drive; every request finds it in ``environ['megadrive.drive']``."""
+
+    def __init__(self, drive: Drive) -> None:
+        super().__init__()
+        self.drive = drive
+
+    def is_readonly(self) -> bool:
+        return False
+
+    def get_resource_inst(self, path: str, environ: dict[str, Any]) -> Any:
+        environ["megadrive.drive"] = self.drive
+        try:
+            with dav_errors():
+                entry = self.drive.stat(path)
+        except DAVError as e:
+            if e.value == HTTP_NOT_FOUND:
+                return None
+            if e.value == HTTP_CONFLICT:  # a path through a file: nothing there
+                return None
+            raise
+        if entry.is_dir:
+            return FolderResource(path, environ, entry)
+        return FileResource(path, environ, entry)

@@ -1,0 +1,260 @@
+"""The Drive API against a real server process."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import Server, make_drive, new_home
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from megadrive.drive import Drive
+from megadrive.errors import (
+    AlreadyExists,
+    InvalidPath,
+    IsADirectory,
+    NotADirectory,
+    NotEmpty,
+    NotFound,
+    StaleVersion,
+)
+from megadrive.format import CHUNK_SIZE
+
+MiB = 1 << 20
+
+
+def test_tree_operations(drive: Drive) -> None:
+    drive.mkdir("/docs")
+    drive.mkdir("/docs/sub")
+    drive.write_file("/docs/a.txt", b"alpha")
+    assert [e.name for e in drive.listdir("/docs")] == ["a.txt", "sub"]
+    e = drive.stat("/docs/a.txt")
+    assert (e.kind, e.size, e.version) == ("file", 5, 1)
+    with pytest.raises(AlreadyExists):
+        drive.mkdir("/docs")
+    with pytest.raises(NotFound):
+        drive.stat("/nope")
+    with pytest.raises(NotADirectory):
+        drive.listdir("/docs/a.txt")
+    with pytest.raises(NotADirectory):
+        drive.mkdir("/docs/a.txt/x")
+    with pytest.raises(IsADirectory):
+        drive.read_file("/docs")
+    with pytest.raises(NotEmpty):
+        drive.rmdir("/docs")
+    with pytest.raises(InvalidPath):
+        drive.mkdir("/docs/..")
+    drive.rename("/docs/a.txt", "/docs/sub/b.txt")
+    assert drive.read_file("/docs/sub/b.txt") == b"alpha"
+    assert not drive.exists("/docs/a.txt")
+    drive.rename("/docs", "/papers")
+    assert drive.read_file("/papers/sub/b.txt") == b"alpha"
+    drive.delete("/papers/sub/b.txt")
+    drive.rmdir("/papers/sub")
+    assert drive.listdir("/papers") == []
+
+
+def test_rename_is_metadata_only(drive: Drive) -> None:
+    data = os.urandom(3 * MiB + 5)
+    drive.write_file("/big.bin", data)
+    before = drive.quota(max_age=0).used
+    drive.mkdir("/dir")
+    drive.rename("/big.bin", "/dir/renamed.bin")
+    assert drive.quota(max_age=0).used == before  # no chunk was uploaded again
+    assert drive.read_file("/dir/renamed.bin") == data
+
+
+def test_rename_overwrite_replaces_atomically(drive: Drive) -> None:
+    drive.write_file("/target", b"old")
+    drive.write_file("/tmp123", b"new content")
+    with pytest.raises(AlreadyExists):
+        drive.rename("/tmp123", "/target")
+    assert drive.read_file("/target") == b"old"
+    drive.rename("/tmp123", "/target", overwrite=True)
+    assert drive.read_file("/target") == b"new content"
+    assert [e.name for e in drive.listdir("/")] == ["target"]
+
+
+def test_cannot_move_folder_into_itself(drive: Drive) -> None:
+    drive.makedirs("/a/b")
+    with pytest.raises(Exception, match="into itself"):
+        drive.rename("/a", "/a/b/c")
+
+
+def test_attributes_and_props(drive: Drive) -> None:
+    drive.write_file("/f", b"x", mtime_ns=1_000_000_000)
+    assert drive.stat("/f").mtime_ns == 1_000_000_000
+    drive.set_attrs("/f", mtime_ns=2_000_000_000, mode=0o600, props={"{ns:}color": "blue"})
+    e = drive.stat("/f")
+    assert (e.mtime_ns, e.mode, e.props) == (2_000_000_000, 0o600, {"{ns:}color": "blue"})
+    drive.set_attrs("/f", props={"{ns:}color": None})
+    assert drive.stat("/f").props == {}
+    assert drive.read_file("/f") == b"x"
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE + 7])
+def test_roundtrip_sizes(drive: Drive, size: int) -> None:
+    data = os.urandom(size)
+    drive.write_file("/f.bin", data)
+    assert drive.stat("/f.bin").size == size
+    assert drive.read_file("/f.bin") == data
+
+
+def test_random_access_reads(drive: Drive) -> None:
+    data = os.urandom(3 * MiB + 100)
+    drive.write_file("/f", data)
+    r = drive.open_read("/f")
+    for off, n in [(0, 10), (MiB - 3, 10), (2 * MiB + 17, MiB), (3 * MiB + 90, 100), (5 * MiB, 10)]:
+        assert r.pread(off, n) == data[off:off + n]
+    r.close()
+
+
+def test_small_edit_reuses_unchanged_chunks(drive: Drive) -> None:
+    data = bytearray(os.urandom(8 * MiB))
+    drive.write_file("/big", bytes(data))
+    w = drive.open_write("/big", truncate=False)
+    w.pwrite(5 * MiB + 100, b"E" * 4096)
+    w.commit()
+    data[5 * MiB + 100:5 * MiB + 100 + 4096] = b"E" * 4096
+    assert w.uploaded_bytes < 2 * MiB + 4096  # one chunk re-encrypted (plus the last one at most)
+    assert drive.read_file("/big") == bytes(data)
+    assert drive.stat("/big").version == 2
+
+
+def test_truncate_and_extend(drive: Drive) -> None:
+    data = os.urandom(2 * MiB + 10)
+    drive.write_file("/f", data)
+    drive.truncate("/f", MiB + 5)
+    assert drive.read_file("/f") == data[:MiB + 5]
+    drive.truncate("/f", 3 * MiB)
+    assert drive.read_file("/f") == data[:MiB + 5] + bytes(3 * MiB - MiB - 5)
+    drive.truncate("/f", 0)
+    assert drive.read_file("/f") == b""
+
+
+def test_stale_commit_is_refused_and_newer_survives(drive: Drive) -> None:
+    drive.write_file("/f", b"v1")
+    w1 = drive.open_write("/f")
+    w2 = drive.open_write("/f")
+    w1.write(b"from writer one")
+    w1.commit()
+    w2.write(b"from writer two")
+    with pytest.raises(StaleVersion):
+        w2.commit()
+    assert drive.read_file("/f") == b"from writer one"
+
+
+def test_uncommitted_write_changes_nothing(drive: Drive) -> None:
+    drive.write_file("/f", b"original")
+    w = drive.open_write("/f")
+    w.write(os.urandom(3 * MiB))
+    w.abort()
+    assert drive.read_file("/f") == b"original"
+    w = drive.open_write("/new")
+    w.write(b"never committed")
+    w.abort()
+    assert not drive.exists("/new")
+
+
+def test_reader_keeps_its_version_while_a_new_one_commits(drive: Drive) -> None:
+    old = os.urandom(3 * MiB)
+    new = os.urandom(3 * MiB)
+    drive.write_file("/f", old)
+    r = drive.open_read("/f")
+    first = r.read(MiB)
+    drive.write_file("/f", new)
+    rest = r.read()
+    assert first + rest == old
+    assert drive.read_file("/f") == new
+
+
+def test_concurrent_readers_see_old_or_new_never_a_mix(drive: Drive) -> None:
+    a, b = os.urandom(2 * MiB + 1), os.urandom(2 * MiB + 1)
+    drive.write_file("/f", a)
+    seen: list[bytes] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            seen.append(drive.read_file("/f"))
+
+    t = threading.Thread(target=reader)
+    t.start()
+    for _ in range(3):
+        drive.write_file("/f", b)
+        drive.write_file("/f", a)
+    stop.set()
+    t.join()
+    assert seen and all(s in (a, b) for s in seen)
+
+
+def test_copy_shares_chunks(drive: Drive) -> None:
+    data = os.urandom(2 * MiB)
+    drive.write_file("/src", data)
+    used = drive.quota(max_age=0).used
+    drive.copy("/src", "/dst")
+    assert drive.read_file("/dst") == data
+    assert drive.quota(max_age=0).used == used
+    drive.write_file("/dst", b"changed")
+    assert drive.read_file("/src") == data
+
+
+def test_second_client_sees_changes_through_the_feed(server: Server, tmp_path: Path) -> None:
+    h1 = new_home(tmp_path)
+    d1 = make_drive(server.url, h1, "alice")
+    h2 = new_home(tmp_path)
+    d2 = make_drive(server.url, h2, "alice", signup=False)
+    d1.mkdir("/shared")
+    d1.write_file("/shared/x", b"hello")
+    assert d2.refresh() >= 2
+    assert d2.read_file("/shared/x") == b"hello"
+    d2.rename("/shared/x", "/shared/y")
+    d1.refresh()
+    assert [e.name for e in d1.listdir("/shared")] == ["y"]
+    d1.close()
+    d2.close()
+
+
+def test_index_answers_listing_without_round_trips(drive: Drive) -> None:
+    drive.mkdir("/many")
+    for i in range(50):
+        drive.write_file(f"/many/f{i:03}", b"")
+    calls = []
+    orig = drive.api._request
+    drive.api._request = lambda *a, **k: calls.append(a) or orig(*a, **k)  # type: ignore[method-assign]
+    assert len(drive.listdir("/many")) == 50
+    drive.stat("/many/f042")
+    assert calls == []
+
+
+# -- a staged writer against a plain bytearray model ---------------------------------------------
+
+_op = st.one_of(
+    st.tuples(st.just("write"), st.integers(0, 3 * MiB), st.integers(1, 300_000)),
+    st.tuples(st.just("truncate"), st.integers(0, 3 * MiB), st.just(0)),
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(initial=st.integers(0, 2 * MiB + 3), ops=st.lists(_op, min_size=1, max_size=6))
+def test_writer_matches_model(drive: Drive, initial: int, ops: list[tuple[str, int, int]]) -> None:
+    model = bytearray(os.urandom(initial))
+    drive.write_file("/m", bytes(model))
+    w = drive.open_write("/m", truncate=False)
+    for kind, off, n in ops:
+        if kind == "write":
+            data = os.urandom(n)
+            w.pwrite(off, data)
+            if off > len(model):
+                model.extend(bytes(off - len(model)))
+            model[off:off + n] = data
+        else:
+            w.truncate(off)
+            del model[off:]
+            model.extend(bytes(off - len(model)))
+    w.commit()
+    assert drive.stat("/m").size == len(model)
+    assert drive.read_file("/m") == bytes(model)

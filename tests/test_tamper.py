@@ -1,0 +1,183 @@
+"""A malicious server edits its own storage; the client must notice, never yield wrong bytes.
+
+Each test tampers with the real server's SQLite database or chunk files while
+it runs, then reads with a client that has never seen the file (a fresh
+login: it trusts nothing cached) and, where it matters, with the original one.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from conftest import Server, make_drive, megadrive, new_home, one_line_error
+
+from megadrive.drive import Drive
+from megadrive.errors import IntegrityError
+
+MiB = 1 << 20
+
+
+@contextmanager
+def db(server: Server) -> Iterator[sqlite3.Connection]:
+    conn = sqlite3.connect(server.data / "meta.sqlite3", isolation_level=None, timeout=10)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def chunk_path(server: Server, chunk_id: str) -> Path:
+    p = next((server.data / "chunks").rglob(chunk_id), None)
+    assert p is not None, chunk_id
+    return p
+
+
+def chunks_of(d: Drive, path: str) -> list[str]:
+    """The chunk ids of a file's current version, in manifest order (read by the honest client)."""
+    row, _ = d._resolve(path)
+    m = d._manifest(row, d._meta(row))
+    assert m is not None
+    return m.chunk_ids()
+
+
+def fresh(server: Server, tmp_path: Path, user: str) -> Drive:
+    return make_drive(server.url, new_home(tmp_path), user, signup=False)
+
+
+def must_fail(d: Drive, path: str) -> None:
+    with pytest.raises(IntegrityError):
+        d.read_file(path)
+
+
+@pytest.fixture
+def setup(server: Server, tmp_path: Path) -> Iterator[tuple[Drive, str, bytes]]:
+    d = make_drive(server.url, new_home(tmp_path), "victim")
+    data = os.urandom(3 * MiB + 1234)
+    d.write_file("/secret.bin", data)
+    yield d, d.stat("/secret.bin").node_id, data
+    d.close()
+
+
+def test_flipped_bit_in_a_chunk(server: Server, tmp_path: Path, setup: tuple[Drive, str, bytes]) -> None:
+    d, node, _ = setup
+    p = chunk_path(server, chunks_of(d, "/secret.bin")[1])
+    raw = bytearray(p.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    p.write_bytes(bytes(raw))
+    must_fail(fresh(server, tmp_path, "victim"), "/secret.bin")
+    must_fail(d, "/secret.bin")
+
+
+def test_dropped_last_chunk(server: Server, tmp_path: Path, setup: tuple[Drive, str, bytes]) -> None:
+    d, node, _ = setup
+    ids = chunks_of(d, "/secret.bin")
+    chunk_path(server, ids[-1]).unlink()
+    f = fresh(server, tmp_path, "victim")
+    must_fail(f, "/secret.bin")
+    # The first chunks still decrypt: a reader that stops early gets only verified bytes.
+    r = f.open_read("/secret.bin")
+    assert len(r.pread(0, 10)) == 10
+    with pytest.raises(IntegrityError):
+        r.pread(3 * MiB, 10)
+
+
+def test_swapped_chunks(server: Server, tmp_path: Path, setup: tuple[Drive, str, bytes]) -> None:
+    d, node, _ = setup
+    ids = chunks_of(d, "/secret.bin")
+    a, b = chunk_path(server, ids[0]), chunk_path(server, ids[1])
+    ra, rb = a.read_bytes(), b.read_bytes()
+    a.write_bytes(rb)
+    b.write_bytes(ra)
+    must_fail(fresh(server, tmp_path, "victim"), "/secret.bin")
+
+
+def test_swapped_chunks_with_swapped_ids(server: Server, tmp_path: Path, setup: tuple[Drive, str, bytes]) -> None:
+    """Reordering the manifest's references is impossible without the key; renaming files is caught too."""
+    d, node, _ = setup
+    ids = chunks_of(d, "/secret.bin")
+    a, b = chunk_path(server, ids[0]), chunk_path(server, ids[1])
+    tmp = a.with_name("tmp")
+    a.rename(tmp)
+    b.rename(a)
+    tmp.rename(b)
+    must_fail(fresh(server, tmp_path, "victim"), "/secret.bin")
+
+
+def test_swapped_manifests(server: Server, tmp_path: Path, setup: tuple[Drive, str, bytes]) -> None:
+    d, node_a, _ = setup
+    d.write_file("/other.bin", os.urandom(3 * MiB + 1234))
+    node_b = d.stat("/other.bin").node_id
+    with db(server) as c:
+        ma = c.execute("SELECT manifest FROM versions WHERE node_id=?", (node_a,)).fetchone()[0]
+        mb = c.execute("SELECT manifest FROM versions WHERE node_id=?", (node_b,)).fetchone()[0]
+        c.execute("UPDATE versions SET manifest=? WHERE node_id=?", (mb, node_a))
+        c.execute("UPDATE versions SET manifest=? WHERE node_id=?", (ma, node_b))
+    f = fresh(server, tmp_path, "victim")
+    must_fail(f, "/secret.bin")
+    must_fail(f, "/other.bin")
+    must_fail(d, "/secret.bin")
+
+
+def test_replayed_older_manifest(server: Server, tmp_path: Path, setup: tuple[Drive, str, bytes]) -> None:
+    d, node, _ = setup
+    d.write_file("/secret.bin", b"version two")
+    with db(server) as c:
+        old = c.execute("SELECT manifest FROM versions WHERE node_id=? AND version=1", (node,)).fetchone()[0]
+        c.execute("UPDATE versions SET manifest=? WHERE node_id=? AND version=2", (old, node))
+    must_fail(fresh(server, tmp_path, "victim"), "/secret.bin")
+    must_fail(d, "/secret.bin")
+
+
+def test_rollback_of_the_whole_node_is_noticed_by_a_client_that_saw_newer(
+        server: Server, tmp_path: Path, setup: tuple[Drive, str, bytes]) -> None:
+    d, node, _ = setup
+    with db(server) as c:
+        meta_v1, seq = c.execute("SELECT meta, seq FROM nodes WHERE node_id=?", (node,)).fetchone()
+    d.write_file("/secret.bin", b"version two")
+    with db(server) as c:  # the server serves v1 again, consistently, and announces it in the feed
+        (top,) = c.execute("SELECT max(seq) FROM nodes").fetchone()
+        c.execute("UPDATE nodes SET meta=?, version=1, seq=? WHERE node_id=?", (meta_v1, top + 1, node))
+        c.execute("UPDATE users SET seq=? WHERE user_id=(SELECT owner FROM nodes WHERE node_id=?)", (top + 1, node))
+    d.refresh()
+    with pytest.raises(IntegrityError, match="rolled back"):
+        d.stat("/secret.bin")
+
+
+def test_swapped_names(server: Server, tmp_path: Path, setup: tuple[Drive, str, bytes]) -> None:
+    d, node_a, _ = setup
+    d.write_file("/public.txt", b"harmless")
+    node_b = d.stat("/public.txt").node_id
+    with db(server) as c:
+        ma = c.execute("SELECT meta FROM nodes WHERE node_id=?", (node_a,)).fetchone()[0]
+        mb = c.execute("SELECT meta FROM nodes WHERE node_id=?", (node_b,)).fetchone()[0]
+        c.execute("UPDATE nodes SET meta=? WHERE node_id=?", (mb, node_a))
+        c.execute("UPDATE nodes SET meta=? WHERE node_id=?", (ma, node_b))
+    f = fresh(server, tmp_path, "victim")
+    must_fail(f, "/public.txt")
+    must_fail(f, "/secret.bin")
+    with pytest.raises(IntegrityError):
+        f.listdir("/")
+
+
+def test_cli_get_reports_integrity_error_and_writes_nothing(server: Server, tmp_path: Path,
+                                                             setup: tuple[Drive, str, bytes]) -> None:
+    d, node, _ = setup
+    p = chunk_path(server, chunks_of(d, "/secret.bin")[-1])
+    raw = bytearray(p.read_bytes())
+    raw[-1] ^= 0x80
+    p.write_bytes(bytes(raw))
+    home = new_home(tmp_path)
+    env = {"MEGADRIVE_HOME": str(home)}
+    assert megadrive("login", "--server", server.url, "--user", "victim", env=env).returncode == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    r = megadrive("get", "/secret.bin", str(out / "secret.bin"), env=env)
+    line = one_line_error(r)
+    assert "integrity" in line
+    assert r.returncode == 3
+    assert list(out.iterdir()) == []  # no partial file, no temp file
