@@ -16,7 +16,7 @@ from pathlib import Path
 from . import crypto, format
 from .api import Api, b64d, b64e
 from .crypto import KdfParams
-from .errors import ConfigError, IntegrityError, WeakKdf
+from .errors import ConfigError, IntegrityError
 from .state import Session, get_pin, set_pin
 
 
@@ -49,7 +49,7 @@ def signup(api: Api, base: Path, user: str, password: str, kdf: KdfParams | None
     kdf = kdf or default_kdf()
     user_id = crypto.random_id().hex()
     salt = crypto.random_salt()
-    kek, auth_key = crypto.login_keys(crypto.derive_root(password, salt, kdf))
+    kek, auth_key = crypto.login_keys(crypto.derive_root(password, salt, kdf, user))
     master = crypto.random_key()
     ident = crypto.generate_identity()
     root_id = crypto.random_id().hex()
@@ -63,7 +63,7 @@ def signup(api: Api, base: Path, user: str, password: str, kdf: KdfParams | None
                      "wrapped_private": b64e(format.wrap_identity(master, ident, user_id))},
         "root": {"node_id": root_id, "meta": b64e(format.seal_meta(master, user_id, "", root_id, root_meta))},
     })
-    set_pin(base, api.base_url, user, {"kdf": kdf.to_json(), "user_id": user_id})
+    set_pin(base, api.base_url, user, {"kdf": kdf.to_json(), "user_id": user_id, "salt": salt.hex()})
     return login(api, base, user, password)
 
 
@@ -74,8 +74,11 @@ def login(api: Api, base: Path, user: str, password: str) -> Session:
     pre = api.prelogin(user)
     offered = KdfParams.from_json(pre.get("kdf"))
     pinned = KdfParams.from_json(pin["kdf"]) if pin else None
-    crypto.check_kdf(offered, pinned)
-    kek, auth_key = crypto.login_keys(crypto.derive_root(password, b64d(pre.get("salt")), offered))
+    crypto.check_kdf(offered, pinned, floor=default_kdf())
+    salt = b64d(pre.get("salt"))
+    if pin and pin.get("salt") and pin["salt"] != salt.hex():
+        raise IntegrityError("integrity check failed: the server offered another salt than this client pinned")
+    kek, auth_key = crypto.login_keys(crypto.derive_root(password, salt, offered, user))
     resp = api.login(user, auth_key)
     user_id = str(resp["user_id"])
     if pin and pin.get("user_id") and pin["user_id"] != user_id:
@@ -83,12 +86,14 @@ def login(api: Api, base: Path, user: str, password: str) -> Session:
     master = format.unwrap_master(kek, b64d(resp["wrapped_master"]), user_id)
     ident_d = resp.get("identity") or {}
     ident = format.unwrap_identity(master, b64d(ident_d.get("wrapped_private")), user_id)
-    if not crypto.ct_equal(ident.sign_pub, b64d(ident_d.get("sign_pub"))):
-        raise IntegrityError("integrity check failed: the server altered this account's public key")
-    if not pin or KdfParams.from_json(pin["kdf"]) != offered:
-        if pinned and not offered.at_least(pinned):  # pragma: no cover - check_kdf already refused
-            raise WeakKdf()
-        set_pin(base, api.base_url, user, {"kdf": offered.to_json(), "user_id": user_id})
+    if not crypto.ct_equal(ident.sign_pub, b64d(ident_d.get("sign_pub"))) or not crypto.ct_equal(
+            ident.box_pub, b64d(ident_d.get("box_pub"))):
+        raise IntegrityError("integrity check failed: the server altered this account's public keys")
+    crypto.verify_signature(ident.sign_pub, crypto.box_key_statement(user_id, ident.box_pub),
+                            b64d(ident_d.get("box_sig")))
+    new_pin = {"kdf": offered.to_json(), "user_id": user_id, "salt": salt.hex()}
+    if pin != new_pin:
+        set_pin(base, api.base_url, user, new_pin)
     return Session(server=api.base_url, user=user, user_id=user_id, token=str(resp["token"]),
                    expires=float(resp.get("expires", 0)), root_node_id=str(resp["root_node_id"]),
                    master_hex=master.hex(), sign_pub_hex=ident.sign_pub.hex())

@@ -81,7 +81,7 @@ class RemoteNode:
             raise ServerError("server sent a malformed node") from None
 
 
-def _raise_for(resp: httpx.Response) -> None:
+def _raise_for(resp: httpx.Response, authenticated: bool) -> None:
     if resp.status_code < 400:
         return
     try:
@@ -92,6 +92,8 @@ def _raise_for(resp: httpx.Response) -> None:
     st = resp.status_code
     text = f"server: {msg or resp.reason_phrase}"
     if st == 401:
+        if authenticated:
+            raise AuthError("session expired or revoked: run `megadrive login`")
         raise AuthError(text)
     if st == 429:
         raise RateLimited(f"{text} (retry after {resp.headers.get('Retry-After', '?')} s)")
@@ -149,7 +151,7 @@ class Api:
                     time.sleep(delay)
                     delay *= 2
                     continue
-                _raise_for(resp)
+                _raise_for(resp, bool(self.token))
                 return resp
             if attempt == RETRIES:
                 raise NetworkError(f"cannot reach the server at {self.base_url}: {err}") from None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import unicodedata
 from dataclasses import dataclass
 
 import nacl.bindings as sodium
@@ -26,7 +27,7 @@ import nacl.hash
 import nacl.pwhash.argon2id as argon2id
 import nacl.signing
 
-from .errors import IntegrityError, WeakKdf
+from .errors import ConfigError, IntegrityError, WeakKdf
 
 FORMAT_VERSION = 1
 KEY_BYTES = 32
@@ -73,9 +74,13 @@ KDF_FLOOR = KDF_INTERACTIVE
 KDF_CEILING = KdfParams(argon2id.OPSLIMIT_SENSITIVE * 2, argon2id.MEMLIMIT_SENSITIVE * 2)
 
 
-def check_kdf(offered: KdfParams, pinned: KdfParams | None = None) -> None:
-    """Refuse parameters below the client's floor, or below what this client pinned earlier."""
-    if offered.alg != "argon2id13" or not offered.at_least(KDF_FLOOR):
+def check_kdf(offered: KdfParams, pinned: KdfParams | None = None, floor: KdfParams = KDF_FLOOR) -> None:
+    """Refuse parameters below the client's floor, or below what this client pinned earlier.
+
+    ``floor`` is the client's configured default (MODERATE) for a first login, so a
+    server cannot talk a fresh client down to cheaper guesses either.
+    """
+    if offered.alg != "argon2id13" or not offered.at_least(KDF_FLOOR) or not offered.at_least(floor):
         raise WeakKdf()
     if pinned is not None and not offered.at_least(pinned):
         raise WeakKdf("the server offered weaker key-derivation parameters than this client pinned")
@@ -83,13 +88,23 @@ def check_kdf(offered: KdfParams, pinned: KdfParams | None = None) -> None:
         raise WeakKdf("the server offered absurd key-derivation parameters")
 
 
-def derive_root(password: str, salt: bytes, params: KdfParams) -> bytes:
-    """Argon2id(password, salt) -> 32-byte root key. The password never leaves the machine."""
+def derive_root(password: str, salt: bytes, params: KdfParams, user: str) -> bytes:
+    """Argon2id(NFC(password), salt bound to the user name) -> 32-byte root key.
+
+    The password never leaves the machine. Binding the user name into the
+    Argon2id salt means a server that hands many users the same salt still
+    cannot test one password guess against all of them at once.
+    """
     check_kdf(params)
     if len(salt) != SALT_BYTES:
         raise IntegrityError("malformed salt")
-    return argon2id.kdf(KEY_BYTES, password.encode("utf-8"), salt,
-                        opslimit=params.opslimit, memlimit=params.memlimit)
+    try:
+        pw = unicodedata.normalize("NFC", password).encode("utf-8")
+        bound = nacl.hash.blake2b(_lp(b"megadrive-salt") + _lp(salt) + _lp(user.encode("utf-8")),
+                                  digest_size=SALT_BYTES, encoder=nacl.encoding.RawEncoder)
+    except UnicodeEncodeError:
+        raise ConfigError("password or user name is not valid text") from None
+    return argon2id.kdf(KEY_BYTES, pw, bound, opslimit=params.opslimit, memlimit=params.memlimit)
 
 
 def derive_key(key: bytes, label: str, context: bytes = b"") -> bytes:
@@ -138,21 +153,23 @@ def aad(purpose: str, *fields: bytes | str | int) -> bytes:
         if isinstance(f, bool):
             f = bytes([int(f)])
         elif isinstance(f, int):
+            if not 0 <= f < 1 << 64:
+                raise IntegrityError("integrity check failed: integer out of range")
             f = struct.pack(">Q", f)
         elif isinstance(f, str):
-            f = f.encode("utf-8")
+            f = f.encode("utf-8", "surrogatepass")
         out.append(_lp(f))
     return b"".join(out)
 
 
-def seal(key: bytes, plaintext: bytes, associated: bytes, *, nonce: bytes | None = None) -> bytes:
+def seal(key: bytes, plaintext: bytes, associated: bytes, *, _test_nonce: bytes | None = None) -> bytes:
     """Encrypt: version byte || 24-byte nonce || ciphertext || 16-byte tag.
 
-    ``nonce`` exists only for known-answer tests; callers never pass it.
+    ``_test_nonce`` exists only for known-answer tests; nothing else passes it.
     """
     if len(key) != KEY_BYTES:
         raise ValueError("seal needs a 32-byte key")
-    n = os.urandom(NONCE_BYTES) if nonce is None else nonce
+    n = os.urandom(NONCE_BYTES) if _test_nonce is None else _test_nonce
     ct = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, associated, n, key)
     return bytes([FORMAT_VERSION]) + n + ct
 

@@ -91,7 +91,11 @@ def split_path(path: str) -> list[str]:
 def check_name(name: str) -> None:
     if name in (".", "..") or "/" in name or "\0" in name or not name:
         raise InvalidPath(f"invalid name: {name!r}")
-    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidPath(f"name is not valid UTF-8: {name!r}") from None
+    if len(encoded) > MAX_NAME_BYTES:
         raise InvalidPath(f"name too long: {name[:40]!r}...")
 
 

@@ -16,7 +16,7 @@ from .crypto import aad
 from .errors import IntegrityError
 
 CHUNK_SIZE = 1 << 20
-META_PAD_BLOCK = 128
+META_PAD_BLOCK = 512
 MANIFEST_MAGIC = b"MDMF"
 _MANIFEST_HEAD = struct.Struct(">4s16s16sQQII32s")
 
@@ -78,15 +78,34 @@ class NodeMeta:
 
     @classmethod
     def from_json(cls, d: dict[str, object]) -> NodeMeta:
+        """Strict: exact types and ranges, so a co-writer cannot smuggle in odd values."""
+        bad = IntegrityError("integrity check failed: malformed node metadata")
+
+        def u63(k: str) -> int:
+            v = d.get(k)
+            if type(v) is not int or not 0 <= v < 1 << 63:
+                raise bad
+            return v
+
+        def text(k: str) -> str:
+            v = d.get(k)
+            if type(v) is not str:
+                raise bad
+            return v
+
+        props = d.get("p", {})
+        if not isinstance(props, dict) or not all(type(k) is str and type(v) is str for k, v in props.items()):
+            raise bad
         try:
-            m = cls(name=str(d["n"]), kind=str(d["k"]), key=bytes.fromhex(str(d["key"])),
-                    file_id=bytes.fromhex(str(d["fid"])), size=int(d["s"]),  # type: ignore[call-overload]
-                    mtime_ns=int(d["m"]), mode=int(d["mode"]), version=int(d["v"]),  # type: ignore[call-overload]
-                    rev=int(d["r"]), props=dict(d.get("p") or {}))  # type: ignore[call-overload, arg-type]
-        except (KeyError, TypeError, ValueError) as e:
-            raise IntegrityError("integrity check failed: malformed node metadata") from e
-        if m.kind not in ("dir", "file") or len(m.key) != crypto.KEY_BYTES or m.size < 0:
-            raise IntegrityError("integrity check failed: malformed node metadata")
+            m = cls(name=text("n"), kind=text("k"), key=bytes.fromhex(text("key")),
+                    file_id=bytes.fromhex(text("fid")), size=u63("s"), mtime_ns=u63("m"), mode=u63("mode"),
+                    version=u63("v"), rev=u63("r"), props=dict(props))
+        except ValueError:
+            raise bad from None
+        if m.kind not in ("dir", "file") or len(m.key) != crypto.KEY_BYTES:
+            raise bad
+        if len(m.file_id) != (crypto.ID_BYTES if m.kind == "file" else 0):
+            raise bad
         return m
 
 
@@ -146,6 +165,9 @@ class Manifest:
         return [c.hex() for c in self.chunks]
 
     def encode(self) -> bytes:
+        if (len(bytes.fromhex(self.node_id)) != 16 or len(self.file_id) != 16 or len(self.commitment) != 32
+                or any(len(c) != 32 for c in self.chunks)):
+            raise ValueError("manifest field of the wrong length")
         head = _MANIFEST_HEAD.pack(MANIFEST_MAGIC, bytes.fromhex(self.node_id), self.file_id, self.version,
                                    self.size, self.chunk_size, len(self.chunks), self.commitment)
         return head + b"".join(self.chunks)

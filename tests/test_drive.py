@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import Server, make_drive, new_home
+from mdtest import Server, make_drive, new_home
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

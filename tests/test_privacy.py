@@ -6,7 +6,7 @@ import os
 import secrets
 from pathlib import Path
 
-from conftest import PASSWORD, Server, megadrive, ok
+from mdtest import PASSWORD, Server, megadrive, ok
 
 
 def _files(root: Path) -> list[Path]:

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from conftest import BIN, PASSWORD
+from mdtest import BIN, PASSWORD
 
 
 @contextmanager

@@ -1,0 +1,160 @@
+"""The Falcon WSGI application: wiring, authentication, response headers.
+
+Resources live in ``routes_*`` modules by area; this module builds the
+shared :class:`ServerContext`, installs the middleware and the single error
+mapping (errors.install_error_handlers) and registers the routes of
+docs/SERVER_API.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import falcon
+
+from . import auth, validate
+from .auth import LoginLimiter
+from .chunkstore import ChunkStore, DirChunkStore
+from .config import ServerConfig
+from .errors import BadRequest, TooLarge, Unauthorized, install_error_handlers
+from .metastore import MetaStore, SQLiteMetaStore
+
+log = logging.getLogger("megadrive.server")
+
+
+@dataclass
+class ServerContext:
+    """Everything a resource needs; one per app."""
+
+    config: ServerConfig
+    meta: MetaStore
+    chunks: ChunkStore
+    secret: bytes
+    limiter: LoginLimiter
+
+
+class TokenAuth:
+    """Fail-closed authentication middleware.
+
+    Every resource needs a valid bearer token unless it sets
+    ``public = True``; a new route is therefore protected by default.
+    """
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any, params: Any) -> None:
+        if resource is None or getattr(resource, "public", False):
+            return
+        header = req.get_header("Authorization") or ""
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not validate.is_token(token):
+            raise Unauthorized("missing or malformed bearer token")
+        digest = auth.token_hash(token)
+        user_id = self.ctx.meta.user_for_token(digest, time.time())
+        if user_id is None:
+            raise Unauthorized("invalid or expired token")
+        req.context.user_id = user_id
+        req.context.token_hash = digest
+
+
+class SecurityHeaders:
+    """Responses carry per-user data: never cache them, never sniff their type."""
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
+        resp.set_header("Cache-Control", "no-store")
+        resp.set_header("X-Content-Type-Options", "nosniff")
+        resp.set_header("Referrer-Policy", "no-referrer")
+
+
+CLOSE_CONNECTION_KEY = "megadrive.close_connection"
+"""WSGI environ key of a callable asking the HTTP server to close the
+connection after this response (set by serve.py's cheroot gateway)."""
+
+
+class BodyGuard:
+    """Never leave part of a request body on a kept-alive connection.
+
+    cheroot drains an unread Content-Length body itself (without bound) but
+    not a chunked one, whose remainder would then be parsed as the next
+    request on the connection: a desync that a shared proxy connection turns
+    into request smuggling. So the remainder of a chunked body is drained
+    here, up to MAX_DRAIN_BYTES. If that is not enough, if the chunked
+    framing is broken, if an unread Content-Length body is larger than that,
+    or if a request carries both Content-Length and Transfer-Encoding, the
+    connection is closed after the response instead.
+    """
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if req.get_header("Transfer-Encoding") is not None and req.get_header("Content-Length") is not None:
+            req.context.close_connection = True
+            raise BadRequest("Content-Length and Transfer-Encoding together are not accepted")
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
+        close = bool(req.context.get("close_connection", False))
+        if "chunked" in (req.get_header("Transfer-Encoding") or "").lower():
+            try:
+                close |= validate.drain(req.stream, validate.MAX_DRAIN_BYTES) and bool(req.stream.read(1))
+            except (ValueError, OSError):  # broken chunked framing
+                close = True
+        else:
+            close |= getattr(req.env.get("wsgi.input"), "remaining", 0) > validate.MAX_DRAIN_BYTES
+        if not close:
+            return
+        hook = req.env.get(CLOSE_CONNECTION_KEY)
+        if callable(hook):
+            hook()
+        elif resp.status != falcon.HTTP_413:
+            # Without the hook (another WSGI server), a 413 is the status on
+            # which servers commonly close the connection.
+            error = TooLarge("request body too large")
+            resp.status = error.status
+            resp.text = None
+            resp.data = None
+            resp.media = error.body()
+
+
+def prepare_data_dir(config: ServerConfig) -> None:
+    """Create the data directory owner-only; warn if an existing one is not."""
+    data_dir = config.data_dir
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = data_dir.stat().st_mode & 0o777
+    if mode & 0o077:
+        log.warning("data directory %s is accessible to other users (mode %o); chmod 700 it", data_dir, mode)
+
+
+def open_stores(config: ServerConfig) -> tuple[SQLiteMetaStore, DirChunkStore]:
+    """Create the data directory (0700) if needed and open its stores."""
+    prepare_data_dir(config)
+    return SQLiteMetaStore(config.meta_path), DirChunkStore(config.chunks_dir)
+
+
+def build_app(
+    config: ServerConfig, metastore: MetaStore | None = None, chunkstore: ChunkStore | None = None
+) -> falcon.App:
+    """The WSGI app over the given stores (by default those of ``config.data_dir``)."""
+    from . import routes_account, routes_chunks, routes_nodes
+
+    prepare_data_dir(config)
+    if metastore is None:
+        metastore = SQLiteMetaStore(config.meta_path)
+    if chunkstore is None:
+        chunkstore = DirChunkStore(config.chunks_dir)
+    ctx = ServerContext(
+        config=config,
+        meta=metastore,
+        chunks=chunkstore,
+        secret=auth.load_or_create_secret(config.secret_path),
+        limiter=LoginLimiter(config.login_max_failures, config.login_window),
+    )
+    middleware: list[Any] = [BodyGuard(), SecurityHeaders(), TokenAuth(ctx)]
+    app = falcon.App(middleware=middleware)
+    install_error_handlers(app)
+    routes_account.register(app, ctx)
+    routes_nodes.register(app, ctx)
+    routes_chunks.register(app, ctx)
+    return app

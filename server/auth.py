@@ -1,0 +1,174 @@
+"""Authentication: auth-key hashing, bearer tokens, login throttling, fake salts.
+
+The client derives ``auth_key`` from the password with a slow KDF and sends
+only that; the server hashes it once more with scrypt so a leaked database
+does not hand out login credentials. Tokens are random and stored only as
+their SHA-256, so a leaked database does not hand out sessions either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import os
+import secrets
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .errors import RateLimited
+
+SCRYPT_N = 2**14
+SCRYPT_R = 8
+SCRYPT_P = 1
+AUTH_HASH_BYTES = 32
+AUTH_SALT_BYTES = 16
+SECRET_BYTES = 32
+FAKE_SALT_BYTES = 16
+# What prelogin answers for unknown accounts; also what a current client
+# would send, so a fake answer looks like a real one.
+DEFAULT_KDF: dict[str, Any] = {"alg": "argon2id13", "opslimit": 3, "memlimit": 268435456}
+
+
+def hash_auth_key(auth_key: bytes, salt: bytes) -> bytes:
+    """scrypt(auth_key, salt, n=2**14, r=8, p=1, dklen=32)."""
+    return hashlib.scrypt(auth_key, salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=AUTH_HASH_BYTES)
+
+
+def new_auth_hash(auth_key: bytes) -> tuple[bytes, bytes]:
+    """(salt, hash) to store for a new account."""
+    salt = secrets.token_bytes(AUTH_SALT_BYTES)
+    return salt, hash_auth_key(auth_key, salt)
+
+
+def verify_auth_key(auth_key: bytes, salt: bytes, expected: bytes) -> bool:
+    return hmac.compare_digest(hash_auth_key(auth_key, salt), expected)
+
+
+def burn_auth_check(auth_key: bytes) -> None:
+    """Spend the same scrypt work as a real check, for unknown accounts.
+
+    Without it a login for a non-existent user would answer measurably
+    faster, revealing which names exist.
+    """
+    hash_auth_key(auth_key, b"\0" * AUTH_SALT_BYTES)
+
+
+def new_token() -> str:
+    """32 random bytes as 43 url-safe base64 characters."""
+    return secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("ascii")).hexdigest()
+
+
+def fake_salt(secret: bytes, name: str) -> bytes:
+    """Deterministic per-name salt for prelogin of unknown accounts."""
+    return hmac.new(secret, b"megadrive-prelogin-salt\0" + name.encode("utf-8"), hashlib.sha256).digest()[
+        :FAKE_SALT_BYTES
+    ]
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """The server secret: 32 random bytes in a 0600 file, created once.
+
+    Written to a temp file, fsynced, then hard-linked into place: linking
+    fails if the name exists, so two processes starting on a fresh data dir
+    agree on one secret, and a crash never leaves a truncated one.
+    """
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(prefix=".secret-", dir=path.parent)
+        try:
+            try:
+                os.write(fd, secrets.token_bytes(SECRET_BYTES))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+        finally:
+            os.unlink(tmp)
+    secret = path.read_bytes()
+    if len(secret) != SECRET_BYTES:
+        raise RuntimeError(f"{path}: expected {SECRET_BYTES} bytes")
+    return secret
+
+
+class LoginLimiter:
+    """Counts failed logins per user name and per client address.
+
+    Once a key has ``max_failures`` failures within ``window`` seconds,
+    attempts are refused with 429 until the oldest of them leaves the window.
+    An attempt is counted *before* the credentials are checked and forgiven
+    if they were right, so parallel guesses cannot slip in while the slow
+    hash runs. Memory is bounded: at most ``max_keys`` keys are tracked, the
+    longest-idle ones are dropped first.
+    """
+
+    def __init__(
+        self,
+        max_failures: int,
+        window: float,
+        max_keys: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_failures = max_failures
+        self.window = window
+        self.max_keys = max_keys
+        self._clock = clock
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> list[float]:
+        stamps = self._failures.get(key)
+        if stamps is None:
+            return []
+        fresh = [t for t in stamps if t > now - self.window]
+        if fresh:
+            self._failures[key] = fresh
+        else:
+            del self._failures[key]
+        return fresh
+
+    def begin(self, keys: list[str]) -> float:
+        """Count an attempt against every key, or raise RateLimited. Returns its stamp."""
+        with self._lock:
+            now = self._clock()
+            blocked_until = 0.0
+            for key in keys:
+                recent = self._recent(key, now)
+                if len(recent) >= self.max_failures:
+                    blocked_until = max(blocked_until, recent[-self.max_failures] + self.window)
+            if blocked_until:
+                raise RateLimited(retry_after=max(1, math.ceil(blocked_until - now)))
+            for key in keys:
+                stamps = self._failures.pop(key, [])
+                stamps.append(now)
+                self._failures[key] = stamps  # re-insert: dict order = least recently failed first
+            self._evict(now)
+            return now
+
+    def forgive(self, keys: list[str], stamp: float) -> None:
+        """The attempt stamped ``stamp`` succeeded: stop counting it."""
+        with self._lock:
+            for key in keys:
+                stamps = self._failures.get(key)
+                if stamps and stamp in stamps:
+                    stamps.remove(stamp)
+                    if not stamps:
+                        del self._failures[key]
+
+    def _evict(self, now: float) -> None:
+        if len(self._failures) <= self.max_keys:
+            return
+        for key in list(self._failures):
+            self._recent(key, now)
+        while len(self._failures) > self.max_keys:
+            del self._failures[next(iter(self._failures))]

@@ -1,0 +1,74 @@
+"""Server configuration.
+
+One frozen dataclass carries every tunable so the CLI, the tests and
+``serve.start`` all build the server the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8420
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Settings of one server instance.
+
+    ``data_dir`` holds everything the server persists (see "On disk" in
+    docs/SERVER_API.md). ``quota`` applies to every account. ``gc_grace``
+    protects chunks uploaded but not yet committed; ``gc_interval`` is the
+    pause between background collection passes (0 disables the thread).
+    """
+
+    data_dir: Path
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    quota: int = 50 * 2**30
+    versions_kept: int = 10
+    token_ttl: int = 86400
+    gc_grace: float = 3600.0
+    gc_interval: float = 600.0
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    login_max_failures: int = 5
+    login_window: float = 60.0
+
+    def __post_init__(self) -> None:
+        # Normalise paths given as str so callers can pass either.
+        object.__setattr__(self, "data_dir", Path(self.data_dir))
+        if self.tls_cert is not None:
+            object.__setattr__(self, "tls_cert", Path(self.tls_cert))
+        if self.tls_key is not None:
+            object.__setattr__(self, "tls_key", Path(self.tls_key))
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together")
+        if not 0 <= self.port <= 65535:
+            raise ValueError("port must be in 0..65535")
+        if self.quota < 0:
+            raise ValueError("quota must be >= 0")
+        if self.versions_kept < 1:
+            raise ValueError("versions_kept must be >= 1")
+        if self.token_ttl < 1:
+            raise ValueError("token_ttl must be >= 1")
+        if self.gc_grace < 0 or self.gc_interval < 0:
+            raise ValueError("gc_grace and gc_interval must be >= 0")
+        if self.login_max_failures < 1 or self.login_window <= 0:
+            raise ValueError("login_max_failures must be >= 1 and login_window > 0")
+
+    @property
+    def meta_path(self) -> Path:
+        """SQLite database holding accounts, nodes, versions and chunk ownership."""
+        return self.data_dir / "meta.sqlite3"
+
+    @property
+    def chunks_dir(self) -> Path:
+        """Root of the content-addressed chunk files."""
+        return self.data_dir / "chunks"
+
+    @property
+    def secret_path(self) -> Path:
+        """32 random bytes keying the fake prelogin salts."""
+        return self.data_dir / "server.secret"

@@ -1,0 +1,206 @@
+"""Accounts: signup, prelogin, login, logout, account info, public keys, health."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import falcon
+
+from . import auth, validate
+from .errors import NotFound, Unauthorized
+from .metastore import Account, Identity, NewAccount
+from .validate import (
+    AUTH_KEY_BYTES,
+    MAX_META_BYTES,
+    MAX_WRAPPED_BYTES,
+    PUBLIC_KEY_BYTES,
+    SALT_BYTES,
+    SIGNATURE_BYTES,
+    b64decode,
+    b64encode,
+    get_field,
+    get_object,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .app import ServerContext
+
+
+def _identity(obj: dict[str, Any]) -> Identity:
+    return Identity(
+        sign_pub=b64decode(get_field(obj, "sign_pub"), "identity.sign_pub", exact=PUBLIC_KEY_BYTES),
+        box_pub=b64decode(get_field(obj, "box_pub"), "identity.box_pub", exact=PUBLIC_KEY_BYTES),
+        box_sig=b64decode(get_field(obj, "box_sig"), "identity.box_sig", exact=SIGNATURE_BYTES),
+        wrapped_private=b64decode(
+            get_field(obj, "wrapped_private"), "identity.wrapped_private", max_len=MAX_WRAPPED_BYTES
+        ),
+    )
+
+
+def _identity_json(identity: Identity) -> dict[str, str]:
+    return {
+        "sign_pub": b64encode(identity.sign_pub),
+        "box_pub": b64encode(identity.box_pub),
+        "box_sig": b64encode(identity.box_sig),
+        "wrapped_private": b64encode(identity.wrapped_private),
+    }
+
+
+class Signup:
+    public = True
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = validate.read_json(req)
+        name = validate.user_name(get_field(body, "user"))
+        user_id = validate.user_id(get_field(body, "user_id"))
+        salt = b64decode(get_field(body, "salt"), "salt", exact=SALT_BYTES)
+        kdf = validate.kdf_params(get_field(body, "kdf"))
+        auth_key = b64decode(get_field(body, "auth_key"), "auth_key", exact=AUTH_KEY_BYTES)
+        wrapped_master = b64decode(get_field(body, "wrapped_master"), "wrapped_master", max_len=MAX_WRAPPED_BYTES)
+        identity = _identity(get_object(body, "identity"))
+        root = get_object(body, "root")
+        root_id = validate.node_id(get_field(root, "node_id"), "root.node_id")
+        root_meta = b64decode(get_field(root, "meta"), "root.meta", max_len=MAX_META_BYTES)
+        auth_salt, auth_hash = auth.new_auth_hash(auth_key)
+        self.ctx.meta.create_account(
+            NewAccount(
+                name=name,
+                user_id=user_id,
+                salt=salt,
+                kdf=kdf,
+                auth_salt=auth_salt,
+                auth_hash=auth_hash,
+                wrapped_master=wrapped_master,
+                identity=identity,
+                root_node_id=root_id,
+                root_meta=root_meta,
+            ),
+            time.time(),
+        )
+        resp.status = falcon.HTTP_201
+        resp.media = {"user_id": user_id, "root_node_id": root_id}
+
+
+class Prelogin:
+    """Salt and KDF parameters; a stable fake for unknown names (no account oracle)."""
+
+    public = True
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = validate.read_json(req)
+        name = validate.user_name(get_field(body, "user"))
+        account = self.ctx.meta.account_by_name(name)
+        if account is None:
+            salt, kdf = auth.fake_salt(self.ctx.secret, name), dict(auth.DEFAULT_KDF)
+        else:
+            salt, kdf = account.salt, account.kdf
+        # Same key order for real and fake answers, so the bytes do not tell them apart.
+        resp.media = {"salt": b64encode(salt), "kdf": {key: kdf[key] for key in sorted(kdf)}}
+
+
+class Login:
+    public = True
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = validate.read_json(req)
+        name = validate.user_name(get_field(body, "user"))
+        auth_key = b64decode(get_field(body, "auth_key"), "auth_key", exact=AUTH_KEY_BYTES)
+        keys = [f"user:{name}", f"addr:{req.remote_addr}"]
+        stamp = self.ctx.limiter.begin(keys)
+        account = self.ctx.meta.account_by_name(name)
+        if account is None:
+            auth.burn_auth_check(auth_key)
+            raise Unauthorized("bad credentials")
+        if not auth.verify_auth_key(auth_key, account.auth_salt, account.auth_hash):
+            raise Unauthorized("bad credentials")
+        self.ctx.limiter.forgive(keys, stamp)
+        token = auth.new_token()
+        now = time.time()
+        expires = now + self.ctx.config.token_ttl
+        self.ctx.meta.add_token(auth.token_hash(token), account.user_id, now, expires)
+        resp.media = {
+            "token": token,
+            "expires": int(expires),
+            "user_id": account.user_id,
+            "root_node_id": account.root_node_id,
+            "wrapped_master": b64encode(account.wrapped_master),
+            "identity": _identity_json(account.identity),
+        }
+
+
+class Logout:
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.ctx.meta.revoke_token(req.context.token_hash)
+        resp.status = falcon.HTTP_204
+
+
+def _own_account(ctx: ServerContext, req: falcon.Request) -> Account:
+    account = ctx.meta.account_by_id(req.context.user_id)
+    if account is None:  # deleted under a live token
+        raise Unauthorized("account no longer exists")
+    return account
+
+
+class AccountInfo:
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        account = _own_account(self.ctx, req)
+        resp.media = {
+            "user": account.name,
+            "user_id": account.user_id,
+            "root_node_id": account.root_node_id,
+            "quota": self.ctx.config.quota,
+            "used": account.used,
+            "seq": account.seq,
+        }
+
+
+class UserKeys:
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, user: str) -> None:
+        name = validate.user_name(user)
+        account = self.ctx.meta.account_by_name(name)
+        if account is None:
+            raise NotFound("user not found")
+        ident = account.identity
+        resp.media = {
+            "user": account.name,
+            "user_id": account.user_id,
+            "sign_pub": b64encode(ident.sign_pub),
+            "box_pub": b64encode(ident.box_pub),
+            "box_sig": b64encode(ident.box_sig),
+        }
+
+
+class Health:
+    public = True
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"ok": True}
+
+
+def register(app: falcon.App, ctx: ServerContext) -> None:
+    app.add_route("/v1/signup", Signup(ctx))
+    app.add_route("/v1/prelogin", Prelogin(ctx))
+    app.add_route("/v1/login", Login(ctx))
+    app.add_route("/v1/logout", Logout(ctx))
+    app.add_route("/v1/account", AccountInfo(ctx))
+    app.add_route("/v1/users/{user}/keys", UserKeys(ctx))
+    app.add_route("/v1/health", Health())

@@ -1,0 +1,647 @@
+"""MetaStore contract: every implementation passes the same tests.
+
+Covers accounts and tokens, tree rules, compare-and-swap commits,
+atomicity (a refused operation changes nothing), chunk ownership and quota,
+the change feed and garbage collection (through megadrive.server.gc).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from megadrive.server import gc
+from megadrive.server.chunkstore import ChunkStore, DirChunkStore, MemoryChunkStore
+from megadrive.server.errors import (
+    Conflict,
+    Exists,
+    MissingChunks,
+    NotFound,
+    PreconditionFailed,
+    QuotaExceeded,
+)
+from megadrive.server.metastore import (
+    MAX_DEPTH,
+    MAX_TOKENS_PER_ACCOUNT,
+    Identity,
+    MetaStore,
+    NewAccount,
+    Node,
+    SQLiteMetaStore,
+)
+
+BIG_QUOTA = 1 << 40
+
+
+def hex32() -> str:
+    return secrets.token_hex(16)
+
+
+def make_sqlite(tmp_path: Path) -> MetaStore:
+    return SQLiteMetaStore(tmp_path / "meta.sqlite3")
+
+
+STORES: dict[str, Callable[[Path], MetaStore]] = {"sqlite": make_sqlite}
+
+
+@pytest.fixture(params=sorted(STORES))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MetaStore]:
+    s = STORES[request.param](tmp_path)
+    yield s
+    s.close()
+
+
+@pytest.fixture(params=["memory", "dir"])
+def chunks(request: pytest.FixtureRequest, tmp_path: Path) -> ChunkStore:
+    return MemoryChunkStore() if request.param == "memory" else DirChunkStore(tmp_path / "chunks")
+
+
+def new_account(store: MetaStore, name: str | None = None) -> tuple[str, str]:
+    """Create an account; returns (user_id, root_node_id)."""
+    user_id, root = hex32(), hex32()
+    store.create_account(
+        NewAccount(
+            name=name or "u" + secrets.token_hex(5),
+            user_id=user_id,
+            salt=os.urandom(16),
+            kdf={"alg": "argon2id13", "opslimit": 3, "memlimit": 268435456},
+            auth_salt=os.urandom(16),
+            auth_hash=os.urandom(32),
+            wrapped_master=b"wm",
+            identity=Identity(os.urandom(32), os.urandom(32), os.urandom(64), b"wp"),
+            root_node_id=root,
+            root_meta=b"root-meta",
+        ),
+        time.time(),
+    )
+    return user_id, root
+
+
+@pytest.fixture
+def acct(store: MetaStore) -> tuple[str, str]:
+    return new_account(store)
+
+
+def mk(store: MetaStore, owner: str, parent: str, kind: str = "dir") -> Node:
+    return store.create_node(owner, hex32(), parent, kind, b"meta")
+
+
+def upload(store: MetaStore, chunks: ChunkStore | None, owner: str, data: bytes, quota: int = BIG_QUOTA) -> str:
+    cid = hashlib.sha256(data).hexdigest()
+
+    def ensure() -> None:
+        if chunks is not None and not chunks.has(cid):
+            chunks.put(cid, data)
+
+    store.add_chunk(owner, cid, len(data), quota, time.time(), ensure)
+    return cid
+
+
+def seq_of(store: MetaStore, owner: str) -> int:
+    account = store.account_by_id(owner)
+    assert account is not None
+    return account.seq
+
+
+# -- accounts and tokens ------------------------------------------------------------
+
+
+class TestAccounts:
+    def test_create_and_lookup(self, store: MetaStore) -> None:
+        uid, root = new_account(store, "alice")
+        by_name = store.account_by_name("alice")
+        by_id = store.account_by_id(uid)
+        assert by_name == by_id and by_name is not None
+        assert by_name.root_node_id == root and by_name.used == 0 and by_name.seq == 1
+        assert by_name.kdf == {"alg": "argon2id13", "opslimit": 3, "memlimit": 268435456}
+        rootnode = store.get_node(uid, root)
+        assert rootnode.kind == "dir" and rootnode.parent_id is None and rootnode.meta == b"root-meta"
+        assert store.account_by_name("nobody") is None
+
+    def test_duplicate_name_refused(self, store: MetaStore) -> None:
+        new_account(store, "alice")
+        with pytest.raises(Exists):
+            new_account(store, "alice")
+
+    def test_duplicate_user_id_and_root_id(self, store: MetaStore) -> None:
+        uid, root = new_account(store)
+        base = dict(
+            salt=b"s" * 16,
+            kdf={"alg": "x", "opslimit": 1, "memlimit": 1},
+            auth_salt=b"a" * 16,
+            auth_hash=b"h" * 32,
+            wrapped_master=b"w",
+            identity=Identity(b"1" * 32, b"2" * 32, b"3" * 64, b"4"),
+            root_meta=b"m",
+        )
+        with pytest.raises(Exists):
+            store.create_account(NewAccount(name="fresh1", user_id=uid, root_node_id=hex32(), **base), 0.0)  # type: ignore[arg-type]
+        with pytest.raises(Exists):
+            store.create_account(NewAccount(name="fresh2", user_id=hex32(), root_node_id=root, **base), 0.0)  # type: ignore[arg-type]
+        assert store.account_by_name("fresh1") is None and store.account_by_name("fresh2") is None
+
+    def test_tokens(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, _ = acct
+        now = time.time()
+        store.add_token("h1", uid, now, now + 100)
+        store.add_token("h2", uid, now, now - 1)
+        assert store.user_for_token("h1", now) == uid
+        assert store.user_for_token("h2", now) is None  # expired
+        assert store.user_for_token("nope", now) is None
+        assert store.user_for_token("h1", now + 101) is None
+        store.revoke_token("h1")
+        assert store.user_for_token("h1", now) is None
+        assert store.purge_expired_tokens(now) == 1
+
+    def test_token_cap(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, _ = acct
+        now = time.time()
+        for i in range(MAX_TOKENS_PER_ACCOUNT + 5):
+            store.add_token(f"t{i}", uid, now + i, now + 1000)
+        assert store.user_for_token("t0", now) is None  # oldest revoked
+        assert store.user_for_token(f"t{MAX_TOKENS_PER_ACCOUNT + 4}", now) == uid
+        assert sum(store.user_for_token(f"t{i}", now) is not None for i in range(MAX_TOKENS_PER_ACCOUNT + 5)) == (
+            MAX_TOKENS_PER_ACCOUNT
+        )
+
+
+# -- tree rules ----------------------------------------------------------------------
+
+
+class TestTree:
+    def test_create_and_get(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        d = mk(store, uid, root)
+        f = mk(store, uid, d.node_id, "file")
+        assert store.get_node(uid, f.node_id) == f
+        assert f.parent_id == d.node_id and f.version == 0 and f.size == 0 and not f.trashed and not f.gone
+
+    def test_create_refusals(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        f = mk(store, uid, root, "file")
+        before = seq_of(store, uid)
+        with pytest.raises(Exists):
+            store.create_node(uid, f.node_id, root, "dir", b"m")
+        with pytest.raises(NotFound):
+            store.create_node(uid, hex32(), hex32(), "dir", b"m")
+        with pytest.raises(Conflict):
+            store.create_node(uid, hex32(), f.node_id, "dir", b"m")  # parent is a file
+        d = mk(store, uid, root)
+        sub = mk(store, uid, d.node_id)
+        store.trash_node(uid, d.node_id)
+        before = seq_of(store, uid)
+        with pytest.raises(Conflict):
+            store.create_node(uid, hex32(), d.node_id, "dir", b"m")  # parent trashed
+        with pytest.raises(Conflict):
+            store.create_node(uid, hex32(), sub.node_id, "dir", b"m")  # grandparent trashed
+        assert seq_of(store, uid) == before
+
+    def test_other_accounts_are_invisible(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        other, other_root = new_account(store)
+        d = mk(store, uid, root)
+        for call in (
+            lambda: store.get_node(other, d.node_id),
+            lambda: store.create_node(other, hex32(), d.node_id, "dir", b"m"),
+            lambda: store.update_node(other, d.node_id, b"x"),
+            lambda: store.trash_node(other, d.node_id),
+            lambda: store.restore_node(other, d.node_id),
+            lambda: store.purge_node(other, d.node_id, True),
+            lambda: store.list_versions(other, d.node_id),
+            lambda: store.update_node(uid, d.node_id, b"x", parent_id=other_root),
+        ):
+            with pytest.raises(NotFound):
+                call()
+        assert store.get_node(uid, d.node_id) == d
+        # Node ids are global: another account cannot reuse one.
+        with pytest.raises(Exists):
+            store.create_node(other, d.node_id, other_root, "dir", b"m")
+
+    def test_rename_and_move(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        a, b = mk(store, uid, root), mk(store, uid, root)
+        f = mk(store, uid, a.node_id, "file")
+        renamed = store.update_node(uid, f.node_id, b"new-name")
+        assert renamed.meta == b"new-name" and renamed.parent_id == a.node_id and renamed.seq > f.seq
+        moved = store.update_node(uid, f.node_id, b"moved", parent_id=b.node_id)
+        assert moved.parent_id == b.node_id and moved.meta == b"moved"
+        # Root: attributes can be re-encrypted, but it cannot move.
+        assert store.update_node(uid, root, b"root2").meta == b"root2"
+        with pytest.raises(Conflict):
+            store.update_node(uid, root, b"x", parent_id=a.node_id)
+
+    def test_no_move_into_own_subtree(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        a = mk(store, uid, root)
+        b = mk(store, uid, a.node_id)
+        c = mk(store, uid, b.node_id)
+        before = seq_of(store, uid)
+        for target in (a, b, c):
+            with pytest.raises(Conflict):
+                store.update_node(uid, a.node_id, b"x", parent_id=target.node_id)
+        assert seq_of(store, uid) == before
+        assert store.get_node(uid, a.node_id) == a
+
+    def test_move_target_rules(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        f = mk(store, uid, root, "file")
+        g = mk(store, uid, root, "file")
+        t = mk(store, uid, root)
+        store.trash_node(uid, t.node_id)
+        with pytest.raises(Conflict):
+            store.update_node(uid, g.node_id, b"x", parent_id=f.node_id)  # into a file
+        with pytest.raises(Conflict):
+            store.update_node(uid, g.node_id, b"x", parent_id=t.node_id)  # into the trash
+        with pytest.raises(NotFound):
+            store.update_node(uid, g.node_id, b"x", parent_id=hex32())
+        assert store.get_node(uid, g.node_id) == g
+
+    def test_replace_is_atomic(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        src_dir, dst_dir = mk(store, uid, root), mk(store, uid, root)
+        f = mk(store, uid, src_dir.node_id, "file")
+        target = mk(store, uid, dst_dir.node_id, "file")
+        moved = store.update_node(uid, f.node_id, b"over", parent_id=dst_dir.node_id, replace=target.node_id)
+        trashed = store.get_node(uid, target.node_id)
+        assert trashed.trashed and moved.parent_id == dst_dir.node_id
+        assert trashed.seq == moved.seq - 1  # same transaction, target first
+        changes, _ = store.changes(uid, moved.seq - 2, 10)
+        assert [n.node_id for n in changes] == [target.node_id, f.node_id]
+
+    def test_replace_refusals_change_nothing(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        a, b = mk(store, uid, root), mk(store, uid, root)
+        f = mk(store, uid, a.node_id, "file")
+        elsewhere = mk(store, uid, a.node_id, "file")
+        full = mk(store, uid, b.node_id)
+        mk(store, uid, full.node_id, "file")
+        before = seq_of(store, uid)
+        cases = [
+            dict(parent_id=b.node_id, replace=elsewhere.node_id),  # target not in destination
+            dict(parent_id=b.node_id, replace=full.node_id),  # non-empty folder
+            dict(parent_id=b.node_id, replace=f.node_id),  # itself
+        ]
+        for kwargs in cases:
+            with pytest.raises(Conflict):
+                store.update_node(uid, f.node_id, b"x", **kwargs)
+        with pytest.raises(NotFound):
+            store.update_node(uid, f.node_id, b"x", parent_id=b.node_id, replace=hex32())
+        assert seq_of(store, uid) == before
+        assert store.get_node(uid, f.node_id) == f
+        assert not store.get_node(uid, elsewhere.node_id).trashed
+        assert not store.get_node(uid, full.node_id).trashed
+
+    def test_replace_folder_with_only_trashed_children(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        d = mk(store, uid, root)
+        child = mk(store, uid, d.node_id, "file")
+        store.trash_node(uid, child.node_id)
+        f = mk(store, uid, root)
+        store.update_node(uid, f.node_id, b"x", replace=d.node_id)  # rename over, no move
+        assert store.get_node(uid, d.node_id).trashed
+
+    def test_trash_and_restore(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        d = mk(store, uid, root)
+        f = mk(store, uid, d.node_id, "file")
+        with pytest.raises(Conflict):
+            store.trash_node(uid, root)
+        t = store.trash_node(uid, d.node_id)
+        assert t.trashed
+        assert store.trash_node(uid, d.node_id).seq == t.seq  # idempotent, no new change
+        store.trash_node(uid, f.node_id)
+        before = seq_of(store, uid)
+        with pytest.raises(Conflict):
+            store.restore_node(uid, f.node_id)  # parent still trashed
+        assert seq_of(store, uid) == before
+        assert not store.restore_node(uid, d.node_id).trashed
+        assert not store.restore_node(uid, f.node_id).trashed
+
+    def test_purge(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        d = mk(store, uid, root)
+        sub = mk(store, uid, d.node_id)
+        f = mk(store, uid, sub.node_id, "file")
+        with pytest.raises(Conflict):
+            store.purge_node(uid, root, True)
+        before = seq_of(store, uid)
+        with pytest.raises(Conflict):
+            store.purge_node(uid, d.node_id, False)
+        assert seq_of(store, uid) == before
+        assert store.purge_node(uid, d.node_id, True) == 3
+        for n in (d, sub, f):
+            with pytest.raises(NotFound):
+                store.get_node(uid, n.node_id)
+        changes, _ = store.changes(uid, before, 100)
+        assert [n.node_id for n in changes] == [f.node_id, sub.node_id, d.node_id]  # deepest first
+        assert all(n.gone and n.meta == b"" for n in changes)
+        with pytest.raises(Exists):  # tombstones keep the id
+            store.create_node(uid, d.node_id, root, "dir", b"m")
+        assert store.purge_node(uid, mk(store, uid, root, "file").node_id, False) == 1
+
+    def test_depth_limit(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        parent = root
+        first = None
+        for _ in range(MAX_DEPTH):
+            node = mk(store, uid, parent)
+            first = first or node.node_id
+            parent = node.node_id
+        with pytest.raises(Conflict):
+            mk(store, uid, parent)
+        # A shallow folder with a child cannot be moved to the bottom either.
+        shallow = mk(store, uid, root)
+        mk(store, uid, shallow.node_id)
+        with pytest.raises(Conflict):
+            store.update_node(uid, shallow.node_id, b"x", parent_id=parent)
+        assert first is not None
+        with pytest.raises(Conflict):  # and the cycle check still works at depth
+            store.update_node(uid, first, b"x", parent_id=parent)
+
+
+# -- change feed ---------------------------------------------------------------------
+
+
+class TestChanges:
+    def test_order_since_limit_more(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        nodes = [mk(store, uid, root) for _ in range(5)]
+        all_changes, more = store.changes(uid, 0, 100)
+        assert not more
+        assert [n.node_id for n in all_changes] == [root] + [n.node_id for n in nodes]
+        seqs = [n.seq for n in all_changes]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        page, more = store.changes(uid, 0, 2)
+        assert more and [n.node_id for n in page] == [root, nodes[0].node_id]
+        page, more = store.changes(uid, page[-1].seq, 10)
+        assert not more and [n.node_id for n in page] == [n.node_id for n in nodes[1:]]
+        assert store.changes(uid, seq_of(store, uid), 10) == ([], False)
+
+    def test_node_appears_once_in_latest_state(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        d = mk(store, uid, root)
+        store.update_node(uid, d.node_id, b"renamed")
+        store.trash_node(uid, d.node_id)
+        changes, _ = store.changes(uid, 1, 100)
+        assert len(changes) == 1 and changes[0].trashed and changes[0].meta == b"renamed"
+        assert changes[0].seq == seq_of(store, uid)
+
+    def test_accounts_have_separate_feeds(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        other, other_root = new_account(store)
+        mk(store, uid, root)
+        changes, _ = store.changes(other, 0, 100)
+        assert [n.node_id for n in changes] == [other_root]
+
+    def test_every_change_kind_bumps_seq(self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        seqs = [seq_of(store, uid)]
+        f = mk(store, uid, root, "file")
+        seqs.append(seq_of(store, uid))
+        c = upload(store, chunks, uid, b"data")
+        store.commit_version(uid, f.node_id, 0, b"man", [c], None, 10, time.time())
+        seqs.append(seq_of(store, uid))
+        store.update_node(uid, f.node_id, b"m2")
+        seqs.append(seq_of(store, uid))
+        store.trash_node(uid, f.node_id)
+        seqs.append(seq_of(store, uid))
+        store.restore_node(uid, f.node_id)
+        seqs.append(seq_of(store, uid))
+        store.purge_node(uid, f.node_id, False)
+        seqs.append(seq_of(store, uid))
+        assert all(b > a for a, b in zip(seqs, seqs[1:], strict=False))
+
+
+# -- versions ------------------------------------------------------------------------
+
+
+class TestVersions:
+    def test_commit_and_read(self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        f = mk(store, uid, root, "file")
+        c1, c2 = upload(store, chunks, uid, b"a" * 10), upload(store, chunks, uid, b"b" * 20)
+        n = store.commit_version(uid, f.node_id, 0, b"manifest-1", [c1, c2, c1], b"newmeta", 10, 1000.0)
+        assert n.version == 1 and n.size == 40 and n.meta == b"newmeta" and n.seq > f.seq
+        assert store.get_manifest(uid, f.node_id) == (1, b"manifest-1")
+        n2 = store.commit_version(uid, f.node_id, 1, b"manifest-2", [], None, 10, 1001.0)
+        assert n2.version == 2 and n2.size == 0 and n2.meta == b"newmeta"
+        assert store.get_manifest(uid, f.node_id, 1) == (1, b"manifest-1")
+        assert [(v.version, v.size) for v in store.list_versions(uid, f.node_id)] == [(2, 0), (1, 40)]
+        with pytest.raises(NotFound):
+            store.get_manifest(uid, f.node_id, 3)
+
+    def test_no_version_yet(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        f = mk(store, uid, root, "file")
+        with pytest.raises(NotFound):
+            store.get_manifest(uid, f.node_id)
+        assert store.list_versions(uid, f.node_id) == []
+
+    def test_stale_base_refused_and_newer_survives(
+        self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]
+    ) -> None:
+        uid, root = acct
+        f = mk(store, uid, root, "file")
+        store.commit_version(uid, f.node_id, 0, b"first", [], None, 10, 1.0)
+        store.commit_version(uid, f.node_id, 1, b"second", [], None, 10, 2.0)
+        before = seq_of(store, uid)
+        with pytest.raises(PreconditionFailed) as info:
+            store.commit_version(uid, f.node_id, 1, b"stale", [], None, 10, 3.0)
+        assert info.value.version == 2
+        assert store.get_manifest(uid, f.node_id) == (2, b"second")
+        assert seq_of(store, uid) == before
+
+    def test_missing_chunks_commit_nothing(self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        other, _ = new_account(store)
+        f = mk(store, uid, root, "file")
+        mine = upload(store, chunks, uid, b"mine")
+        theirs = upload(store, chunks, other, b"theirs")  # stored, but not by uid
+        absent = hashlib.sha256(b"absent").hexdigest()
+        before = seq_of(store, uid)
+        with pytest.raises(MissingChunks) as info:
+            store.commit_version(uid, f.node_id, 0, b"m", [mine, theirs, absent, absent], b"meta!", 10, 1.0)
+        assert info.value.missing == [theirs, absent]
+        node = store.get_node(uid, f.node_id)
+        assert node == f and node.meta == b"meta"
+        assert store.list_versions(uid, f.node_id) == []
+        assert seq_of(store, uid) == before
+
+    def test_dirs_have_no_versions(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        with pytest.raises(Conflict):
+            store.commit_version(uid, root, 0, b"m", [], None, 10, 1.0)
+
+    def test_retention(self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        f = mk(store, uid, root, "file")
+        for v in range(6):
+            store.commit_version(uid, f.node_id, v, b"m%d" % v, [], None, 3, float(v))
+        assert [v.version for v in store.list_versions(uid, f.node_id)] == [6, 5, 4]
+        with pytest.raises(NotFound):
+            store.get_manifest(uid, f.node_id, 3)
+
+    def test_concurrent_commits_exactly_one_wins(
+        self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]
+    ) -> None:
+        uid, root = acct
+        f = mk(store, uid, root, "file")
+        results: list[str] = []
+        barrier = threading.Barrier(8)
+
+        def worker(i: int) -> None:
+            barrier.wait()
+            try:
+                store.commit_version(uid, f.node_id, 0, b"w%d" % i, [], None, 10, time.time())
+                results.append("ok")
+            except PreconditionFailed:
+                results.append("stale")
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(results) == ["ok"] + ["stale"] * 7
+        assert store.get_node(uid, f.node_id).version == 1
+
+
+# -- chunks, quota -------------------------------------------------------------------
+
+
+class TestChunks:
+    def test_add_and_usage(self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]) -> None:
+        uid, _ = acct
+        c = upload(store, chunks, uid, b"x" * 100)
+        assert store.owns_chunk(uid, c) and store.usage(uid) == 100
+        assert not store.add_chunk(uid, c, 100, BIG_QUOTA, time.time(), lambda: None)  # already owned
+        assert store.usage(uid) == 100
+        other, _ = new_account(store)
+        assert not store.owns_chunk(other, c)
+        assert store.add_chunk(other, c, 100, BIG_QUOTA, time.time(), lambda: None)  # each owner pays
+        assert store.usage(other) == 100 and store.usage(uid) == 100
+
+    def test_quota_refusal_changes_nothing(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, _ = acct
+        called: list[bool] = []
+        store.add_chunk(uid, "a" * 64, 60, 100, 1.0, lambda: None)
+        with pytest.raises(QuotaExceeded) as info:
+            store.add_chunk(uid, "b" * 64, 41, 100, 1.0, lambda: called.append(True))
+        assert (info.value.quota, info.value.used) == (100, 60)
+        assert not called and not store.owns_chunk(uid, "b" * 64) and store.usage(uid) == 60
+        assert store.add_chunk(uid, "c" * 64, 40, 100, 1.0, lambda: None)  # exactly at quota is fine
+
+    def test_failed_ensure_stored_records_nothing(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, _ = acct
+
+        def broken() -> None:
+            raise OSError("disk full")
+
+        with pytest.raises(OSError):
+            store.add_chunk(uid, "d" * 64, 10, BIG_QUOTA, 1.0, broken)
+        assert not store.owns_chunk(uid, "d" * 64) and store.usage(uid) == 0
+
+    def test_missing(self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]) -> None:
+        uid, _ = acct
+        have = upload(store, chunks, uid, b"have")
+        ids = ["1" * 64, have, "2" * 64, "1" * 64]
+        assert store.missing_chunks(uid, ids, time.time()) == ["1" * 64, "2" * 64]
+        many = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(1200)]
+        assert store.missing_chunks(uid, many, time.time()) == many
+
+
+# -- garbage collection --------------------------------------------------------------
+
+
+class TestGarbageCollection:
+    def test_unreferenced_old_chunks_go_referenced_stay(
+        self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]
+    ) -> None:
+        uid, root = acct
+        f = mk(store, uid, root, "file")
+        kept = upload(store, chunks, uid, b"kept")
+        dropped = upload(store, chunks, uid, b"dropped")
+        store.commit_version(uid, f.node_id, 0, b"m", [kept], None, 10, time.time())
+        result = gc.collect(store, chunks, grace=0, now=time.time() + 1)
+        assert result["chunks_deleted"] == 1 and result["bytes_freed"] == len(b"dropped")
+        assert chunks.has(kept) and not chunks.has(dropped)
+        assert store.owns_chunk(uid, kept) and not store.owns_chunk(uid, dropped)
+        assert store.usage(uid) == len(b"kept")
+
+    def test_grace_protects_recent_uploads(self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]) -> None:
+        uid, _ = acct
+        c = upload(store, chunks, uid, b"fresh")
+        assert gc.collect(store, chunks, grace=3600)["chunks_deleted"] == 0
+        assert chunks.has(c)
+        # Asking about a chunk ("missing") renews its grace period.
+        later = time.time() + 7200
+        store.missing_chunks(uid, [c], later)
+        assert gc.collect(store, chunks, grace=3600, now=later + 10)["chunks_deleted"] == 0
+        assert gc.collect(store, chunks, grace=3600, now=later + 3601)["chunks_deleted"] == 1
+
+    def test_pruned_and_purged_versions_release_chunks(
+        self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]
+    ) -> None:
+        uid, root = acct
+        f = mk(store, uid, root, "file")
+        old = upload(store, chunks, uid, b"old")
+        new = upload(store, chunks, uid, b"new")
+        store.commit_version(uid, f.node_id, 0, b"m1", [old], None, 1, 1.0)
+        store.commit_version(uid, f.node_id, 1, b"m2", [new], None, 1, 2.0)  # prunes v1
+        gc.collect(store, chunks, grace=0, now=time.time() + 1)
+        assert not chunks.has(old) and chunks.has(new)
+        store.purge_node(uid, f.node_id, False)
+        gc.collect(store, chunks, grace=0, now=time.time() + 1)
+        assert not chunks.has(new) and store.usage(uid) == 0
+
+    def test_trashed_files_keep_their_chunks(self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        f = mk(store, uid, root, "file")
+        c = upload(store, chunks, uid, b"in trash")
+        store.commit_version(uid, f.node_id, 0, b"m", [c], None, 10, 1.0)
+        store.trash_node(uid, f.node_id)
+        gc.collect(store, chunks, grace=0, now=time.time() + 1)
+        assert chunks.has(c)
+
+    def test_shared_blob_survives_until_last_owner(
+        self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]
+    ) -> None:
+        uid, root = acct
+        other, other_root = new_account(store)
+        c = upload(store, chunks, uid, b"same ciphertext")
+        upload(store, chunks, other, b"same ciphertext")
+        f = mk(store, other, other_root, "file")
+        store.commit_version(other, f.node_id, 0, b"m", [c], None, 10, 1.0)
+        result = gc.collect(store, chunks, grace=0, now=time.time() + 1)
+        assert result["refs_removed"] == 1 and result["chunks_deleted"] == 0
+        assert chunks.has(c) and not store.owns_chunk(uid, c) and store.owns_chunk(other, c)
+
+    def test_orphan_blobs_are_swept(self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]) -> None:
+        uid, _ = acct
+        data = b"written but never recorded"
+        cid = hashlib.sha256(data).hexdigest()
+        chunks.put(cid, data)
+        owned = upload(store, chunks, uid, b"owned")
+        result = gc.collect(store, chunks, grace=3600)
+        assert result["orphans_deleted"] == 1
+        assert not chunks.has(cid) and chunks.has(owned)
+
+    def test_upload_racing_collection_keeps_blob(
+        self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]
+    ) -> None:
+        """The blob is written before the row; a sweep in between must not lose it."""
+        uid, _ = acct
+        data = b"racing upload"
+        cid = hashlib.sha256(data).hexdigest()
+        chunks.put(cid, data)  # step 1 of an upload
+        gc.collect(store, chunks, grace=0)  # collector deletes the unowned blob
+        assert not chunks.has(cid)
+        upload(store, chunks, uid, data)  # step 2: ensure_stored re-writes it
+        assert chunks.has(cid) and store.owns_chunk(uid, cid)
