@@ -357,7 +357,7 @@ def get(remote: str, local: Path) -> None:
             dest = local / e.name if local.is_dir() else local
             if not dest.parent.is_dir():
                 raise NotFound(f"no such local folder: {dest.parent}")
-            r = drive.open_read(remote)
+            r = drive.open_read(remote, cache=False)
             fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
             try:
                 with os.fdopen(fd, "wb") as f, _progress(r.size, e.name) as bar:

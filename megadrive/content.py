@@ -54,8 +54,9 @@ def n_chunks(size: int, chunk_size: int = CHUNK_SIZE) -> int:
 class FileReader:
     """Random-access, verified reads of one file version. Thread-safe."""
 
-    def __init__(self, drive: Drive, keys: FileKeys, manifest: Manifest | None) -> None:
+    def __init__(self, drive: Drive, keys: FileKeys, manifest: Manifest | None, *, cache: bool = True) -> None:
         self._drive = drive
+        self._use_cache = cache
         self._keys = keys
         self._ckey = keys.chunk_key
         self.manifest = manifest
@@ -64,7 +65,25 @@ class FileReader:
         self._lock = threading.Lock()
         self._plain: OrderedDict[int, bytes] = OrderedDict()
         self._ahead: dict[int, Future[bytes]] = {}
+        self._last = -1
         self.pos = 0
+        self.end_hint: int | None = None  # a caller that knows where it stops (a Range GET) says so
+
+    def _verified(self, index: int) -> bytes:
+        """Fetch, verify and decrypt one chunk (runs in the I/O pool when prefetched)."""
+        assert self.manifest is not None
+        m = self.manifest
+        cid = m.chunks[index]
+        last = index == len(m.chunks) - 1
+        expect = chunk_len(m.size, index, m.chunk_size)
+        blob = self._drive._fetch_blob(cid.hex(), use_cache=self._use_cache)
+        try:
+            return format.open_chunk(self._ckey, self._keys.file_id, index, last, cid, blob, expect)
+        except IntegrityError:
+            # The cached copy may be the corrupt one: drop it and ask the server once more.
+            self._drive._cache.discard(cid.hex())
+            blob = self._drive._fetch_blob(cid.hex(), use_cache=False)
+            return format.open_chunk(self._ckey, self._keys.file_id, index, last, cid, blob, expect)
 
     def _chunk(self, index: int) -> bytes:
         assert self.manifest is not None
@@ -74,21 +93,17 @@ class FileReader:
                 self._plain.move_to_end(index)
                 return self._plain[index]
             fut = self._ahead.pop(index, None)
-            for i in range(index + 1, min(index + 1 + READAHEAD, len(m.chunks))):
-                if i not in self._ahead and i not in self._plain:
-                    self._ahead[i] = self._drive._pool.submit(self._drive._fetch_blob, m.chunks[i].hex())
+            sequential = index == self._last + 1
+            self._last = index
+            if sequential:
+                # Read ahead only for a sequential reader, and never past the end it announced.
+                stop = len(m.chunks) if self.end_hint is None else n_chunks(self.end_hint, m.chunk_size)
+                for i in range(index + 1, min(index + 1 + READAHEAD, stop)):
+                    if i not in self._ahead and i not in self._plain:
+                        self._ahead[i] = self._drive._pool.submit(self._verified, i)
             for stale in [i for i in self._ahead if i < index or i > index + READAHEAD]:
                 self._ahead.pop(stale).cancel()
-        blob = fut.result() if fut is not None else self._drive._fetch_blob(m.chunks[index].hex())
-        last = index == len(m.chunks) - 1
-        expect = chunk_len(m.size, index, m.chunk_size)
-        try:
-            pt = format.open_chunk(self._ckey, self._keys.file_id, index, last, m.chunks[index], blob, expect)
-        except IntegrityError:
-            # The cached copy may be the corrupt one: drop it and ask the server once more.
-            self._drive._cache.discard(m.chunks[index].hex())
-            blob = self._drive._fetch_blob(m.chunks[index].hex(), use_cache=False)
-            pt = format.open_chunk(self._ckey, self._keys.file_id, index, last, m.chunks[index], blob, expect)
+        pt = fut.result() if fut is not None else self._verified(index)
         with self._lock:
             self._plain[index] = pt
             while len(self._plain) > 2:
@@ -122,6 +137,7 @@ class FileReader:
     def iter_range(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Yield the plaintext of [start, end) chunk by chunk (for streaming responses)."""
         end = self.size if end is None else min(end, self.size)
+        self.end_hint = end
         pos = start
         cs = self.manifest.chunk_size if self.manifest else CHUNK_SIZE
         while pos < end:

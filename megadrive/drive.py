@@ -460,6 +460,7 @@ class Drive:
         return m
 
     def _fetch_blob(self, chunk_id: str, use_cache: bool = True) -> bytes:
+        """A chunk's ciphertext, from the local cache or the server (verified by the caller)."""
         if use_cache:
             blob = self._cache.get(chunk_id)
             if blob is not None:
@@ -468,16 +469,20 @@ class Drive:
             blob = self.api.get_chunk(chunk_id)
         except NotFound:
             raise IntegrityError(f"integrity check failed: chunk {chunk_id[:12]}… is missing on the server") from None
-        self._cache.put(chunk_id, blob)
+        if use_cache:
+            self._cache.put(chunk_id, blob)
         return blob
 
-    def open_read(self, path: str) -> FileReader:
-        """A verified random-access reader of the file's current version."""
+    def open_read(self, path: str, *, cache: bool = True) -> FileReader:
+        """A verified random-access reader of the file's current version.
+
+        ``cache=False`` for one-shot streaming (``megadrive get``): nothing is kept.
+        """
         row, p = self._resolve(path)
         if row.kind == "dir":
             raise IsADirectory(f"is a folder: {p}")
         meta = self._meta(row)
-        return FileReader(self, self._file_keys(row, meta), self._manifest(row, meta))
+        return FileReader(self, self._file_keys(row, meta), self._manifest(row, meta), cache=cache)
 
     def read_file(self, path: str) -> bytes:
         r = self.open_read(path)

@@ -83,9 +83,8 @@ def up(data: Path | None, server_listen: str, listen: str, user: str, quota: str
     """Run a local server and the WebDAV gateway in one process (creates the account on first run)."""
 
     def body() -> None:
-        from megadrive.server.serve import start as start_server
-
         from megadrive.server.config import ServerConfig
+        from megadrive.server.serve import start as start_server
 
         base = home()
         shost, sport = parse_listen(server_listen, 8420)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from mdtest import PASSWORD, Server, megadrive, ok
 
+from megadrive.drive import Drive
+
 
 def _files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file()]
@@ -34,8 +36,11 @@ def test_markers_never_on_disk(server: Server, tmp_path: Path) -> None:
     ok(megadrive("put", str(src), f"/{name_marker}-folder/{name_marker}.txt"))
     out = tmp_path / "download"
     out.mkdir()
-    ok(megadrive("get", f"/{name_marker}-folder/{name_marker}.txt", str(out / "x")))  # fills the chunk cache
+    ok(megadrive("get", f"/{name_marker}-folder/{name_marker}.txt", str(out / "x")))
     assert (out / "x").read_bytes() == src.read_bytes()
+    d = Drive.open(Path(os.environ["MEGADRIVE_HOME"]))  # a cached read, as the gateway does
+    assert d.read_file(f"/{name_marker}-folder/{name_marker}.txt") == src.read_bytes()
+    d.close()
     assert ok(megadrive("ls", f"/{name_marker}-folder")).strip() == f"{name_marker}.txt"
 
     home = Path(os.environ["MEGADRIVE_HOME"])
