@@ -80,8 +80,11 @@ def check_kdf(offered: KdfParams, pinned: KdfParams | None = None, floor: KdfPar
     ``floor`` is the client's configured default (MODERATE) for a first login, so a
     server cannot talk a fresh client down to cheaper guesses either.
     """
-    if offered.alg != "argon2id13" or not offered.at_least(KDF_FLOOR) or not offered.at_least(floor):
+    if offered.alg != "argon2id13" or not offered.at_least(KDF_FLOOR):
         raise WeakKdf()
+    if not offered.at_least(floor):
+        raise WeakKdf("the server offered weaker key-derivation parameters than this client's default "
+                      "(an account created with MEGADRIVE_KDF=interactive needs that setting here too)")
     if pinned is not None and not offered.at_least(pinned):
         raise WeakKdf("the server offered weaker key-derivation parameters than this client pinned")
     if offered.opslimit > KDF_CEILING.opslimit or offered.memlimit > KDF_CEILING.memlimit:

@@ -222,6 +222,11 @@ class Drive:
         meta = format.open_meta(key, self.owner, pid, row.node_id, row.meta)
         if meta.kind != row.kind:
             raise IntegrityError("integrity check failed: node kind does not match its metadata")
+        if row.parent_id is not None:
+            try:
+                check_name(meta.name)  # a co-writer could have sealed '..' or 'a/b'
+            except InvalidPath:
+                raise IntegrityError(f"integrity check failed: node {row.node_id} has an invalid name") from None
         seen_v, seen_r = self._seen.get(row.node_id) or self.index.seen(row.node_id)
         if meta.rev < seen_r or meta.version < seen_v:
             raise IntegrityError(f"integrity check failed: {meta.name!r} was rolled back to an older state")

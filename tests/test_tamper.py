@@ -181,3 +181,20 @@ def test_cli_get_reports_integrity_error_and_writes_nothing(server: Server, tmp_
     assert "integrity" in line
     assert r.returncode == 3
     assert list(out.iterdir()) == []  # no partial file, no temp file
+
+
+def test_sealed_invalid_name_is_refused(server: Server, tmp_path: Path, setup: tuple[Drive, str, bytes]) -> None:
+    """Even a correctly sealed meta (a future co-writer holds the folder key) cannot name a node '..'."""
+    from megadrive import format
+
+    d, node, _ = setup
+    row, _ = d._resolve("/secret.bin")
+    root = d._root()
+    meta = d._meta(row)
+    meta.name = ".."
+    blob = format.seal_meta(d._meta(root).key, d.owner, root.node_id, node, meta)
+    with db(server) as c:
+        c.execute("UPDATE nodes SET meta=? WHERE node_id=?", (blob, node))
+    f = fresh(server, tmp_path, "victim")
+    with pytest.raises(IntegrityError, match="invalid name"):
+        f.listdir("/")
