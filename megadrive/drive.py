@@ -78,6 +78,37 @@ class Quota:
         return max(0, self.total - self.used)
 
 
+class LocalRecords:
+    """Small records a front-end keeps on this machine (WebDAV locks), sealed under the master key.
+
+    Keys are stored as keyed hashes and values sealed, so like the index the
+    file reveals nothing without the key. Values carry their own key if the
+    caller needs to list them.
+    """
+
+    def __init__(self, drive: Drive, ns: str) -> None:
+        self._d = drive
+        self.ns = ns
+
+    def put(self, key: str, value: bytes) -> None:
+        h = format.record_key_hash(self._d._master, self.ns, key)
+        self._d.index.record_put(self.ns, h, format.seal_record(self._d._master, self._d.owner, self.ns, h, value))
+
+    def delete(self, key: str) -> None:
+        self._d.index.record_delete(self.ns, format.record_key_hash(self._d._master, self.ns, key))
+
+    def values(self) -> list[bytes]:
+        """Every record that still authenticates (a tampered one is dropped and logged)."""
+        out = []
+        for h, blob in self._d.index.record_all(self.ns):
+            try:
+                out.append(format.open_record(self._d._master, self._d.owner, self.ns, h, blob))
+            except IntegrityError as e:
+                log.error("dropping local %s record: %s", self.ns, e)
+                self._d.index.record_delete(self.ns, h)
+        return out
+
+
 def split_path(path: str) -> list[str]:
     """'/a/b/' -> ['a', 'b']; refuses '.', '..', empty and over-long names."""
     if not path.startswith("/"):
@@ -305,6 +336,9 @@ class Drive:
         out.sort(key=lambda e: e.name)
         return out
 
+    def local_records(self, ns: str) -> LocalRecords:
+        return LocalRecords(self, ns)
+
     def pending_uploads(self) -> int:
         """Encrypted chunks staged locally but not yet confirmed by the server."""
         return self.index.pending_uploads()
@@ -372,11 +406,13 @@ class Drive:
         n = self.api.update_node(row.node_id, blob, parent_id=parent.node_id if parent else None, replace=replace)
         self._apply(n, meta)
 
-    def rename(self, src: str, dst: str, *, overwrite: bool = False) -> Entry:
+    def rename(self, src: str, dst: str, *, overwrite: bool = False, replace_nonempty: bool = False) -> Entry:
         """Move and/or rename; metadata only, nothing is re-uploaded.
 
-        With ``overwrite`` an existing destination (a file or an empty folder)
-        is replaced in the same server transaction, so it is never lost half-way.
+        With ``overwrite`` an existing destination (a file, or an empty folder
+        as POSIX rename allows; any folder with ``replace_nonempty``, as WebDAV
+        MOVE wants) goes to the trash in the same server transaction as the
+        move, so it is never lost half-way.
         """
         row, src_path = self._resolve(src)
         if row.parent_id is None:
@@ -392,12 +428,13 @@ class Drive:
         if existing is not None and existing.node_id != row.node_id:
             if not overwrite:
                 raise AlreadyExists(f"already exists: {dst_path}")
-            if existing.kind == "dir" and row.kind != "dir":
-                raise IsADirectory(f"is a folder: {dst_path}")
-            if existing.kind != "dir" and row.kind == "dir":
-                raise NotADirectory(f"not a folder: {dst_path}")
-            if existing.kind == "dir" and self.index.children(existing.node_id):
-                raise NotEmpty(f"folder not empty: {dst_path}")
+            if not replace_nonempty:
+                if existing.kind == "dir" and row.kind != "dir":
+                    raise IsADirectory(f"is a folder: {dst_path}")
+                if existing.kind != "dir" and row.kind == "dir":
+                    raise NotADirectory(f"not a folder: {dst_path}")
+                if existing.kind == "dir" and self.index.children(existing.node_id):
+                    raise NotEmpty(f"folder not empty: {dst_path}")
             replace = existing.node_id
         meta = self._meta(row)
         new = NodeMeta(**{**meta.__dict__, "name": name, "props": dict(meta.props)})
@@ -561,26 +598,46 @@ class Drive:
         w.commit()
         return self.stat(path)
 
-    def copy(self, src: str, dst: str, *, overwrite: bool = False) -> Entry:
-        """Copy a file without re-uploading: the copy shares content key, file id and chunks."""
+    def copy(self, src: str, dst: str, *, overwrite: bool = False, recursive: bool = True) -> Entry:
+        """Copy without re-uploading: a file copy shares content key, file id and chunks.
+
+        An existing destination is replaced only once the whole copy exists
+        (built under a temporary name, then moved over it in one transaction).
+        """
         row, p = self._resolve(src)
-        if row.kind == "dir":
-            self.mkdir(dst, exist_ok=overwrite)
-            for child in self.listdir(p):
-                self.copy(child.path, join(dst, child.name), overwrite=overwrite)
-            return self.stat(dst)
-        meta = self._meta(row)
-        base = self._manifest(row, meta)
         parent, pmeta, name = self._parent_for_new(dst)
+        dst_path = join(self._path_of(parent), name)
+        if dst_path == p or (dst_path + "/").startswith(p + "/"):
+            raise Conflict("cannot copy a folder into itself")
         existing = self.index.lookup(parent.node_id, format.name_hash(self._hkey, parent.node_id, name))
         if existing is not None and not overwrite:
-            raise AlreadyExists(f"already exists: {dst}")
-        if existing is not None and existing.kind == "dir":
-            raise IsADirectory(f"is a folder: {dst}")
+            raise AlreadyExists(f"already exists: {dst_path}")
+        tmp = f".megadrive-copy-{crypto.random_id().hex()}" if existing is not None else name
+        self._copy_node(row, parent, pmeta, tmp, recursive)
+        if existing is not None:
+            self.rename(join(self._path_of(parent), tmp), dst_path, overwrite=True, replace_nonempty=True)
+        return self.stat(dst_path)
+
+    def _copy_node(self, row: IndexRow, parent: IndexRow, pmeta: NodeMeta, name: str, recursive: bool) -> None:
+        meta = self._meta(row)
         node_id = crypto.random_id().hex()
-        tmp_name = f".megadrive-copy-{node_id}"
-        new = NodeMeta(**{**meta.__dict__, "name": tmp_name if existing else name, "version": 0, "size": 0,
-                          "rev": 0, "props": dict(meta.props)})
+        if row.kind == "dir":
+            new = NodeMeta(name=name, kind="dir", key=crypto.random_key(), mtime_ns=meta.mtime_ns, mode=meta.mode,
+                           props=dict(meta.props))
+            n = self.api.create_node(node_id, parent.node_id, "dir",
+                                     format.seal_meta(pmeta.key, self.owner, parent.node_id, node_id, new))
+            self._apply(n, new)
+            if recursive:
+                copy_row = self.index.get(node_id)
+                assert copy_row is not None
+                for child in self.index.children(row.node_id):
+                    if child.bad:
+                        raise IntegrityError("integrity check failed: cannot copy an entry that fails authentication")
+                    self._copy_node(child, copy_row, new, self._meta(child).name, True)
+            return
+        base = self._manifest(row, meta)
+        new = NodeMeta(**{**meta.__dict__, "name": name, "version": 0, "size": 0, "rev": 0,
+                          "props": dict(meta.props)})
         n = self.api.create_node(node_id, parent.node_id, "file",
                                  format.seal_meta(pmeta.key, self.owner, parent.node_id, node_id, new))
         self._apply(n, new)
@@ -588,10 +645,6 @@ class Drive:
             m = Manifest(node_id, meta.file_id, 1, base.size, list(base.chunks), base.commitment)
             final = NodeMeta(**{**new.__dict__, "version": 1, "size": base.size, "rev": new.rev + 1,
                                 "props": dict(new.props)})
-            n = self.api.commit_version(node_id, 0, format.seal_manifest(meta.key, self.owner, m),
-                                        m.chunk_ids(), meta=format.seal_meta(pmeta.key, self.owner,
-                                                                             parent.node_id, node_id, final))
+            n = self.api.commit_version(node_id, 0, format.seal_manifest(meta.key, self.owner, m), m.chunk_ids(),
+                                        meta=format.seal_meta(pmeta.key, self.owner, parent.node_id, node_id, final))
             self._apply(n, final)
-        if existing is not None:
-            self.rename(join(self._path_of(parent), tmp_name), dst, overwrite=True)
-        return self.stat(dst)

@@ -53,6 +53,24 @@ def name_hash(key: bytes, parent_id: str, name: str) -> str:
     return crypto.keyed_hash(key, aad("name", parent_id, name)).hex()
 
 
+# -- local records ------------------------------------------------------------------------------
+
+
+def record_key_hash(master: bytes, ns: str, key: str) -> str:
+    """Row key of a local record: a keyed hash, so the index file holds no plaintext key."""
+    return crypto.keyed_hash(crypto.derive_key(master, "local-record-key"), aad("record-key", ns, key)).hex()
+
+
+def seal_record(master: bytes, owner: str, ns: str, key_hash: str, value: bytes) -> bytes:
+    return crypto.seal(crypto.derive_key(master, "local-record", ns.encode()), value,
+                       aad("local-record", owner, ns, key_hash))
+
+
+def open_record(master: bytes, owner: str, ns: str, key_hash: str, blob: bytes) -> bytes:
+    return crypto.open_sealed(crypto.derive_key(master, "local-record", ns.encode()), blob,
+                              aad("local-record", owner, ns, key_hash), "local record")
+
+
 # -- node metadata ------------------------------------------------------------------------------
 
 

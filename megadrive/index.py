@@ -66,6 +66,9 @@ class Index:
             db.table("seen").create({"node_id": str, "version": int, "rev": int}, pk="node_id")
         if "state" not in db.table_names():
             db.table("state").create({"key": str, "value": str}, pk="key")
+        if "records" not in db.table_names():
+            # Small sealed records front-ends keep locally (WebDAV locks): keyed hash -> sealed blob.
+            db.table("records").create({"ns": str, "key": str, "blob": bytes}, pk=("ns", "key"))
         if "journal" not in db.table_names():
             # Staged, already-encrypted chunks not yet confirmed by the server (the FUSE mount's journal).
             db.table("journal").create({"chunk_id": str, "node_id": str, "blob": bytes}, pk="chunk_id")
@@ -149,6 +152,19 @@ class Index:
             rows = self._conn.execute(
                 f"SELECT {_COLS} FROM nodes WHERE name_hash IS NULL AND bad=0").fetchall()
         return [_row(r) for r in rows]
+
+    def record_put(self, ns: str, key: str, blob: bytes) -> None:
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO records(ns, key, blob) VALUES (?,?,?)", (ns, key, blob))
+
+    def record_delete(self, ns: str, key: str) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM records WHERE ns=? AND key=?", (ns, key))
+
+    def record_all(self, ns: str) -> list[tuple[str, bytes]]:
+        with self._lock:
+            return [(r[0], r[1]) for r in
+                    self._conn.execute("SELECT key, blob FROM records WHERE ns=?", (ns,)).fetchall()]
 
     def pending_uploads(self) -> int:
         with self._lock:

@@ -18,6 +18,8 @@ from wsgidav.wsgidav_app import WsgiDAVApp
 from megadrive.drive import Drive
 from megadrive.errors import ConfigError
 
+from .locks import PersistentLockStorage
+from .props import DrivePropertyManager
 from .webdav import DriveProvider
 
 log = logging.getLogger(__name__)
@@ -49,10 +51,11 @@ def build_app(drive: Drive, *, auth: tuple[str, str] | None = None, verbose: int
         "simple_dc": {"user_mapping": users},
         "verbose": verbose,
         "logging": {"enable_loggers": []},
-        "property_manager": True,
-        "lock_storage": True,
+        "property_manager": DrivePropertyManager(drive),
+        "lock_storage": PersistentLockStorage(drive),
+        "mutable_live_props": ["{DAV:}getlastmodified"],
         "dir_browser": {"enable": True, "response_trailer": "MegaDrive (decrypted on this machine)"},
-        "hotfixes": {"re_encode_path_info": True},
+        "hotfixes": {"re_encode_path_info": True, "emulate_win32_lastmod": True},
         "honor_mtime_header": True,
     }
     return WsgiDAVApp(config)

@@ -8,12 +8,16 @@ completed (``end_write(with_errors=False)``).
 
 from __future__ import annotations
 
+import io
 import logging
 import mimetypes
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import quote, unquote, urlparse
 
+import defusedxml.ElementTree as safe_xml
+from defusedxml import DefusedXmlException
 from wsgidav import util
 from wsgidav.dav_error import (
     HTTP_BAD_REQUEST,
@@ -23,6 +27,7 @@ from wsgidav.dav_error import (
     HTTP_NOT_FOUND,
     HTTP_PRECONDITION_FAILED,
     DAVError,
+    PRECONDITION_CODE_PropfindFiniteDepth,
 )
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 
@@ -188,22 +193,11 @@ class FileResource(DAVNonCollection):
         self.remove_all_properties(recursive=True)
         self.remove_all_locks(recursive=True)
 
-    def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
-        with dav_errors():
-            d = _drive(self.environ)
-            if is_move:
-                d.rename(self.path, dest_path, overwrite=True)
-            else:
-                d.copy(self.path, dest_path, overwrite=True)
-        _move_props(self, dest_path, is_move)
+    def handle_move(self, dest_path: str) -> bool:
+        return _native_move(self, dest_path)
 
-    def support_recursive_move(self, dest_path: str) -> bool:
-        return True
-
-    def move_recursive(self, dest_path: str) -> None:
-        with dav_errors():
-            _drive(self.environ).rename(self.path, dest_path, overwrite=True)
-        _move_props(self, dest_path, True)
+    def handle_copy(self, dest_path: str, *, depth_infinity: bool) -> bool:
+        return _native_copy(self, dest_path, depth_infinity)
 
     def set_last_modified(self, dest_path: str, time_stamp: Any, *, dry_run: bool) -> bool:
         secs = time_stamp if isinstance(time_stamp, int | float) else util.parse_time_string(time_stamp)
@@ -213,17 +207,31 @@ class FileResource(DAVNonCollection):
         return True
 
 
-def _move_props(res: Any, dest_path: str, is_move: bool) -> None:
-    pm = res.provider.prop_manager
-    if not pm:
-        return
-    dest = res.provider.get_resource_inst(dest_path, res.environ)
-    if dest is None:
-        return
-    if is_move:
-        pm.move_properties(res.get_ref_url(), dest.get_ref_url(), with_children=True, environ=res.environ)
-    else:
-        pm.copy_properties(res.get_ref_url(), dest.get_ref_url(), res.environ)
+def _drop_locks(res: Any, path: str) -> None:
+    lm = res.provider.lock_manager
+    if lm:
+        lm.remove_all_locks_from_url(quote(res.provider.share_path + path.rstrip("/")), recursive=True)
+
+
+def _native_move(res: Any, dest_path: str) -> bool:
+    """MOVE in one server transaction: the destination is trashed only as the source takes its place.
+
+    wsgidav's generic MOVE deletes the destination first; this never does.
+    Properties travel with the node; locks do not (RFC 4918 7.5).
+    """
+    with dav_errors():
+        _drive(res.environ).rename(res.path, dest_path, overwrite=True, replace_nonempty=True)
+    _drop_locks(res, res.path)
+    _drop_locks(res, dest_path)
+    return True
+
+
+def _native_copy(res: Any, dest_path: str, depth_infinity: bool) -> bool:
+    """COPY built beside the destination, then swapped in atomically; no chunk is re-uploaded."""
+    with dav_errors():
+        _drive(res.environ).copy(res.path, dest_path, overwrite=True, recursive=depth_infinity)
+    _drop_locks(res, dest_path)
+    return True
 
 
 class FolderResource(DAVCollection):
@@ -288,22 +296,11 @@ class FolderResource(DAVCollection):
         self.remove_all_properties(recursive=True)
         self.remove_all_locks(recursive=True)
 
-    def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
-        if is_move:
-            raise DAVError(HTTP_FORBIDDEN)  # move_recursive is used instead
-        with dav_errors():
-            d = _drive(self.environ)
-            if not d.exists(dest_path):
-                d.mkdir(dest_path)
-        _move_props(self, dest_path, False)
+    def handle_move(self, dest_path: str) -> bool:
+        return _native_move(self, dest_path)
 
-    def support_recursive_move(self, dest_path: str) -> bool:
-        return True
-
-    def move_recursive(self, dest_path: str) -> None:
-        with dav_errors():
-            _drive(self.environ).rename(self.path, dest_path, overwrite=True)
-        _move_props(self, dest_path, True)
+    def handle_copy(self, dest_path: str, *, depth_infinity: bool) -> bool:
+        return _native_copy(self, dest_path, depth_infinity)
 
     def set_last_modified(self, dest_path: str, time_stamp: Any, *, dry_run: bool) -> bool:
         secs = time_stamp if isinstance(time_stamp, int | float) else util.parse_time_string(time_stamp)
@@ -313,12 +310,67 @@ class FolderResource(DAVCollection):
         return True
 
 
+WIN32_NS = "{urn:schemas-microsoft-com:}"
+MAX_PROPPATCH_PEEK = 64 * 1024
+
+
 class DriveProvider(DAVProvider):
     """Serves one Drive; every request finds it in ``environ['megadrive.drive']``."""
 
     def __init__(self, drive: Drive) -> None:
         super().__init__()
         self.drive = drive
+
+    def custom_request_handler(self, environ: dict[str, Any], start_response: Any, default_handler: Any) -> Any:
+        method = environ["REQUEST_METHOD"]
+        if method == "PROPFIND" and environ.get("HTTP_DEPTH", "infinity").strip().lower() == "infinity":
+            # Walking the whole drive for one request is refused (RFC 4918 9.1, as Apache and IIS do).
+            raise DAVError(HTTP_FORBIDDEN, context_info="PROPFIND with Depth: infinity is not supported",
+                           err_condition=PRECONDITION_CODE_PropfindFiniteDepth)
+        if method == "PROPPATCH":
+            self._admit_win32_proppatch(environ)
+        if method in ("MOVE", "COPY") and "HTTP_DESTINATION" in environ:
+            # Our native MOVE/COPY answer 204; RFC 4918 wants 201 when the destination is new.
+            dest = unquote(urlparse(environ["HTTP_DESTINATION"]).path)
+            try:
+                created = not self.drive.exists(dest)
+            except MegaDriveError:
+                created = False
+            if created:
+                def start(status: str, headers: Any, exc_info: Any = None) -> Any:
+                    if status.startswith("204"):
+                        status = "201 Created"
+                    return start_response(status, headers, exc_info)
+
+                return default_handler(environ, start)
+        return default_handler(environ, start_response)
+
+    def _admit_win32_proppatch(self, environ: dict[str, Any]) -> None:
+        """Let a PROPPATCH that only sets Win32 times/attributes through a lock without its token.
+
+        Windows' mini-redirector (and so MS Office) sends it that way after
+        saving a locked file; IIS accepts it, so must we. Anything else in the
+        body and the ordinary lock check applies.
+        """
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return
+        if not 0 < length <= MAX_PROPPATCH_PEEK or self.lock_manager is None:
+            return
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)
+        try:
+            root = safe_xml.fromstring(body)
+        except (safe_xml.ParseError, ValueError, DefusedXmlException):
+            return
+        names = [child.tag for prop in root.iter("{DAV:}prop") for child in prop]
+        if not names or not all(isinstance(n, str) and n.startswith(WIN32_NS) for n in names):
+            return
+        util.parse_if_header_dict(environ)
+        url = quote(self.share_path + environ["PATH_INFO"])
+        tokens = [lock["token"] for lock in self.lock_manager.get_indirect_url_lock_list(url)]
+        environ["wsgidav.ifLockTokenList"] = list(environ["wsgidav.ifLockTokenList"]) + tokens
 
     def is_readonly(self) -> bool:
         return False

@@ -646,8 +646,8 @@ class SQLiteMetaStore(MetaStore):
                 target = self._live(c, owner, replace, "replaced node")
                 if target.parent_id is None or target.parent_id != dest:
                     raise Conflict("the replaced node is not in the destination folder")
-                if target.kind == "dir" and self._has_children(c, target.node_id, include_trashed=False):
-                    raise Conflict("the replaced folder is not empty")
+                # A replaced folder goes to the trash with its whole subtree, as DELETE does; whether
+                # a non-empty folder may be replaced (WebDAV MOVE: yes, POSIX rename: no) is the client's rule.
                 if not target.trashed:
                     seq = self._bump(c, owner)
                     c.execute("UPDATE nodes SET trashed = 1, seq = ? WHERE node_id = ?", (seq, target.node_id))

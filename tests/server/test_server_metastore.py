@@ -285,7 +285,6 @@ class TestTree:
         before = seq_of(store, uid)
         cases = [
             dict(parent_id=b.node_id, replace=elsewhere.node_id),  # target not in destination
-            dict(parent_id=b.node_id, replace=full.node_id),  # non-empty folder
             dict(parent_id=b.node_id, replace=f.node_id),  # itself
         ]
         for kwargs in cases:
@@ -297,6 +296,15 @@ class TestTree:
         assert store.get_node(uid, f.node_id) == f
         assert not store.get_node(uid, elsewhere.node_id).trashed
         assert not store.get_node(uid, full.node_id).trashed
+
+    def test_replace_non_empty_folder_trashes_its_subtree(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        full = mk(store, uid, root)
+        inner = mk(store, uid, full.node_id, "file")
+        d = mk(store, uid, root)
+        store.update_node(uid, d.node_id, b"x", replace=full.node_id)
+        assert store.get_node(uid, full.node_id).trashed
+        assert not store.get_node(uid, inner.node_id).trashed  # inside a trashed folder, restorable with it
 
     def test_replace_folder_with_only_trashed_children(self, store: MetaStore, acct: tuple[str, str]) -> None:
         uid, root = acct
