@@ -211,6 +211,30 @@ class FileWriter:
         self._dirty[idx] = buf
         return buf
 
+    def pread(self, offset: int, size: int) -> bytes:
+        """Read the staged version (what a reader of this open file must see)."""
+        with self._lock:
+            end = min(self.size, offset + size)
+            out = []
+            pos = offset
+            while pos < end:
+                idx, off = divmod(pos, CHUNK_SIZE)
+                take = min(end - pos, CHUNK_SIZE - off)
+                if idx in self._dirty:
+                    buf: bytes | bytearray = self._dirty[idx]
+                else:
+                    c = self._clean[idx] if idx < len(self._clean) else None
+                    if c is None:
+                        buf = bytes(chunk_len(self.size, idx))
+                    else:
+                        blob = self._drive._fetch_blob(c.cid.hex())
+                        buf = format.open_chunk(self._ckey, self.keys.file_id, idx, c.last, c.cid, blob, c.length)
+                piece = bytes(buf[off:off + take])
+                piece += bytes(take - len(piece))  # a chunk shorter than the size says is zeros
+                out.append(piece)
+                pos += take
+            return b"".join(out)
+
     def write(self, data: bytes) -> int:
         n = self.pwrite(self.pos, data)
         self.pos += n

@@ -197,10 +197,8 @@ class Drive:
         if n.gone:
             self.index.remove(n.node_id)
             return
-        old = self.index.get(n.node_id)
-        keep = old is not None and old.meta == n.meta and old.parent_id == n.parent_id
         self.index.upsert(IndexRow(n.node_id, n.parent_id, n.kind, n.version, n.size, n.trashed, n.seq, n.meta,
-                                   old.name_hash if keep and old else None, bool(keep and old and old.bad)))
+                                   None, False))
 
     def _hash_row(self, row: IndexRow) -> None:
         try:
@@ -283,7 +281,14 @@ class Drive:
         for name in split_path(path):
             if row.kind != "dir":
                 raise NotADirectory(f"not a folder: {cur}")
-            child = self.index.lookup(row.node_id, format.name_hash(self._hkey, row.node_id, name))
+            h = format.name_hash(self._hkey, row.node_id, name)
+            child = self.index.lookup(row.node_id, h)
+            if child is None:
+                pending = self.index.pending_hash(row.node_id)  # a change being ingested right now
+                for p in pending:
+                    self._hash_row(p)
+                if pending:
+                    child = self.index.lookup(row.node_id, h)
             cur = join(cur, name)
             if child is None:
                 if self.index.has_bad_children(row.node_id):
@@ -552,6 +557,62 @@ class Drive:
         keys = FileKeys(self.owner, crypto.random_id().hex(), crypto.random_id(), crypto.random_key())
         return FileWriter(self, keys, None, truncate=True, parent_id=parent.node_id, name=name, create=True,
                           mtime_ns=mtime_ns)
+
+    # -- by node id (for front-ends that hold open files across renames and unlinks) -----------
+
+    def _row_by_id(self, node_id: str) -> IndexRow:
+        row = self.index.get(node_id)
+        if row is None:
+            raise NotFound("the file no longer exists")
+        return row
+
+    def stat_id(self, node_id: str) -> Entry:
+        """Attributes of a node held open, wherever it now is (even in the trash)."""
+        row = self._row_by_id(node_id)
+        m = self._meta(row)
+        return Entry(path="", name=m.name, node_id=node_id, kind=row.kind, size=m.size, mtime_ns=m.mtime_ns,
+                     mode=m.mode, version=m.version, props=dict(m.props))
+
+    def open_read_id(self, node_id: str) -> FileReader:
+        row = self._row_by_id(node_id)
+        if row.kind == "dir":
+            raise IsADirectory("is a folder")
+        meta = self._meta(row)
+        return FileReader(self, self._file_keys(row, meta), self._manifest(row, meta))
+
+    def open_write_id(self, node_id: str, *, truncate: bool = False) -> FileWriter:
+        """Stage a new version of an existing file node (renames meanwhile are fine)."""
+        row = self._row_by_id(node_id)
+        if row.kind == "dir":
+            raise IsADirectory("is a folder")
+        meta = self._meta(row)
+        return FileWriter(self, self._file_keys(row, meta), self._manifest(row, meta), truncate=truncate,
+                          parent_id=row.parent_id or "", name=meta.name, create=False)
+
+    def create_file(self, path: str, *, mode: int = 0o644, exclusive: bool = True) -> Entry:
+        """Create an empty file (version 0) now, so it is visible before any content is committed."""
+        parent, pmeta, name = self._parent_for_new(path)
+        if self.index.lookup(parent.node_id, format.name_hash(self._hkey, parent.node_id, name)) is not None:
+            if exclusive:
+                raise AlreadyExists(f"already exists: {path}")
+            return self.stat(path)
+        node_id = crypto.random_id().hex()
+        meta = NodeMeta(name=name, kind="file", key=crypto.random_key(), file_id=crypto.random_id(),
+                        mtime_ns=time.time_ns(), mode=mode & 0o7777)
+        n = self.api.create_node(node_id, parent.node_id, "file",
+                                 format.seal_meta(pmeta.key, self.owner, parent.node_id, node_id, meta))
+        self._apply(n, meta)
+        return self.stat(path)
+
+    def set_attrs_id(self, node_id: str, *, mtime_ns: int | None = None, mode: int | None = None) -> None:
+        row = self._row_by_id(node_id)
+        meta = self._meta(row)
+        new = NodeMeta(**{**meta.__dict__, "props": dict(meta.props)})
+        if mtime_ns is not None:
+            new.mtime_ns = mtime_ns
+        if mode is not None:
+            new.mode = mode & 0o7777
+        self._rewrite_meta(row, new)
 
     def _commit_file(self, w: FileWriter, manifest: Manifest) -> None:
         """Called by FileWriter.commit: create the node if new, then CAS the new version."""

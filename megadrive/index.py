@@ -102,15 +102,24 @@ class Index:
     # -- nodes --------------------------------------------------------------------------------
 
     def upsert(self, row: IndexRow) -> bool:
-        """Store a node's state unless the index already has a newer one (higher seq)."""
+        """Store a node's state unless the index already has a newer one (higher seq).
+
+        If the stored row has the same meta blob and parent, its computed name
+        hash is kept: two threads ingesting the same change must not blank it.
+        """
         with self._lock:
-            cur = self._conn.execute("SELECT seq FROM nodes WHERE node_id=?", (row.node_id,)).fetchone()
-            if cur is not None and cur[0] > row.seq:
-                return False
+            cur = self._conn.execute("SELECT seq, meta, parent_id, name_hash, bad FROM nodes WHERE node_id=?",
+                                     (row.node_id,)).fetchone()
+            name_hash, bad = row.name_hash, row.bad
+            if cur is not None:
+                if cur[0] > row.seq:
+                    return False
+                if cur[1] == row.meta and cur[2] == row.parent_id and (cur[3] is not None or cur[4]):
+                    name_hash, bad = cur[3], bool(cur[4])
             self._conn.execute(
                 f"INSERT OR REPLACE INTO nodes({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (row.node_id, row.parent_id, row.kind, row.version, row.size, int(row.trashed), row.seq,
-                 row.meta, row.name_hash, int(row.bad)))
+                 row.meta, name_hash, int(bad)))
             return True
 
     def set_name_hash(self, node_id: str, name_hash: str | None, bad: bool) -> None:
@@ -146,11 +155,16 @@ class Index:
                                    (parent_id,)).fetchone()
         return r is not None
 
-    def pending_hash(self) -> list[IndexRow]:
+    def pending_hash(self, parent_id: str | None = None) -> list[IndexRow]:
         """Rows whose name hash is not computed yet (fresh from the change feed)."""
         with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {_COLS} FROM nodes WHERE name_hash IS NULL AND bad=0").fetchall()
+            if parent_id is None:
+                rows = self._conn.execute(
+                    f"SELECT {_COLS} FROM nodes WHERE name_hash IS NULL AND bad=0").fetchall()
+            else:
+                rows = self._conn.execute(
+                    f"SELECT {_COLS} FROM nodes WHERE parent_id=? AND name_hash IS NULL AND bad=0",
+                    (parent_id,)).fetchall()
         return [_row(r) for r in rows]
 
     def record_put(self, ns: str, key: str, blob: bytes) -> None:

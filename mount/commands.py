@@ -7,6 +7,7 @@ imports ``megadrive.cli`` and adds to it, not the other way round.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 from pathlib import Path
@@ -131,6 +132,106 @@ def up(data: Path | None, server_listen: str, listen: str, user: str, quota: str
             raise AuthError(f"{e.message} (wrong password for {user!r}?)") from None
         finally:
             srv.stop()
+
+    run(body)
+
+
+def _pidfile(base: Path, mountpoint: Path) -> Path:
+    import hashlib
+
+    d = base / "mounts"
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return d / (hashlib.sha256(str(mountpoint.resolve()).encode()).hexdigest()[:16] + ".pid")
+
+
+@cli.command("mount")
+@click.argument("mountpoint", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--foreground", is_flag=True, help="Stay in the foreground until unmounted.")
+@click.option("--debug", is_flag=True, help="libfuse debug output (with --foreground).")
+def mount_cmd(mountpoint: Path, foreground: bool, debug: bool) -> None:
+    """Mount the drive as a folder with FUSE (unmount with `megadrive unmount`)."""
+
+    def body() -> None:
+        from . import fuse
+
+        base = home()
+        if fuse.is_stale(mountpoint):
+            click.echo(f"Cleaning a dead mount at {mountpoint} (left by a crash).", err=True)
+            fuse.lazy_unmount(mountpoint)
+        mountpoint.mkdir(parents=True, exist_ok=True)
+        if os.path.ismount(mountpoint):
+            raise ConfigError(f"{mountpoint} is already a mount point")
+        if not foreground:
+            _spawn_mount(base, mountpoint)
+            return
+        pid = _pidfile(base, mountpoint)
+        pid.write_text(str(os.getpid()))
+        drive = Drive.open(base)
+        try:
+            fuse.mount(drive, mountpoint, foreground=True, debug=debug)
+        finally:
+            drive.close()
+            pid.unlink(missing_ok=True)
+
+    run(body)
+
+
+def _spawn_mount(base: Path, mountpoint: Path) -> None:
+    """Run the mount in a detached child (forking after threads exist is unsafe) and wait for it."""
+    import subprocess
+    import sys
+    import time
+
+    log = base / "mount.log"
+    with open(log, "ab") as out:
+        child = subprocess.Popen([sys.argv[0], "mount", "--foreground", str(mountpoint)], stdout=out,
+                                 stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if os.path.ismount(mountpoint):
+            click.echo(f"MegaDrive mounted at {mountpoint} (pid {child.pid}; log {log}).")
+            return
+        if child.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+            raise ConfigError(f"mount failed: {tail[0] if tail else 'see ' + str(log)}")
+        time.sleep(0.1)
+    child.terminate()
+    raise ConfigError(f"mount did not come up within 60 s; see {log}")
+
+
+@cli.command("unmount")
+@click.argument("mountpoint", type=click.Path(file_okay=False, path_type=Path))
+def unmount_cmd(mountpoint: Path) -> None:
+    """Commit everything pending, then unmount."""
+
+    def body() -> None:
+        import subprocess
+        import time
+
+        from . import fuse
+
+        if fuse.is_stale(mountpoint):
+            fuse.lazy_unmount(mountpoint)
+            click.echo(f"Cleaned a dead mount at {mountpoint}.")
+            return
+        if not os.path.ismount(mountpoint):
+            raise ConfigError(f"{mountpoint} is not mounted")
+        pidfile = _pidfile(home(), mountpoint)
+        pid = int(pidfile.read_text()) if pidfile.exists() else None
+        r = subprocess.run(["fusermount", "-u", str(mountpoint)], capture_output=True, text=True)
+        if r.returncode != 0:
+            r = subprocess.run(["umount", str(mountpoint)], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise ConfigError(f"cannot unmount {mountpoint}: {r.stderr.strip() or 'busy?'}")
+        # The mount process commits what is still staged in destroy(); wait for it to finish.
+        deadline = time.monotonic() + 120
+        while pid is not None and time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        click.echo(f"Unmounted {mountpoint}.")
 
     run(body)
 

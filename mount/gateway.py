@@ -57,6 +57,7 @@ def build_app(drive: Drive, *, auth: tuple[str, str] | None = None, verbose: int
         "dir_browser": {"enable": True, "response_trailer": "MegaDrive (decrypted on this machine)"},
         "hotfixes": {"re_encode_path_info": True, "emulate_win32_lastmod": True},
         "honor_mtime_header": True,
+        "block_size": 256 * 1024,
     }
     return WsgiDAVApp(config)
 

@@ -122,10 +122,13 @@ class _WriteStream:
 
     def __init__(self, writer: FileWriter) -> None:
         self.writer = writer
+        self.received = 0
 
     def write(self, data: bytes) -> int:
         with dav_errors():
-            return self.writer.write(data)
+            n = self.writer.write(data)
+        self.received += n
+        return n
 
     def close(self) -> None:
         pass
@@ -136,6 +139,7 @@ class FileResource(DAVNonCollection):
         super().__init__(path, environ)
         self.entry = entry  # None: a PUT target not committed yet
         self._writer: FileWriter | None = None
+        self._stream: _WriteStream | None = None
 
     def get_content_length(self) -> int:
         return self.entry.size if self.entry else 0
@@ -168,21 +172,51 @@ class FileResource(DAVNonCollection):
         return None
 
     def get_content(self) -> _ReadStream:
+        """Open and verify before the status line goes out, so a tampered file answers 5xx.
+
+        wsgidav calls this after start_response but before the first body
+        byte: an error raised here still becomes an error response. The first
+        chunk the request needs is verified now; a later chunk that fails its
+        check aborts the connection mid-body (the client sees a short body),
+        never sends wrong bytes.
+        """
         with dav_errors():
-            return _ReadStream(_drive(self.environ).open_read(self.path))
+            reader = _drive(self.environ).open_read(self.path)
+            start, end = 0, reader.size
+            rng = self.environ.get("HTTP_RANGE")
+            if rng and reader.size:
+                try:
+                    ranges, _ = util.obtain_content_ranges(rng, reader.size)
+                    if len(ranges) == 1:
+                        start, end = ranges[0][0], ranges[0][1] + 1
+                except (ValueError, TypeError, IndexError, DAVError):
+                    pass
+            reader.end_hint = end
+            reader.pread(start, 1)
+            reader.seek(start)
+            return _ReadStream(reader)
 
     def begin_write(self, *, content_type: str | None = None) -> _WriteStream:
         with dav_errors():
             self._writer = _drive(self.environ).open_write(self.path)
-        return _WriteStream(self._writer)
+        self._stream = _WriteStream(self._writer)
+        return self._stream
 
     def end_write(self, *, with_errors: bool) -> None:
+        """Commit the staged version only if the whole body arrived; otherwise keep the old one."""
         w, self._writer = self._writer, None
         if w is None:
             return
         if with_errors:
             w.abort()
             return
+        expected = self.environ.get("CONTENT_LENGTH")
+        received = self._stream.received if self._stream else 0
+        if expected and expected.isdigit() and int(expected) != received:
+            w.abort()  # the client went away mid-body: cheroot reports that as a short, clean EOF
+            log.warning("PUT %s: body ended after %d of %s bytes; nothing committed",
+                        self.path, received, expected)
+            raise DAVError(HTTP_BAD_REQUEST, context_info="request body incomplete; nothing was stored")
         with dav_errors():
             w.commit()
             self.entry = _drive(self.environ).stat(self.path)
