@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import crypto, format
-from .errors import IntegrityError, MegaDriveError, ServerError
+from .errors import IntegrityError, MegaDriveError, NetworkError, ServerError
 from .format import CHUNK_SIZE, Manifest
 
 if TYPE_CHECKING:
@@ -169,8 +169,10 @@ class FileWriter:
     """Stage a new version of a file; nothing is visible until commit() succeeds."""
 
     def __init__(self, drive: Drive, keys: FileKeys, base: Manifest | None, *, truncate: bool,
-                 parent_id: str, name: str, create: bool, mtime_ns: int | None = None) -> None:
+                 parent_id: str, name: str, create: bool, mtime_ns: int | None = None,
+                 journal: bool = False) -> None:
         self._drive = drive
+        self.journal = journal  # keep sealed chunks in the local journal until committed (FUSE)
         self.keys = keys
         self._ckey = keys.chunk_key
         self.base_version = base.version if base else 0
@@ -320,6 +322,8 @@ class FileWriter:
         blob = format.seal_chunk(self._ckey, self.keys.file_id, idx, last, bytes(buf))
         cid = crypto.content_id(blob)
         self._clean[idx] = _Clean(bytes.fromhex(cid), last, len(buf))
+        if self.journal:
+            self._drive.index.journal_put(cid, self.keys.node_id, blob)
         self._sem.acquire()
         try:
             fut = self._drive._pool.submit(self._upload, cid, blob)
@@ -384,16 +388,29 @@ class FileWriter:
             if self.closed:
                 raise MegaDriveError("writer is closed")
             try:
-                self.flush_chunks()
+                self._finalize_layout()
+                for idx in sorted(self._dirty):
+                    self._seal(idx)
                 chunks = [c.cid for c in self._clean if c is not None]
                 if len(chunks) != n_chunks(self.size):
                     raise AssertionError("staged layout incomplete")
                 version = self.base_version + 1
                 manifest = Manifest(self.keys.node_id, self.keys.file_id, version, self.size, chunks,
                                     crypto.key_commitment(self.keys.content_key, self.keys.file_id))
+                if self.journal:
+                    # From here a crash loses nothing: the next mount uploads and commits this version.
+                    self._drive._journal_pending(self, manifest)
+                self._wait_uploads()
                 self._drive._commit_file(self, manifest)
+                if self.journal:
+                    self._drive.index.journal_done(self.keys.node_id)
+            except (NetworkError, ServerError):
+                self.abort()  # the journal keeps the version: the next mount retries it
+                raise
             except BaseException:
                 self.abort()
+                if self.journal:
+                    self._drive.index.journal_done(self.keys.node_id)
                 raise
             self.base_version = version
             self.create = False

@@ -27,9 +27,11 @@ from .errors import (
     IntegrityError,
     InvalidPath,
     IsADirectory,
+    MegaDriveError,
     NotADirectory,
     NotEmpty,
     NotFound,
+    StaleVersion,
 )
 from .format import Manifest, NodeMeta
 from .index import Index, IndexRow
@@ -580,14 +582,93 @@ class Drive:
         meta = self._meta(row)
         return FileReader(self, self._file_keys(row, meta), self._manifest(row, meta))
 
-    def open_write_id(self, node_id: str, *, truncate: bool = False) -> FileWriter:
-        """Stage a new version of an existing file node (renames meanwhile are fine)."""
+    def open_write_id(self, node_id: str, *, truncate: bool = False, journal: bool = False) -> FileWriter:
+        """Stage a new version of an existing file node (renames meanwhile are fine).
+
+        ``journal``: keep every sealed chunk, and the version once sealed, in the
+        local journal until the server has committed it (the FUSE mount).
+        """
         row = self._row_by_id(node_id)
         if row.kind == "dir":
             raise IsADirectory("is a folder")
         meta = self._meta(row)
         return FileWriter(self, self._file_keys(row, meta), self._manifest(row, meta), truncate=truncate,
-                          parent_id=row.parent_id or "", name=meta.name, create=False)
+                          parent_id=row.parent_id or "", name=meta.name, create=False, journal=journal)
+
+    # -- the journal: versions sealed on this machine but not yet committed ----------------------
+
+    def _journal_pending(self, w: FileWriter, manifest: Manifest) -> None:
+        self.index.pending_put(w.keys.node_id, manifest.version - 1, manifest.size, w.mtime_ns or time.time_ns(),
+                               format.seal_manifest(w.keys.content_key, self.owner, manifest), manifest.chunk_ids())
+
+    def replay_journal(self) -> list[str]:
+        """Finish what a killed mount had sealed: upload its chunks and commit its versions.
+
+        A version whose base was overtaken meanwhile is kept as a conflicted
+        copy beside the file, never dropped. Returns one line per file.
+        """
+        report: list[str] = []
+        for node_id, base, size, mtime, mblob, chunks in self.index.pending_all():
+            try:
+                row = self._row_by_id(node_id)
+                meta = self._meta(row)
+                manifest = format.open_manifest(meta.key, self.owner, node_id, base + 1, meta.file_id, mblob)
+                for cid in self.api.missing_chunks(chunks):
+                    blob = self.index.journal_get(cid)
+                    if blob is None:
+                        raise IntegrityError(f"integrity check failed: the journal lacks chunk {cid[:12]}…")
+                    self.api.put_chunk(cid, blob)
+                parent = self.index.get(row.parent_id) if row.parent_id else None
+                if parent is None:
+                    raise NotFound("the file's folder is gone")
+                pmeta = self._meta(parent)
+                if meta.version > base:
+                    _, blob = self.api.get_manifest(node_id, base + 1)
+                    done = format.open_manifest(meta.key, self.owner, node_id, base + 1, meta.file_id, blob)
+                    if done.chunks == manifest.chunks and done.size == manifest.size:
+                        report.append(f"{meta.name!r} was already committed (version {base + 1})")
+                        continue  # the commit went through just before the crash
+                if meta.version == base:
+                    new = NodeMeta(**{**meta.__dict__, "props": dict(meta.props)})
+                    new.size, new.version, new.mtime_ns, new.rev = size, base + 1, mtime, meta.rev + 1
+                    try:
+                        n = self.api.commit_version(node_id, base, mblob, chunks, meta=format.seal_meta(
+                            pmeta.key, self.owner, parent.node_id, node_id, new))
+                        self._apply(n, new)
+                        report.append(f"recovered {meta.name!r} (version {base + 1})")
+                        continue
+                    except StaleVersion:
+                        pass
+                stem, dot, ext = meta.name.rpartition(".")
+                stamp = time.strftime("%Y-%m-%d %H%M%S")
+                tag = f"(conflicted copy {stamp})"
+                name = f"{stem} {tag}.{ext}" if dot and stem else f"{meta.name} {tag}"
+                self._clone_file(meta, parent, pmeta, name, manifest, mtime)
+                report.append(f"kept unsaved changes of {meta.name!r} as {name!r} (the file changed meanwhile)")
+            except MegaDriveError as e:
+                log.error("could not recover a journaled version of node %s: %s", node_id, e.message)
+                report.append(f"lost a journaled version of node {node_id}: {e.message}")
+            finally:
+                self.index.journal_done(node_id)
+        for node_id in self.index.journal_orphans():
+            log.warning("dropping chunks of a write to node %s that never reached close() or fsync()", node_id)
+            self.index.journal_done(node_id)
+        return report
+
+    def _clone_file(self, meta: NodeMeta, parent: IndexRow, pmeta: NodeMeta, name: str, m: Manifest,
+                    mtime_ns: int) -> None:
+        """A new file node holding version ``m``'s content (same content key: no chunk re-sent)."""
+        node_id = crypto.random_id().hex()
+        new = NodeMeta(**{**meta.__dict__, "name": name, "version": 0, "size": 0, "rev": 0, "mtime_ns": mtime_ns,
+                          "props": dict(meta.props)})
+        n = self.api.create_node(node_id, parent.node_id, "file",
+                                 format.seal_meta(pmeta.key, self.owner, parent.node_id, node_id, new))
+        self._apply(n, new)
+        copy = Manifest(node_id, meta.file_id, 1, m.size, list(m.chunks), m.commitment)
+        final = NodeMeta(**{**new.__dict__, "version": 1, "size": m.size, "rev": 1, "props": dict(new.props)})
+        n = self.api.commit_version(node_id, 0, format.seal_manifest(meta.key, self.owner, copy), copy.chunk_ids(),
+                                    meta=format.seal_meta(pmeta.key, self.owner, parent.node_id, node_id, final))
+        self._apply(n, final)
 
     def create_file(self, path: str, *, mode: int = 0o644, exclusive: bool = True) -> Entry:
         """Create an empty file (version 0) now, so it is visible before any content is committed."""
@@ -697,15 +778,11 @@ class Drive:
                     self._copy_node(child, copy_row, new, self._meta(child).name, True)
             return
         base = self._manifest(row, meta)
+        if base is not None:
+            self._clone_file(meta, parent, pmeta, name, base, meta.mtime_ns)
+            return
         new = NodeMeta(**{**meta.__dict__, "name": name, "version": 0, "size": 0, "rev": 0,
                           "props": dict(meta.props)})
         n = self.api.create_node(node_id, parent.node_id, "file",
                                  format.seal_meta(pmeta.key, self.owner, parent.node_id, node_id, new))
         self._apply(n, new)
-        if base is not None:
-            m = Manifest(node_id, meta.file_id, 1, base.size, list(base.chunks), base.commitment)
-            final = NodeMeta(**{**new.__dict__, "version": 1, "size": base.size, "rev": new.rev + 1,
-                                "props": dict(new.props)})
-            n = self.api.commit_version(node_id, 0, format.seal_manifest(meta.key, self.owner, m), m.chunk_ids(),
-                                        meta=format.seal_meta(pmeta.key, self.owner, parent.node_id, node_id, final))
-            self._apply(n, final)

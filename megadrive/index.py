@@ -72,6 +72,12 @@ class Index:
         if "journal" not in db.table_names():
             # Staged, already-encrypted chunks not yet confirmed by the server (the FUSE mount's journal).
             db.table("journal").create({"chunk_id": str, "node_id": str, "blob": bytes}, pk="chunk_id")
+            db.table("journal").create_index(["node_id"])
+        if "pending" not in db.table_names():
+            # A version sealed and journaled but not yet committed: sealed manifest, chunk ids, plain
+            # numbers only (size, mtime, base version); replayed by the next mount.
+            db.table("pending").create({"node_id": str, "base_version": int, "size": int, "mtime_ns": int,
+                                        "manifest": bytes, "chunks": str}, pk="node_id")
 
     def close(self) -> None:
         with self._lock:
@@ -179,6 +185,41 @@ class Index:
         with self._lock:
             return [(r[0], r[1]) for r in
                     self._conn.execute("SELECT key, blob FROM records WHERE ns=?", (ns,)).fetchall()]
+
+    def journal_put(self, chunk_id: str, node_id: str, blob: bytes) -> None:
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO journal(chunk_id, node_id, blob) VALUES (?,?,?)",
+                               (chunk_id, node_id, blob))
+
+    def journal_get(self, chunk_id: str) -> bytes | None:
+        with self._lock:
+            r = self._conn.execute("SELECT blob FROM journal WHERE chunk_id=?", (chunk_id,)).fetchone()
+        return r[0] if r else None
+
+    def pending_put(self, node_id: str, base_version: int, size: int, mtime_ns: int, manifest: bytes,
+                    chunks: list[str]) -> None:
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO pending VALUES (?,?,?,?,?,?)",
+                               (node_id, base_version, size, mtime_ns, manifest, ",".join(chunks)))
+
+    def pending_all(self) -> list[tuple[str, int, int, int, bytes, list[str]]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT node_id, base_version, size, mtime_ns, manifest, chunks FROM pending").fetchall()
+        return [(r[0], r[1], r[2], r[3], r[4], [c for c in r[5].split(",") if c]) for r in rows]
+
+    def journal_done(self, node_id: str) -> None:
+        """The node's version is committed (or given up): forget its journal."""
+        with self._lock:
+            self._conn.execute("DELETE FROM journal WHERE node_id=?", (node_id,))
+            self._conn.execute("DELETE FROM pending WHERE node_id=?", (node_id,))
+
+    def journal_orphans(self) -> list[str]:
+        """Journaled chunks of versions that never reached commit (the writer died before close)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT DISTINCT node_id FROM journal WHERE node_id NOT IN (SELECT node_id FROM pending)").fetchall()
+        return [r[0] for r in rows]
 
     def pending_uploads(self) -> int:
         with self._lock:

@@ -166,6 +166,11 @@ class MegaDriveFS:
     def init(self, path: str) -> None:
         threading.Thread(target=self._poll, name="megadrive-sync", daemon=True).start()
 
+    def recover(self) -> None:
+        """Before serving: finish versions a killed mount had sealed (its journal)."""
+        for line in self.drive.replay_journal():
+            log.warning("journal: %s", line)
+
     def _poll(self) -> None:
         while not self._stop.wait(REFRESH_INTERVAL):
             try:
@@ -261,7 +266,7 @@ class MegaDriveFS:
             of = self._handles[fh]
             with of.lock:
                 if of.writer is None:
-                    of.writer = self.drive.open_write_id(e.node_id, truncate=True)
+                    of.writer = self.drive.open_write_id(e.node_id, truncate=True, journal=True)
             return self._set_fh(fi, fh)
 
     def _set_fh(self, fi: Any, fh: int, keep_cache: bool = False) -> int:
@@ -282,7 +287,7 @@ class MegaDriveFS:
             if flags & os.O_TRUNC:
                 with of.lock:
                     if of.writer is None:
-                        of.writer = self.drive.open_write_id(e.node_id, truncate=True)
+                        of.writer = self.drive.open_write_id(e.node_id, truncate=True, journal=True)
                     else:
                         of.writer.truncate(0)
             # Keep the kernel's page cache if the content is the version it last saw.
@@ -309,7 +314,7 @@ class MegaDriveFS:
             raise _fuse().FuseOSError(errno.EBADF)
         with self._errors(), of.lock:
             if of.writer is None:
-                of.writer = self.drive.open_write_id(of.node_id, truncate=False)
+                of.writer = self.drive.open_write_id(of.node_id, truncate=False, journal=True)
             of.writer.mtime_ns = None  # content changed: the commit stamps the time
             return of.writer.pwrite(offset, data)
 
@@ -323,7 +328,7 @@ class MegaDriveFS:
                 return
             with of.lock:
                 if of.writer is None:
-                    of.writer = self.drive.open_write_id(of.node_id, truncate=length == 0)
+                    of.writer = self.drive.open_write_id(of.node_id, truncate=length == 0, journal=True)
                 of.writer.truncate(length)
 
     def _commit(self, of: OpenFile) -> None:
@@ -453,4 +458,6 @@ def mount(drive: Drive, mountpoint: Path, *, foreground: bool = True, debug: boo
         options["allow_other"] = True
     if debug:
         options["debug"] = True
-    _make_fuse_class(fuse)(MegaDriveFS(drive), str(mountpoint), raw_fi=True, **options)
+    fs = MegaDriveFS(drive)
+    fs.recover()
+    _make_fuse_class(fuse)(fs, str(mountpoint), raw_fi=True, **options)
