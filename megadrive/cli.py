@@ -115,6 +115,10 @@ def run(fn: Callable[[], Any]) -> None:
     except KeyboardInterrupt:
         click.echo("megadrive: interrupted", err=True)
         sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - the user gets one line, never a traceback
+        logging.getLogger(__name__).debug("internal error", exc_info=True)
+        click.echo(f"megadrive: internal error: {type(e).__name__}: {e} (run with -v for details)", err=True)
+        sys.exit(70)
 
 
 def main_group() -> click.Group:

@@ -79,8 +79,10 @@ def webdav(listen: str, auth: str | None) -> None:
 @click.option("--quota", default="50G", show_default=True)
 @click.option("--auth", default=None, help="USER:PASSWORD required of WebDAV clients (needed off loopback).")
 @click.option("--password-file", default=None, type=click.Path(dir_okay=False))
+@click.option("--mount", "mount_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also mount the drive as a folder here (FUSE).")
 def up(data: Path | None, server_listen: str, listen: str, user: str, quota: str, auth: str | None,
-       password_file: str | None) -> None:
+       password_file: str | None, mount_dir: Path | None) -> None:
     """Run a local server and the WebDAV gateway in one process (creates the account on first run)."""
 
     def body() -> None:
@@ -122,9 +124,13 @@ def up(data: Path | None, server_listen: str, listen: str, user: str, quota: str
                 gw = gateway.start(drive, ghost, gport, auth=gauth)
                 try:
                     click.echo(f"Local server (ciphertext only) at {srv.url}, data in {cfg.data_dir}")
+                    if mount_dir is not None:
+                        _mount_here(base, mount_dir)
                     click.echo(_howto(gw.url))
                     _wait_for_signal()
                 finally:
+                    if mount_dir is not None and os.path.ismount(mount_dir):
+                        _unmount(base, mount_dir)
                     gw.stop()
             finally:
                 drive.close()
@@ -155,15 +161,10 @@ def mount_cmd(mountpoint: Path, foreground: bool, debug: bool) -> None:
         from . import fuse
 
         base = home()
-        if fuse.is_stale(mountpoint):
-            click.echo(f"Cleaning a dead mount at {mountpoint} (left by a crash).", err=True)
-            fuse.lazy_unmount(mountpoint)
-        mountpoint.mkdir(parents=True, exist_ok=True)
-        if os.path.ismount(mountpoint):
-            raise ConfigError(f"{mountpoint} is already a mount point")
         if not foreground:
-            _spawn_mount(base, mountpoint)
+            _mount_here(base, mountpoint)
             return
+        _prepare_mountpoint(mountpoint)
         pid = _pidfile(base, mountpoint)
         pid.write_text(str(os.getpid()))
         drive = Drive.open(base)
@@ -174,6 +175,22 @@ def mount_cmd(mountpoint: Path, foreground: bool, debug: bool) -> None:
             pid.unlink(missing_ok=True)
 
     run(body)
+
+
+def _prepare_mountpoint(mountpoint: Path) -> None:
+    from . import fuse
+
+    if fuse.is_stale(mountpoint):
+        click.echo(f"Cleaning a dead mount at {mountpoint} (left by a crash).", err=True)
+        fuse.lazy_unmount(mountpoint)
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    if os.path.ismount(mountpoint):
+        raise ConfigError(f"{mountpoint} is already a mount point")
+
+
+def _mount_here(base: Path, mountpoint: Path) -> None:
+    _prepare_mountpoint(mountpoint)
+    _spawn_mount(base, mountpoint)
 
 
 def _spawn_mount(base: Path, mountpoint: Path) -> None:
@@ -193,7 +210,8 @@ def _spawn_mount(base: Path, mountpoint: Path) -> None:
             return
         if child.poll() is not None:
             tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
-            raise ConfigError(f"mount failed: {tail[0] if tail else 'see ' + str(log)}")
+            last = tail[0].removeprefix("megadrive: error: ") if tail else f"see {log}"
+            raise ConfigError(f"mount failed: {last}")
         time.sleep(0.1)
     child.terminate()
     raise ConfigError(f"mount did not come up within 60 s; see {log}")
@@ -205,35 +223,38 @@ def unmount_cmd(mountpoint: Path) -> None:
     """Commit everything pending, then unmount."""
 
     def body() -> None:
-        import subprocess
-        import time
-
-        from . import fuse
-
-        if fuse.is_stale(mountpoint):
-            fuse.lazy_unmount(mountpoint)
-            click.echo(f"Cleaned a dead mount at {mountpoint}.")
-            return
-        if not os.path.ismount(mountpoint):
-            raise ConfigError(f"{mountpoint} is not mounted")
-        pidfile = _pidfile(home(), mountpoint)
-        pid = int(pidfile.read_text()) if pidfile.exists() else None
-        r = subprocess.run(["fusermount", "-u", str(mountpoint)], capture_output=True, text=True)
-        if r.returncode != 0:
-            r = subprocess.run(["umount", str(mountpoint)], capture_output=True, text=True)
-        if r.returncode != 0:
-            raise ConfigError(f"cannot unmount {mountpoint}: {r.stderr.strip() or 'busy?'}")
-        # The mount process commits what is still staged in destroy(); wait for it to finish.
-        deadline = time.monotonic() + 120
-        while pid is not None and time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        click.echo(f"Unmounted {mountpoint}.")
-
+        _unmount(home(), mountpoint)
     run(body)
+
+
+def _unmount(base: Path, mountpoint: Path) -> None:
+    """fusermount -u, then wait for the mount process to commit what is staged and exit."""
+    import subprocess
+    import time
+
+    from . import fuse
+
+    if fuse.is_stale(mountpoint):
+        fuse.lazy_unmount(mountpoint)
+        click.echo(f"Cleaned a dead mount at {mountpoint}.")
+        return
+    if not os.path.ismount(mountpoint):
+        raise ConfigError(f"{mountpoint} is not mounted")
+    pidfile = _pidfile(base, mountpoint)
+    pid = int(pidfile.read_text()) if pidfile.exists() else None
+    r = subprocess.run(["fusermount", "-u", str(mountpoint)], capture_output=True, text=True)
+    if r.returncode != 0:
+        r = subprocess.run(["umount", str(mountpoint)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise ConfigError(f"cannot unmount {mountpoint}: {r.stderr.strip() or 'busy?'}")
+    deadline = time.monotonic() + 120
+    while pid is not None and time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    click.echo(f"Unmounted {mountpoint}.")
 
 
 def main() -> None:

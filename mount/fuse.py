@@ -67,13 +67,23 @@ def errno_for(e: MegaDriveError) -> int:
 
 
 def _fuse() -> Any:
-    """Import mfusepy lazily (it loads libfuse when imported; MEGADRIVE_LIBFUSE picks 2 or 3)."""
+    """Import the binding lazily (it loads libfuse on import).
+
+    mfusepy over libfuse2 is the default (docs/FUSE.md has the measurements);
+    MEGADRIVE_LIBFUSE=3 picks libfuse3, MEGADRIVE_FUSE_BINDING=fusepy the
+    unmaintained fusepy (kept only so the comparison can be re-run).
+    """
     choice = os.environ.get("MEGADRIVE_LIBFUSE", "")
     if choice and "FUSE_LIBRARY_PATH" not in os.environ:
         os.environ["FUSE_LIBRARY_PATH"] = {"2": "libfuse.so.2", "3": "libfuse3.so.3"}.get(choice, choice)
     try:
+        if os.environ.get("MEGADRIVE_FUSE_BINDING") == "fusepy":
+            import fuse as fusepy
+
+            fusepy.fuse_version_major = 2
+            return fusepy
         import mfusepy
-    except (OSError, EnvironmentError) as e:  # noqa: UP024 - mfusepy raises EnvironmentError
+    except (OSError, EnvironmentError) as e:  # noqa: UP024 - the bindings raise EnvironmentError
         raise MegaDriveError(f"FUSE is not available ({e}); install fuse and libfuse2 (or libfuse3-3)") from None
     return mfusepy
 
@@ -160,6 +170,13 @@ class MegaDriveFS:
         return {"st_mode": kind | (mode & 0o7777), "st_nlink": 2 if e.is_dir else 1, "st_size": size,
                 "st_uid": self.uid, "st_gid": self.gid, "st_mtime": mtime, "st_ctime": mtime, "st_atime": mtime,
                 "st_blocks": (size + 511) // 512, "st_blksize": 1 << 20}
+
+    def __call__(self, op: str, *args: Any) -> Any:
+        """fusepy dispatches through the operations object (mfusepy calls methods directly)."""
+        method = getattr(self, op, None)
+        if method is None:
+            raise _fuse().FuseOSError(errno.ENOSYS)
+        return method(*args)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -384,6 +401,8 @@ class MegaDriveFS:
 
 def _make_fuse_class(fuse: Any) -> Any:
     """mfusepy's FUSE with UTIME_NOW/UTIME_OMIT decoded and the libfuse3 extras passed on."""
+    if not hasattr(fuse.FUSE, "utimens_fuse_2"):  # fusepy: as it comes (it decodes OMIT as a time)
+        return fuse.FUSE
 
     class MegaFUSE(fuse.FUSE):  # type: ignore[misc, name-defined]
         def _times(self, buf: Any) -> tuple[int | None, int | None] | None:
@@ -448,16 +467,18 @@ def mount(drive: Drive, mountpoint: Path, *, foreground: bool = True, debug: boo
     options: dict[str, Any] = {
         "foreground": foreground, "nothreads": False, "fsname": "megadrive", "subtype": "megadrive",
         "attr_timeout": 1.0, "entry_timeout": 1.0, "negative_timeout": 0.0, "hard_remove": True,
-        "default_permissions": True, "max_read": 1 << 20,
+        "default_permissions": True,
     }
     if fuse.fuse_version_major == 2:
-        options.update(big_writes=True, max_write=1 << 17, use_ino=False)
-    else:
-        options.update(max_write=1 << 20)
+        options.update(big_writes=True, max_write=1 << 17, max_read=1 << 20)
+    # libfuse3 takes max_write from the kernel's max_pages (1 MiB on current kernels); it refuses the option.
     if os.getuid() == 0:
         options["allow_other"] = True
     if debug:
         options["debug"] = True
     fs = MegaDriveFS(drive)
     fs.recover()
-    _make_fuse_class(fuse)(fs, str(mountpoint), raw_fi=True, **options)
+    try:
+        _make_fuse_class(fuse)(fs, str(mountpoint), raw_fi=True, **options)
+    except RuntimeError as e:
+        raise MegaDriveError(f"libfuse could not mount {mountpoint} (error {e}; see its message above)") from None
