@@ -96,4 +96,5 @@ def login(api: Api, base: Path, user: str, password: str) -> Session:
         set_pin(base, api.base_url, user, new_pin)
     return Session(server=api.base_url, user=user, user_id=user_id, token=str(resp["token"]),
                    expires=float(resp.get("expires", 0)), root_node_id=str(resp["root_node_id"]),
-                   master_hex=master.hex(), sign_pub_hex=ident.sign_pub.hex())
+                   master_hex=master.hex(), sign_pub_hex=ident.sign_pub.hex(),
+                   identity_hex=b64d(ident_d.get("wrapped_private")).hex())

@@ -27,6 +27,7 @@ from .errors import (
     RateLimited,
     ServerError,
     StaleVersion,
+    TakenDown,
 )
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,8 @@ class RemoteNode:
     trashed: bool
     gone: bool
     seq: int
+    owner: str = ""
+    removed: bool = False
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> RemoteNode:
@@ -76,7 +79,8 @@ class RemoteNode:
             return cls(node_id=str(d["node_id"]), parent_id=d.get("parent_id"), kind=str(d["kind"]),
                        meta=b64d(d.get("meta") or ""), version=int(d.get("version", 0)),
                        size=int(d.get("size", 0)), trashed=bool(d.get("trashed", False)),
-                       gone=bool(d.get("gone", False)), seq=int(d.get("seq", 0)))
+                       gone=bool(d.get("gone", False)), seq=int(d.get("seq", 0)),
+                       owner=str(d.get("owner") or ""), removed=bool(d.get("removed", False)))
         except (KeyError, TypeError, ValueError):
             raise ServerError("server sent a malformed node") from None
 
@@ -107,6 +111,10 @@ def _raise_for(resp: httpx.Response, authenticated: bool) -> None:
         raise MissingChunks(list(body.get("missing", [])))
     if st == 409:
         raise Conflict(text)
+    if st == 451:
+        raise TakenDown("this content was removed after an abuse notice (HTTP 451)")
+    if st == 410:
+        raise NotFound("this link has expired")
     if st == 412:
         raise StaleVersion("the file was changed elsewhere; this version was not committed")
     if st == 507:
@@ -221,8 +229,11 @@ class Api:
     def restore_node(self, node_id: str) -> RemoteNode:
         return RemoteNode.from_json(self._json("POST", f"/nodes/{node_id}/restore", {})["node"])
 
-    def changes(self, since: int, limit: int = 5000) -> tuple[list[RemoteNode], int, bool]:
-        d = self._json("GET", "/changes", params={"since": since, "limit": limit})
+    def changes(self, since: int, limit: int = 5000, owner: str | None = None) -> tuple[list[RemoteNode], int, bool]:
+        params: dict[str, Any] = {"since": since, "limit": limit}
+        if owner:
+            params["owner"] = owner
+        d = self._json("GET", "/changes", params=params)
         return [RemoteNode.from_json(n) for n in d["changes"]], int(d["seq"]), bool(d.get("more"))
 
     # -- versions and chunks ------------------------------------------------------------------------
@@ -244,14 +255,50 @@ class Api:
     def list_versions(self, node_id: str) -> list[dict[str, Any]]:
         return list(self._json("GET", f"/nodes/{node_id}/versions")["versions"])
 
-    def missing_chunks(self, ids: list[str]) -> list[str]:
+    def missing_chunks(self, ids: list[str], owner: str | None = None) -> list[str]:
         if not ids:
             return []
-        return list(self._json("POST", "/chunks/missing", {"ids": ids})["missing"])
+        body: dict[str, Any] = {"ids": ids} | ({"owner": owner} if owner else {})
+        return list(self._json("POST", "/chunks/missing", body)["missing"])
 
-    def put_chunk(self, chunk_id: str, blob: bytes) -> None:
-        self._request("PUT", f"/chunks/{chunk_id}", content=blob,
-                      headers={"Content-Type": "application/octet-stream"})
+    def put_chunk(self, chunk_id: str, blob: bytes, owner: str | None = None) -> None:
+        """Store a chunk; ``owner``: for a folder another account shares with us (their quota)."""
+        headers = {"Content-Type": "application/octet-stream"} | ({"X-MegaDrive-Owner": owner} if owner else {})
+        self._request("PUT", f"/chunks/{chunk_id}", content=blob, headers=headers)
 
     def get_chunk(self, chunk_id: str) -> bytes:
         return self._request("GET", f"/chunks/{chunk_id}").content
+
+    # -- shares, links, abuse ---------------------------------------------------------------------
+
+    def create_share(self, node_id: str, recipient: str, access: str, grant: bytes) -> dict[str, Any]:
+        return dict(self._json("POST", "/shares", {"node_id": node_id, "recipient": recipient, "access": access,
+                                                   "grant": b64e(grant)}, idempotent=False)["share"])
+
+    def shares(self) -> dict[str, list[dict[str, Any]]]:
+        d = self._json("GET", "/shares")
+        return {"outgoing": list(d.get("outgoing", [])), "incoming": list(d.get("incoming", []))}
+
+    def delete_share(self, share_id: str) -> None:
+        self._json("DELETE", f"/shares/{share_id}")
+
+    def create_link(self, node_id: str, blob: bytes, salt: bytes | None, kdf: dict[str, Any] | None,
+                    expires: float | None) -> dict[str, Any]:
+        body = {"node_id": node_id, "blob": b64e(blob), "salt": b64e(salt) if salt else None, "kdf": kdf,
+                "expires": int(expires) if expires else None}
+        return dict(self._json("POST", "/links", body, idempotent=False)["link"])
+
+    def links(self) -> list[dict[str, Any]]:
+        return list(self._json("GET", "/links")["links"])
+
+    def delete_link(self, link_id: str) -> None:
+        self._json("DELETE", f"/links/{link_id}")
+
+    def public_link(self, link_id: str) -> dict[str, Any]:
+        return dict(self._json("GET", f"/l/{link_id}"))
+
+    def public_chunk(self, link_id: str, chunk_id: str) -> bytes:
+        return self._request("GET", f"/l/{link_id}/chunks/{chunk_id}").content
+
+    def report_abuse(self, link: str, reason: str) -> dict[str, Any]:
+        return dict(self._json("POST", "/abuse", {"link": link, "reason": reason}, idempotent=False))

@@ -270,7 +270,7 @@ def status() -> None:
 
 
 def _fmt_entry(e: Entry, long: bool) -> str:
-    name = e.name + ("/" if e.is_dir else "")
+    name = e.name + ("/" if e.is_dir else "") + ("  [removed after an abuse notice]" if e.removed else "")
     if not long:
         return name
     t = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.mtime))
@@ -353,6 +353,9 @@ def get(remote: str, local: Path) -> None:
     """Download REMOTE to LOCAL; the file appears only once every chunk verified."""
 
     def body() -> None:
+        if "://" in remote:
+            _get_link(remote, local)
+            return
         drive = open_drive()
         try:
             e = drive.stat(remote)
@@ -362,26 +365,61 @@ def get(remote: str, local: Path) -> None:
             if not dest.parent.is_dir():
                 raise NotFound(f"no such local folder: {dest.parent}")
             r = drive.open_read(remote, cache=False)
-            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
             try:
-                with os.fdopen(fd, "wb") as f, _progress(r.size, e.name) as bar:
-                    for block in r.iter_range():
-                        f.write(block)
-                        bar.update(len(block))
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.chmod(tmp, (e.mode or 0o644) & 0o777)
-                os.utime(tmp, ns=(e.mtime_ns, e.mtime_ns))
-                os.replace(tmp, dest)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+                _write_verified(dest, r.iter_range(), r.size, e.name, e.mode or 0o644, e.mtime_ns)
             finally:
                 r.close()
         finally:
             drive.close()
 
     run(body)
+
+
+def _write_verified(dest: Path, blocks: Any, total: int, name: str, mode: int, mtime_ns: int | None) -> None:
+    """Write to a temp file beside ``dest``; rename into place only when every block verified."""
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f, _progress(total, name) as bar:
+            for block in blocks:
+                f.write(block)
+                bar.update(len(block))
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode & 0o777)
+        if mtime_ns is not None:
+            os.utime(tmp, ns=(mtime_ns, mtime_ns))
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _get_link(url: str, local: Path) -> None:
+    """Download a public link: no account, the key from the URL's #fragment stays here."""
+    from . import format
+    from .content import chunk_len
+    from .sharing import open_public_link, parse_link
+
+    password = None
+    if parse_link(url).fragment == "p":
+        password = os.environ.get("MEGADRIVE_LINK_PASSWORD") or (
+            str(click.prompt("Link password", hide_input=True)) if sys.stdin.isatty() else None)
+        if not password:
+            raise ConfigError("this link is password-protected: set MEGADRIVE_LINK_PASSWORD or run in a terminal")
+    api, record, m, link_id = open_public_link(url, password)
+    dest = local / record.name if local.is_dir() else local
+    if not dest.parent.is_dir():
+        raise NotFound(f"no such local folder: {dest.parent}")
+    ckey = format.chunk_key(record.content_key)
+
+    def blocks() -> Any:
+        for i, cid in enumerate(m.chunks):
+            blob = api.public_chunk(link_id, cid.hex())
+            yield format.open_chunk(ckey, record.file_id, i, i == len(m.chunks) - 1, cid, blob,
+                                    chunk_len(m.size, i, m.chunk_size))
+
+    _write_verified(dest, blocks(), m.size, record.name, 0o644, None)
+    click.echo(f"Downloaded {record.name} ({human(m.size)}) to {dest}")
 
 
 @cli.command()
@@ -419,6 +457,177 @@ def rm(path: str, recursive: bool) -> None:
             drive.delete(path)
         finally:
             drive.close()
+
+    run(body)
+
+
+# -- sharing, contacts, links ----------------------------------------------------------------------
+
+
+def _with_drive(fn: Callable[[Drive], Any]) -> None:
+    def body() -> None:
+        drive = open_drive()
+        try:
+            fn(drive)
+        finally:
+            drive.close()
+
+    run(body)
+
+
+@cli.command()
+@click.argument("path")
+@click.option("--with", "user", required=True, help="Account to share with.")
+@click.option("--access", type=click.Choice(["read", "write"]), default="read", show_default=True)
+def share(path: str, user: str, access: str) -> None:
+    """Share a folder with another account (its key is sealed to their verified identity)."""
+
+    def fn(d: Drive) -> None:
+        s = d.sharing.share(path, user, access)
+        c = d.sharing.contact(user)
+        click.echo(f"Shared {path} with {s.recipient} ({access}).")
+        if not c.verified:
+            click.echo(f"  {s.recipient}'s key fingerprint: {c.fingerprint}\n"
+                       f"  compare it with them, then run: megadrive contacts verify {s.recipient}")
+
+    _with_drive(fn)
+
+
+@cli.command()
+def shares() -> None:
+    """Outgoing and incoming shares with their access levels."""
+
+    def fn(d: Drive) -> None:
+        out = d.sharing.outgoing()
+        click.echo("outgoing:" if out else "outgoing: none")
+        for s in out:
+            click.echo(f"  {s.path} -> {s.recipient} ({s.access})")
+        inc = sorted(d.sharing.incoming.values(), key=lambda s: (s.owner_name, s.name))
+        click.echo("incoming:" if inc else "incoming: none")
+        for i in inc:
+            click.echo(f"  /Shared with me/{i.owner_name}/{i.name} <- {i.owner_name} ({i.access})")
+
+    _with_drive(fn)
+
+
+@cli.command()
+@click.argument("path")
+@click.option("--with", "user", required=True)
+def unshare(path: str, user: str) -> None:
+    """Revoke a share at once and re-key the folder (later content is sealed under new keys)."""
+
+    def fn(d: Drive) -> None:
+        n = d.sharing.unshare(path, user)
+        click.echo(f"Unshared {path} from {user}; re-keyed {n} node(s). "
+                   "They may keep what they could read before.")
+
+    _with_drive(fn)
+
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def contacts(ctx: click.Context) -> None:
+    """Contacts' identity keys, pinned on first use."""
+    if ctx.invoked_subcommand is not None:
+        return
+
+    def fn(d: Drive) -> None:
+        cs = d.sharing.contacts()
+        if not cs:
+            click.echo("no contacts yet")
+        for c in cs:
+            click.echo(f"{c.user:<20} {c.fingerprint}  {'verified' if c.verified else 'NOT verified'}")
+
+    _with_drive(fn)
+
+
+@contacts.command("verify")
+@click.argument("user")
+def contacts_verify(user: str) -> None:
+    """Print USER's key fingerprint to compare out of band, and mark it verified."""
+
+    def fn(d: Drive) -> None:
+        c = d.sharing.verify_contact(user)
+        click.echo(f"{c.user}: {c.fingerprint}\nMarked verified. Compare these digits with {c.user} in person "
+                   "or over a channel you trust; if they differ, do not share with this account.")
+
+    _with_drive(fn)
+
+
+def parse_duration(text: str) -> float:
+    """'30m', '24h', '7d' -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    t = text.strip().lower()
+    try:
+        return float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        raise click.BadParameter(f"not a duration: {text!r} (use e.g. 24h, 7d)") from None
+
+
+@cli.command()
+@click.argument("path")
+@click.option("--password", "with_password", is_flag=True, help="Protect the link with a password (prompted, "
+              "or MEGADRIVE_LINK_PASSWORD).")
+@click.option("--expires", default=None, help="Lifetime, e.g. 24h or 7d.")
+def link(path: str, with_password: bool, expires: str | None) -> None:
+    """Print a public link to a file; its key is only in the URL's #fragment, never sent to the server."""
+
+    def fn(d: Drive) -> None:
+        pw = None
+        if with_password:
+            pw = os.environ.get("MEGADRIVE_LINK_PASSWORD") or (
+                str(click.prompt("Link password", hide_input=True, confirmation_prompt=True))
+                if sys.stdin.isatty() else None)
+            if not pw:
+                raise ConfigError("give the link password (MEGADRIVE_LINK_PASSWORD or a terminal)")
+        until = time.time() + parse_duration(expires) if expires else None
+        click.echo(d.sharing.create_link(path, pw, until))
+
+    _with_drive(fn)
+
+
+@cli.command()
+@click.argument("path")
+def unlink(path: str) -> None:
+    """Delete the public links to a file."""
+
+    def fn(d: Drive) -> None:
+        n = d.sharing.remove_links(path)
+        click.echo(f"Removed {n} link(s) to {path}.")
+
+    _with_drive(fn)
+
+
+@cli.command()
+@click.argument("url")
+@click.option("--reason", required=True)
+def report(url: str, reason: str) -> None:
+    """Report a link as abusive (the #key part of the URL is never sent)."""
+
+    def body() -> None:
+        from .sharing import parse_link
+
+        p = parse_link(url)
+        r = Api(p.server).report_abuse(f"{p.server}/l/{p.link_id}", reason)
+        click.echo(f"Reported (report {r.get('report_id', '?')}).")
+
+    run(body)
+
+
+@server_cmd.command("takedown")
+@click.argument("target")
+@click.option("--data", "data", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--reason", default="abuse notice", show_default=True)
+@click.option("--operator", default=None, help="Who orders it (default: the OS user).")
+def server_takedown(target: str, data: Path, reason: str, operator: str | None) -> None:
+    """Remove reported content: chunks deleted, node marked, links answer 451, audit log entry."""
+
+    def body() -> None:
+        from .server.config import ServerConfig
+        from .server.takedown import takedown
+
+        result = takedown(ServerConfig(data_dir=data), target.split("#", 1)[0], reason=reason, operator=operator)
+        click.echo(" ".join(f"{k}={v}" for k, v in result.items()))
 
     run(body)
 

@@ -335,7 +335,8 @@ class FileWriter:
 
     def _upload(self, cid: str, blob: bytes) -> None:
         try:
-            self._drive.api.put_chunk(cid, blob)
+            owner = self.keys.owner if self.keys.owner != self._drive.owner else None
+            self._drive.api.put_chunk(cid, blob, owner=owner)
             self.uploaded_bytes += len(blob)
         finally:
             self._sem.release()

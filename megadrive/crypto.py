@@ -24,6 +24,7 @@ import nacl.bindings as sodium
 import nacl.encoding
 import nacl.exceptions
 import nacl.hash
+import nacl.public
 import nacl.pwhash.argon2id as argon2id
 import nacl.signing
 
@@ -248,6 +249,37 @@ def generate_identity() -> Identity:
 def box_key_statement(user_id: str, box_pub: bytes) -> bytes:
     """What an identity key signs to vouch for the account's X25519 key."""
     return aad("box-key", user_id, box_pub)
+
+
+def seal_to(box_pub: bytes, plaintext: bytes) -> bytes:
+    """Anonymous public-key encryption (libsodium sealed box) to an X25519 key: for share grants."""
+    try:
+        return bytes(nacl.public.SealedBox(nacl.public.PublicKey(box_pub)).encrypt(plaintext))
+    except (nacl.exceptions.CryptoError, nacl.exceptions.TypeError, ValueError):
+        raise IntegrityError("integrity check failed: malformed public key") from None
+
+
+def open_sealed_box(box_secret: bytes, blob: bytes) -> bytes:
+    try:
+        return bytes(nacl.public.SealedBox(nacl.public.PrivateKey(box_secret)).decrypt(blob))
+    except (nacl.exceptions.CryptoError, nacl.exceptions.TypeError, ValueError):
+        raise IntegrityError("integrity check failed: a sealed key was not for us or was tampered with") from None
+
+
+def fingerprint(sign_pub: bytes) -> str:
+    """Human-comparable fingerprint of an identity key: 8 groups of 5 digits (as Signal's safety numbers)."""
+    digest = nacl.hash.blake2b(b"megadrive-fingerprint" + sign_pub, digest_size=20, encoder=nacl.encoding.RawEncoder)
+    n = int.from_bytes(digest, "big")
+    return " ".join(f"{(n >> (20 * i)) % 100000:05d}" for i in range(8))
+
+
+def derive_link_key(password: str, salt: bytes, params: KdfParams) -> bytes:
+    """Key of a password-protected link: Argon2id on the client; only salt and cost reach the server."""
+    check_kdf(params)
+    if len(salt) != SALT_BYTES:
+        raise IntegrityError("malformed salt")
+    pw = unicodedata.normalize("NFC", password).encode("utf-8")
+    return argon2id.kdf(KEY_BYTES, pw, salt, opslimit=params.opslimit, memlimit=params.memlimit)
 
 
 def verify_signature(sign_pub: bytes, message: bytes, signature: bytes) -> None:

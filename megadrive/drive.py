@@ -31,15 +31,19 @@ from .errors import (
     NotADirectory,
     NotEmpty,
     NotFound,
+    PermissionDenied,
     StaleVersion,
+    TakenDown,
 )
 from .format import Manifest, NodeMeta
 from .index import Index, IndexRow
+from .sharing import SHARED_DIR, Sharing
 from .state import Session, home, load_session
 
 log = logging.getLogger(__name__)
 
 MAX_NAME_BYTES = 255
+VIRTUAL = "virtual:"  # node ids of the synthetic "Shared with me" folders
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class Entry:
     mode: int
     version: int
     props: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    removed: bool = False  # taken down by the operator after an abuse notice
 
     @property
     def is_dir(self) -> bool:
@@ -154,6 +159,7 @@ class Drive:
         self._quota: tuple[float, Quota] | None = None
         self._bad: dict[str, str] = {}  # node id -> why it failed (memory only: it may hold a name)
         self.last_refresh = 0.0
+        self.sharing = Sharing(self)
 
     @classmethod
     def open(cls, base: Path | None = None, *, cache_bytes: int = DEFAULT_MAX_BYTES,
@@ -175,32 +181,42 @@ class Drive:
     # -- sync -----------------------------------------------------------------------------------
 
     def refresh(self) -> int:
-        """Pull the change feed into the index; returns how many node changes arrived."""
+        """Pull the change feeds (ours, and each sharing owner's) into the index.
+
+        Returns how many node changes arrived in our own feed.
+        """
         with self._lock:
-            since = int(self.index.get_state("seq") or 0)
-            count = 0
-            while True:
-                nodes, seq, more = self.api.changes(since)
-                with self.index.transaction():
-                    for n in nodes:
-                        self._ingest(n)
-                    if seq > since:
-                        self.index.set_state("seq", str(seq))
-                count += len(nodes)
-                since = max(since, seq)
-                if not more or not nodes:
-                    break
+            count = self._pull_feed(None)
+            self.sharing.sync()
             for row in self.index.pending_hash():
                 self._hash_row(row)
             self.last_refresh = time.monotonic()
             return count
 
+    def _pull_feed(self, owner: str | None) -> int:
+        key = f"seq:{owner}" if owner else "seq"
+        since = int(self.index.get_state(key) or 0)
+        count = 0
+        while True:
+            nodes, seq, more = self.api.changes(since, owner=owner)
+            with self.index.transaction():
+                for n in nodes:
+                    self._ingest(n)
+                if seq > since:
+                    self.index.set_state(key, str(seq))
+            count += len(nodes)
+            since = max(since, seq)
+            if not more or not nodes:
+                break
+        return count
+
     def _ingest(self, n: RemoteNode) -> None:
         if n.gone:
             self.index.remove(n.node_id)
             return
+        owner = "" if not n.owner or n.owner == self.owner else n.owner
         self.index.upsert(IndexRow(n.node_id, n.parent_id, n.kind, n.version, n.size, n.trashed, n.seq, n.meta,
-                                   None, False))
+                                   None, False, owner, n.removed))
 
     def _hash_row(self, row: IndexRow) -> None:
         try:
@@ -241,6 +257,11 @@ class Drive:
             if hit is not None and hit[0] == row.meta:
                 self._metas.move_to_end(row.node_id)
                 return hit[1]
+        if row.node_id.startswith(VIRTUAL):
+            raise PermissionDenied(f"{SHARED_DIR!r} only lists what others share with you; it cannot be changed")
+        shared_root = self.sharing.root_meta(row.node_id)
+        if shared_root is not None:
+            return shared_root  # its own meta is sealed under the owner's parent key; the grant names it
         if row.parent_id is None:
             if row.node_id != self.session.root_node_id:
                 raise IntegrityError("integrity check failed: unexpected root node")
@@ -250,7 +271,7 @@ class Drive:
             if parent is None or parent.kind != "dir":
                 raise IntegrityError(f"integrity check failed: node {row.node_id} has no valid parent")
             key, pid = self._meta(parent).key, row.parent_id
-        meta = format.open_meta(key, self.owner, pid, row.node_id, row.meta)
+        meta = format.open_meta(key, self._owner_of(row), pid, row.node_id, row.meta)
         if meta.kind != row.kind:
             raise IntegrityError("integrity check failed: node kind does not match its metadata")
         if row.parent_id is not None:
@@ -268,6 +289,10 @@ class Drive:
                 self._metas.popitem(last=False)
         return meta
 
+    def _owner_of(self, row: IndexRow) -> str:
+        """Whose tree a node is in: ours, or a sharing owner's (their id is bound into every AAD)."""
+        return row.owner or self.owner
+
     def _root(self) -> IndexRow:
         row = self.index.get(self.session.root_node_id)
         if row is None:
@@ -277,10 +302,29 @@ class Drive:
                 raise IntegrityError("integrity check failed: the server does not show this account's root folder")
         return row
 
+    def _virtual(self, path: str) -> IndexRow:
+        return IndexRow(VIRTUAL + path, None, "dir", 0, 0, False, 0, b"", None, False)
+
     def _resolve(self, path: str) -> tuple[IndexRow, str]:
-        row = self._root()
-        cur = "/"
-        for name in split_path(path):
+        parts = split_path(path)
+        if parts and parts[0] == SHARED_DIR:
+            if len(parts) == 1:
+                return self._virtual("/" + SHARED_DIR), "/" + SHARED_DIR
+            owners = {s.owner_name for s in self.sharing.incoming.values()}
+            if parts[1] not in owners:
+                raise NotFound(f"no such file or folder: /{SHARED_DIR}/{parts[1]}")
+            if len(parts) == 2:
+                p = f"/{SHARED_DIR}/{parts[1]}"
+                return self._virtual(p), p
+            share = self.sharing.by_path(parts[1], parts[2])
+            root = self.index.get(share.node_id) if share else None
+            if root is None:
+                raise NotFound(f"no such file or folder: /{SHARED_DIR}/{parts[1]}/{parts[2]}")
+            return self._walk(root, f"/{SHARED_DIR}/{parts[1]}/{parts[2]}", parts[3:])
+        return self._walk(self._root(), "/", parts)
+
+    def _walk(self, row: IndexRow, cur: str, names: list[str]) -> tuple[IndexRow, str]:
+        for name in names:
             if row.kind != "dir":
                 raise NotADirectory(f"not a folder: {cur}")
             h = format.name_hash(self._hkey, row.node_id, name)
@@ -307,9 +351,12 @@ class Drive:
         return f" ({'; '.join(reasons)})" if reasons else ""
 
     def _entry(self, row: IndexRow, path: str) -> Entry:
+        if row.node_id.startswith(VIRTUAL):
+            return Entry(path=path, name=PurePosixPath(path).name, node_id=row.node_id, kind="dir", size=0,
+                         mtime_ns=0, mode=0o555, version=0)
         m = self._meta(row)
         return Entry(path=path, name=m.name, node_id=row.node_id, kind=row.kind, size=m.size,
-                     mtime_ns=m.mtime_ns, mode=m.mode, version=m.version, props=dict(m.props))
+                     mtime_ns=m.mtime_ns, mode=m.mode, version=m.version, props=dict(m.props), removed=row.removed)
 
     # -- reading the tree -----------------------------------------------------------------------
 
@@ -328,20 +375,35 @@ class Drive:
         row, p = self._resolve(path)
         if row.kind != "dir":
             raise NotADirectory(f"not a folder: {p}")
+        if row.node_id.startswith(VIRTUAL):
+            return self._list_virtual(p)
         out = []
         bad = 0
         for child in self.index.children(row.node_id):
             if child.bad:
                 bad += 1
                 continue
-            m = self._meta(child)
-            out.append(Entry(path=join(p, m.name), name=m.name, node_id=child.node_id, kind=child.kind,
-                             size=m.size, mtime_ns=m.mtime_ns, mode=m.mode, version=m.version, props=dict(m.props)))
+            out.append(self._entry(child, join(p, self._meta(child).name)))
         if bad:
             raise IntegrityError(f"integrity check failed: {bad} entr{'y' if bad == 1 else 'ies'} in {p!r} "
                                  f"fail authentication (tampered by the server?){self._why_bad(row.node_id)}")
+        if row.parent_id is None and self.sharing.incoming and all(e.name != SHARED_DIR for e in out):
+            out.append(self._entry(self._virtual("/" + SHARED_DIR), "/" + SHARED_DIR))
         out.sort(key=lambda e: e.name)
         return out
+
+    def _list_virtual(self, p: str) -> list[Entry]:
+        shares = list(self.sharing.incoming.values())
+        if p == "/" + SHARED_DIR:
+            owners = sorted({s.owner_name for s in shares})
+            return [self._entry(self._virtual(f"{p}/{o}"), f"{p}/{o}") for o in owners]
+        owner = PurePosixPath(p).name
+        out = []
+        for s in shares:
+            row = self.index.get(s.node_id)
+            if s.owner_name == owner and row is not None:
+                out.append(self._entry(row, f"{p}/{s.name}"))
+        return sorted(out, key=lambda e: e.name)
 
     def local_records(self, ns: str) -> LocalRecords:
         return LocalRecords(self, ns)
@@ -379,7 +441,7 @@ class Drive:
         meta = NodeMeta(name=name, kind="dir", key=crypto.random_key(), mtime_ns=mtime_ns or time.time_ns(),
                         mode=0o755)
         n = self.api.create_node(node_id, parent.node_id, "dir",
-                                 format.seal_meta(pmeta.key, self.owner, parent.node_id, node_id, meta))
+                                 format.seal_meta(pmeta.key, self._owner_of(parent), parent.node_id, node_id, meta))
         self._apply(n, meta)
         return self.stat(path)
 
@@ -392,7 +454,13 @@ class Drive:
 
     def _path_of(self, row: IndexRow) -> str:
         names = []
+        if row.node_id.startswith(VIRTUAL):
+            return row.node_id[len(VIRTUAL):]
         while row.parent_id is not None:
+            share = self.sharing.incoming.get(row.node_id)
+            if share is not None:
+                names.append(share.name)
+                return f"/{SHARED_DIR}/{share.owner_name}/" + "/".join(reversed(names))
             names.append(self._meta(row).name)
             parent = self.index.get(row.parent_id)
             if parent is None:
@@ -409,7 +477,7 @@ class Drive:
             key, pid = self._master, ""
         else:
             key, pid = self._meta(target).key, target.node_id
-        blob = format.seal_meta(key, self.owner, pid, row.node_id, meta)
+        blob = format.seal_meta(key, self._owner_of(row), pid, row.node_id, meta)
         n = self.api.update_node(row.node_id, blob, parent_id=parent.node_id if parent else None, replace=replace)
         self._apply(n, meta)
 
@@ -495,15 +563,17 @@ class Drive:
     # -- content --------------------------------------------------------------------------------
 
     def _file_keys(self, row: IndexRow, meta: NodeMeta) -> FileKeys:
-        return FileKeys(self.owner, row.node_id, meta.file_id, meta.key)
+        return FileKeys(self._owner_of(row), row.node_id, meta.file_id, meta.key)
 
     def _manifest(self, row: IndexRow, meta: NodeMeta) -> Manifest | None:
         if meta.version == 0:
             return None
+        if row.removed:
+            raise TakenDown(f"{meta.name!r} was removed by the operator after an abuse notice")
         version, blob = self.api.get_manifest(row.node_id, meta.version)
         if version != meta.version:
             raise IntegrityError("integrity check failed: server returned another version's manifest")
-        m = format.open_manifest(meta.key, self.owner, row.node_id, meta.version, meta.file_id, blob)
+        m = format.open_manifest(meta.key, self._owner_of(row), row.node_id, meta.version, meta.file_id, blob)
         if m.size != meta.size:
             raise IntegrityError("integrity check failed: file size does not match its manifest")
         return m
@@ -540,6 +610,25 @@ class Drive:
         finally:
             r.close()
 
+    def _writer(self, row: IndexRow, meta: NodeMeta, *, truncate: bool, parent_id: str, name: str,
+                journal: bool = False, mtime_ns: int | None = None) -> FileWriter:
+        """A writer for an existing file; after a share was revoked (meta.rekey) the new version gets a
+        fresh content key and file id, so its content is sealed under keys the former recipient never had."""
+        if not meta.rekey:
+            return FileWriter(self, self._file_keys(row, meta), self._manifest(row, meta), truncate=truncate,
+                              parent_id=parent_id, name=name, create=False, mtime_ns=mtime_ns, journal=journal)
+        keys = FileKeys(self._owner_of(row), row.node_id, crypto.random_id(), crypto.random_key())
+        w = FileWriter(self, keys, None, truncate=True, parent_id=parent_id, name=name, create=False,
+                       mtime_ns=mtime_ns, journal=journal)
+        w.base_version = meta.version
+        if not truncate and meta.version:
+            old = FileReader(self, self._file_keys(row, meta), self._manifest(row, meta), cache=False)
+            for piece in old.iter_range():
+                w.write(piece)
+            old.close()
+            w.pos = 0
+        return w
+
     def open_write(self, path: str, *, truncate: bool = True, create: bool = True, exclusive: bool = False,
                    mtime_ns: int | None = None) -> FileWriter:
         """Stage a new version of ``path`` (created at commit if it does not exist)."""
@@ -551,12 +640,11 @@ class Drive:
             if existing.kind == "dir":
                 raise IsADirectory(f"is a folder: {path}")
             meta = self._meta(existing)
-            base = self._manifest(existing, meta)
-            return FileWriter(self, self._file_keys(existing, meta), base, truncate=truncate,
-                              parent_id=parent.node_id, name=name, create=False, mtime_ns=mtime_ns)
+            return self._writer(existing, meta, truncate=truncate, parent_id=parent.node_id, name=name,
+                                mtime_ns=mtime_ns)
         if not create:
             raise NotFound(f"no such file: {path}")
-        keys = FileKeys(self.owner, crypto.random_id().hex(), crypto.random_id(), crypto.random_key())
+        keys = FileKeys(self._owner_of(parent), crypto.random_id().hex(), crypto.random_id(), crypto.random_key())
         return FileWriter(self, keys, None, truncate=True, parent_id=parent.node_id, name=name, create=True,
                           mtime_ns=mtime_ns)
 
@@ -592,14 +680,14 @@ class Drive:
         if row.kind == "dir":
             raise IsADirectory("is a folder")
         meta = self._meta(row)
-        return FileWriter(self, self._file_keys(row, meta), self._manifest(row, meta), truncate=truncate,
-                          parent_id=row.parent_id or "", name=meta.name, create=False, journal=journal)
+        return self._writer(row, meta, truncate=truncate, parent_id=row.parent_id or "", name=meta.name,
+                            journal=journal)
 
     # -- the journal: versions sealed on this machine but not yet committed ----------------------
 
     def _journal_pending(self, w: FileWriter, manifest: Manifest) -> None:
         self.index.pending_put(w.keys.node_id, manifest.version - 1, manifest.size, w.mtime_ns or time.time_ns(),
-                               format.seal_manifest(w.keys.content_key, self.owner, manifest), manifest.chunk_ids())
+                               format.seal_manifest(w.keys.content_key, w.keys.owner, manifest), manifest.chunk_ids())
 
     def replay_journal(self) -> list[str]:
         """Finish what a killed mount had sealed: upload its chunks and commit its versions.
@@ -612,7 +700,7 @@ class Drive:
             try:
                 row = self._row_by_id(node_id)
                 meta = self._meta(row)
-                manifest = format.open_manifest(meta.key, self.owner, node_id, base + 1, meta.file_id, mblob)
+                manifest = format.open_manifest(meta.key, self._owner_of(row), node_id, base + 1, meta.file_id, mblob)
                 for cid in self.api.missing_chunks(chunks):
                     blob = self.index.journal_get(cid)
                     if blob is None:
@@ -624,7 +712,7 @@ class Drive:
                 pmeta = self._meta(parent)
                 if meta.version > base:
                     _, blob = self.api.get_manifest(node_id, base + 1)
-                    done = format.open_manifest(meta.key, self.owner, node_id, base + 1, meta.file_id, blob)
+                    done = format.open_manifest(meta.key, self._owner_of(row), node_id, base + 1, meta.file_id, blob)
                     if done.chunks == manifest.chunks and done.size == manifest.size:
                         report.append(f"{meta.name!r} was already committed (version {base + 1})")
                         continue  # the commit went through just before the crash
@@ -633,7 +721,7 @@ class Drive:
                     new.size, new.version, new.mtime_ns, new.rev = size, base + 1, mtime, meta.rev + 1
                     try:
                         n = self.api.commit_version(node_id, base, mblob, chunks, meta=format.seal_meta(
-                            pmeta.key, self.owner, parent.node_id, node_id, new))
+                            pmeta.key, self._owner_of(parent), parent.node_id, node_id, new))
                         self._apply(n, new)
                         report.append(f"recovered {meta.name!r} (version {base + 1})")
                         continue
@@ -662,12 +750,13 @@ class Drive:
         new = NodeMeta(**{**meta.__dict__, "name": name, "version": 0, "size": 0, "rev": 0, "mtime_ns": mtime_ns,
                           "props": dict(meta.props)})
         n = self.api.create_node(node_id, parent.node_id, "file",
-                                 format.seal_meta(pmeta.key, self.owner, parent.node_id, node_id, new))
+                                 format.seal_meta(pmeta.key, self._owner_of(parent), parent.node_id, node_id, new))
         self._apply(n, new)
         copy = Manifest(node_id, meta.file_id, 1, m.size, list(m.chunks), m.commitment)
         final = NodeMeta(**{**new.__dict__, "version": 1, "size": m.size, "rev": 1, "props": dict(new.props)})
-        n = self.api.commit_version(node_id, 0, format.seal_manifest(meta.key, self.owner, copy), copy.chunk_ids(),
-                                    meta=format.seal_meta(pmeta.key, self.owner, parent.node_id, node_id, final))
+        owner = self._owner_of(parent)
+        n = self.api.commit_version(node_id, 0, format.seal_manifest(meta.key, owner, copy), copy.chunk_ids(),
+                                    meta=format.seal_meta(pmeta.key, owner, parent.node_id, node_id, final))
         self._apply(n, final)
 
     def create_file(self, path: str, *, mode: int = 0o644, exclusive: bool = True) -> Entry:
@@ -681,7 +770,7 @@ class Drive:
         meta = NodeMeta(name=name, kind="file", key=crypto.random_key(), file_id=crypto.random_id(),
                         mtime_ns=time.time_ns(), mode=mode & 0o7777)
         n = self.api.create_node(node_id, parent.node_id, "file",
-                                 format.seal_meta(pmeta.key, self.owner, parent.node_id, node_id, meta))
+                                 format.seal_meta(pmeta.key, self._owner_of(parent), parent.node_id, node_id, meta))
         self._apply(n, meta)
         return self.stat(path)
 
@@ -709,7 +798,7 @@ class Drive:
             meta = NodeMeta(name=w.name, kind="file", key=w.keys.content_key, file_id=w.keys.file_id,
                             mtime_ns=mtime, mode=0o644)
             n = self.api.create_node(node_id, parent.node_id, "file",
-                                     format.seal_meta(pmeta.key, self.owner, parent.node_id, node_id, meta))
+                                     format.seal_meta(pmeta.key, self._owner_of(parent), parent.node_id, node_id, meta))
             self._apply(n, meta)
         row = self.index.get(node_id)
         if row is None:
@@ -721,9 +810,10 @@ class Drive:
         pmeta = self._meta(parent)
         new = NodeMeta(**{**cur.__dict__, "props": dict(cur.props)})
         new.size, new.version, new.mtime_ns, new.rev = manifest.size, manifest.version, mtime, cur.rev + 1
-        blob = format.seal_meta(pmeta.key, self.owner, parent.node_id, node_id, new)
+        new.key, new.file_id, new.rekey = w.keys.content_key, w.keys.file_id, False
+        blob = format.seal_meta(pmeta.key, self._owner_of(parent), parent.node_id, node_id, new)
         n = self.api.commit_version(node_id, manifest.version - 1,
-                                    format.seal_manifest(w.keys.content_key, self.owner, manifest),
+                                    format.seal_manifest(w.keys.content_key, w.keys.owner, manifest),
                                     [c.hex() for c in manifest.chunks], meta=blob)
         self._apply(n, new)
         self._quota = None
@@ -767,7 +857,7 @@ class Drive:
             new = NodeMeta(name=name, kind="dir", key=crypto.random_key(), mtime_ns=meta.mtime_ns, mode=meta.mode,
                            props=dict(meta.props))
             n = self.api.create_node(node_id, parent.node_id, "dir",
-                                     format.seal_meta(pmeta.key, self.owner, parent.node_id, node_id, new))
+                                     format.seal_meta(pmeta.key, self._owner_of(parent), parent.node_id, node_id, new))
             self._apply(n, new)
             if recursive:
                 copy_row = self.index.get(node_id)
@@ -784,5 +874,5 @@ class Drive:
         new = NodeMeta(**{**meta.__dict__, "name": name, "version": 0, "size": 0, "rev": 0,
                           "props": dict(meta.props)})
         n = self.api.create_node(node_id, parent.node_id, "file",
-                                 format.seal_meta(pmeta.key, self.owner, parent.node_id, node_id, new))
+                                 format.seal_meta(pmeta.key, self._owner_of(parent), parent.node_id, node_id, new))
         self._apply(n, new)

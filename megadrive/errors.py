@@ -100,6 +100,12 @@ class PermissionDenied(MegaDriveError):
     exit_code = 11
 
 
+class TakenDown(MegaDriveError):
+    """This content was removed after an abuse notice."""
+
+    exit_code = 14
+
+
 class ServerError(MegaDriveError):
     """The server failed to process the request."""
 

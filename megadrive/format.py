@@ -71,6 +71,83 @@ def open_record(master: bytes, owner: str, ns: str, key_hash: str, blob: bytes) 
                               aad("local-record", owner, ns, key_hash), "local record")
 
 
+# -- share grants -------------------------------------------------------------------------------
+
+
+@dataclass
+class Grant:
+    """What an owner hands a recipient: one folder's key, sealed to them and signed."""
+
+    owner: str
+    recipient: str
+    node_id: str
+    access: str
+    name: str
+    folder_key: bytes
+
+    def statement(self, sealed: bytes) -> bytes:
+        return aad("grant", self.owner, self.recipient, self.node_id, self.access, sealed)
+
+
+def seal_grant(g: Grant, owner_identity: crypto.Identity, recipient_box_pub: bytes) -> bytes:
+    """signature (64) || sealed box of the grant JSON; the signature covers who, what, access and the box."""
+    raw = json.dumps({"o": g.owner, "r": g.recipient, "n": g.node_id, "a": g.access, "name": g.name,
+                      "k": g.folder_key.hex()}, sort_keys=True, separators=(",", ":")).encode()
+    sealed = crypto.seal_to(recipient_box_pub, pad(raw))
+    return owner_identity.sign(g.statement(sealed)) + sealed
+
+
+def open_grant(blob: bytes, owner: str, recipient: str, node_id: str, access: str, owner_sign_pub: bytes,
+               identity: crypto.Identity) -> Grant:
+    """Verify the owner's signature first, then open; every field must match what the server claims."""
+    if len(blob) < 64 + 48:
+        raise IntegrityError("integrity check failed: malformed share grant")
+    sig, sealed = blob[:64], blob[64:]
+    expected = Grant(owner, recipient, node_id, access, "", b"")
+    crypto.verify_signature(owner_sign_pub, expected.statement(sealed), sig)
+    try:
+        d = json.loads(unpad(crypto.open_sealed_box(identity.box_secret, sealed)))
+        g = Grant(str(d["o"]), str(d["r"]), str(d["n"]), str(d["a"]), str(d["name"]), bytes.fromhex(d["k"]))
+    except (ValueError, KeyError, TypeError) as e:
+        raise IntegrityError("integrity check failed: malformed share grant") from e
+    if (g.owner, g.recipient, g.node_id, g.access) != (owner, recipient, node_id, access) or \
+            len(g.folder_key) != crypto.KEY_BYTES:
+        raise IntegrityError("integrity check failed: the share grant does not match the share")
+    return g
+
+
+# -- public links -------------------------------------------------------------------------------
+
+
+@dataclass
+class LinkRecord:
+    """What a link's key opens: enough to read one file, nothing about the rest of the drive."""
+
+    owner: str
+    node_id: str
+    name: str
+    content_key: bytes
+    file_id: bytes
+
+
+def seal_link(link_key: bytes, r: LinkRecord) -> bytes:
+    raw = json.dumps({"n": r.name, "k": r.content_key.hex(), "f": r.file_id.hex()}, sort_keys=True,
+                     separators=(",", ":"), ensure_ascii=False).encode()
+    return crypto.seal(link_key, pad(raw), aad("link", r.owner, r.node_id))
+
+
+def open_link(link_key: bytes, owner: str, node_id: str, blob: bytes) -> LinkRecord:
+    raw = crypto.open_sealed(link_key, blob, aad("link", owner, node_id), "link (wrong link key or password?)")
+    try:
+        d = json.loads(unpad(raw))
+        r = LinkRecord(owner, node_id, str(d["n"]), bytes.fromhex(d["k"]), bytes.fromhex(d["f"]))
+    except (ValueError, KeyError, TypeError) as e:
+        raise IntegrityError("integrity check failed: malformed link") from e
+    if len(r.content_key) != crypto.KEY_BYTES or len(r.file_id) != crypto.ID_BYTES:
+        raise IntegrityError("integrity check failed: malformed link")
+    return r
+
+
 # -- node metadata ------------------------------------------------------------------------------
 
 
@@ -88,11 +165,15 @@ class NodeMeta:
     version: int = 0  # content version this meta was written with (files)
     rev: int = 0  # bumped on every rewrite: lets the index notice a replayed older blob
     props: dict[str, str] = field(default_factory=dict)  # WebDAV dead properties
+    rekey: bool = False  # a share was revoked: the next version gets a fresh content key
 
     def to_json(self) -> dict[str, object]:
-        return {"n": self.name, "k": self.kind, "key": self.key.hex(), "fid": self.file_id.hex(),
-                "s": self.size, "m": self.mtime_ns, "mode": self.mode, "v": self.version,
-                "r": self.rev, "p": self.props}
+        d: dict[str, object] = {"n": self.name, "k": self.kind, "key": self.key.hex(), "fid": self.file_id.hex(),
+                                "s": self.size, "m": self.mtime_ns, "mode": self.mode, "v": self.version,
+                                "r": self.rev, "p": self.props}
+        if self.rekey:
+            d["rk"] = True
+        return d
 
     @classmethod
     def from_json(cls, d: dict[str, object]) -> NodeMeta:
@@ -111,13 +192,16 @@ class NodeMeta:
                 raise bad
             return v
 
+        rekey = d.get("rk", False)
+        if type(rekey) is not bool:
+            raise bad
         props = d.get("p", {})
         if not isinstance(props, dict) or not all(type(k) is str and type(v) is str for k, v in props.items()):
             raise bad
         try:
             m = cls(name=text("n"), kind=text("k"), key=bytes.fromhex(text("key")),
                     file_id=bytes.fromhex(text("fid")), size=u63("s"), mtime_ns=u63("m"), mode=u63("mode"),
-                    version=u63("v"), rev=u63("r"), props=dict(props))
+                    version=u63("v"), rev=u63("r"), props=dict(props), rekey=rekey)
         except ValueError:
             raise bad from None
         if m.kind not in ("dir", "file") or len(m.key) != crypto.KEY_BYTES:

@@ -34,13 +34,16 @@ class IndexRow:
     meta: bytes
     name_hash: str | None
     bad: bool
+    owner: str = ""  # empty: the account's own tree; else the sharing owner's user id
+    removed: bool = False  # taken down after an abuse notice
 
 
-_COLS = "node_id, parent_id, kind, version, size, trashed, seq, meta, name_hash, bad"
+_COLS = "node_id, parent_id, kind, version, size, trashed, seq, meta, name_hash, bad, owner, removed"
 
 
 def _row(t: tuple) -> IndexRow:  # type: ignore[type-arg]
-    return IndexRow(t[0], t[1], t[2], t[3], t[4], bool(t[5]), t[6], t[7], t[8], bool(t[9]))
+    return IndexRow(t[0], t[1], t[2], t[3], t[4], bool(t[5]), t[6], t[7], t[8], bool(t[9]), t[10] or "",
+                    bool(t[11]))
 
 
 class Index:
@@ -62,10 +65,19 @@ class Index:
                                 "trashed": int, "seq": int, "meta": bytes, "name_hash": str, "bad": int},
                                pk="node_id")
             db.table("nodes").create_index(["parent_id", "name_hash"])
+        cols = {c.name for c in db.table("nodes").columns}
+        if "owner" not in cols:
+            self._conn.execute("ALTER TABLE nodes ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
+        if "removed" not in cols:
+            self._conn.execute("ALTER TABLE nodes ADD COLUMN removed INTEGER NOT NULL DEFAULT 0")
         if "seen" not in db.table_names():
             db.table("seen").create({"node_id": str, "version": int, "rev": int}, pk="node_id")
         if "state" not in db.table_names():
             db.table("state").create({"key": str, "value": str}, pk="key")
+        if "contacts" not in db.table_names():
+            # Identity keys pinned on first use (TOFU), by account name.
+            db.table("contacts").create({"user": str, "user_id": str, "sign_pub": str, "verified": int,
+                                         "first_seen": float}, pk="user")
         if "records" not in db.table_names():
             # Small sealed records front-ends keep locally (WebDAV locks): keyed hash -> sealed blob.
             db.table("records").create({"ns": str, "key": str, "blob": bytes}, pk=("ns", "key"))
@@ -123,9 +135,9 @@ class Index:
                 if cur[1] == row.meta and cur[2] == row.parent_id and (cur[3] is not None or cur[4]):
                     name_hash, bad = cur[3], bool(cur[4])
             self._conn.execute(
-                f"INSERT OR REPLACE INTO nodes({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR REPLACE INTO nodes({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (row.node_id, row.parent_id, row.kind, row.version, row.size, int(row.trashed), row.seq,
-                 row.meta, name_hash, int(bad)))
+                 row.meta, name_hash, int(bad), row.owner, int(row.removed)))
             return True
 
     def set_name_hash(self, node_id: str, name_hash: str | None, bad: bool) -> None:
@@ -154,6 +166,20 @@ class Index:
             rows = self._conn.execute(
                 f"SELECT {_COLS} FROM nodes WHERE parent_id=? AND trashed=0", (parent_id,)).fetchall()
         return [_row(r) for r in rows]
+
+    def trashed_children(self, parent_id: str) -> list[IndexRow]:
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_COLS} FROM nodes WHERE parent_id=? AND trashed=1", (parent_id,)).fetchall()
+        return [_row(r) for r in rows]
+
+    def remove_subtree(self, root: str) -> None:
+        """Forget a node and everything indexed under it (a share we lost)."""
+        with self._lock:
+            self._conn.execute(
+                "WITH RECURSIVE sub(id) AS (SELECT ? UNION "
+                "SELECT n.node_id FROM nodes n JOIN sub ON n.parent_id = sub.id) "
+                "DELETE FROM nodes WHERE node_id IN (SELECT id FROM sub)", (root,))
 
     def has_bad_children(self, parent_id: str) -> bool:
         with self._lock:
@@ -220,6 +246,25 @@ class Index:
             rows = self._conn.execute(
                 "SELECT DISTINCT node_id FROM journal WHERE node_id NOT IN (SELECT node_id FROM pending)").fetchall()
         return [r[0] for r in rows]
+
+    def contact(self, user: str) -> tuple[str, str, bool] | None:
+        with self._lock:
+            r = self._conn.execute("SELECT user_id, sign_pub, verified FROM contacts WHERE user=?", (user,)).fetchone()
+        return (r[0], r[1], bool(r[2])) if r else None
+
+    def pin_contact(self, user: str, user_id: str, sign_pub: str, now: float) -> None:
+        with self._lock:
+            self._conn.execute("INSERT OR IGNORE INTO contacts(user, user_id, sign_pub, verified, first_seen) "
+                               "VALUES (?,?,?,0,?)", (user, user_id, sign_pub, now))
+
+    def verify_contact(self, user: str) -> None:
+        with self._lock:
+            self._conn.execute("UPDATE contacts SET verified=1 WHERE user=?", (user,))
+
+    def contacts(self) -> list[tuple[str, str, str, bool]]:
+        with self._lock:
+            rows = self._conn.execute("SELECT user, user_id, sign_pub, verified FROM contacts ORDER BY user")
+            return [(r[0], r[1], r[2], bool(r[3])) for r in rows.fetchall()]
 
     def pending_uploads(self) -> int:
         with self._lock:

@@ -56,6 +56,7 @@ class Session:
     root_node_id: str
     master_hex: str
     sign_pub_hex: str = ""
+    identity_hex: str = ""  # the identity keys as wrapped under the master key (for sharing)
 
     @property
     def master(self) -> bytes:

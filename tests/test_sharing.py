@@ -1,0 +1,268 @@
+"""Sharing between two real accounts on one real server; public links; takedown."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from mdtest import Server, make_drive, megadrive, new_home, ok, one_line_error
+
+from megadrive import crypto, format
+from megadrive.drive import Drive
+from megadrive.errors import IntegrityError, NotFound, PermissionDenied
+from megadrive.mount import gateway
+from megadrive.sharing import KeyChanged
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def pair(server: Server, tmp_path: Path) -> Iterator[tuple[Drive, Drive]]:
+    a = make_drive(server.url, new_home(tmp_path), "alice")
+    b = make_drive(server.url, new_home(tmp_path), "bob")
+    yield a, b
+    a.close()
+    b.close()
+
+
+def _shared(b: Drive, name: str = "proj") -> str:
+    return f"/Shared with me/alice/{name}"
+
+
+def test_read_share_through_drive_and_webdav(pair: tuple[Drive, Drive]) -> None:
+    a, b = pair
+    a.mkdir("/proj")
+    a.mkdir("/proj/sub")
+    a.write_file("/proj/a.txt", b"hello bob")
+    a.write_file("/proj/sub/deep.bin", os.urandom(MiB + 5))
+    a.write_file("/private.txt", b"not for bob")
+    a.sharing.share("/proj", "bob", "read")
+    b.refresh()
+    assert [e.name for e in b.listdir("/")] == ["Shared with me"]
+    assert [e.name for e in b.listdir("/Shared with me")] == ["alice"]
+    assert [e.name for e in b.listdir(_shared(b))] == ["a.txt", "sub"]
+    assert b.read_file(_shared(b) + "/a.txt") == b"hello bob"
+    assert b.read_file(_shared(b) + "/sub/deep.bin") == a.read_file("/proj/sub/deep.bin")
+    # The server itself refuses writes to a read-only share.
+    with pytest.raises(PermissionDenied):
+        b.write_file(_shared(b) + "/new.txt", b"x")
+    with pytest.raises(PermissionDenied):
+        b.mkdir(_shared(b) + "/newdir")
+    with pytest.raises(PermissionDenied):
+        b.delete(_shared(b) + "/a.txt")
+    with pytest.raises(PermissionDenied):  # straight to the API, bypassing the client's own checks
+        b.api.trash_node(a.stat("/proj/a.txt").node_id)
+    assert a.read_file("/proj/a.txt") == b"hello bob"
+    with pytest.raises((PermissionDenied, NotFound)):  # nothing outside the shared folder
+        b.api.get_node(a.stat("/private.txt").node_id)
+    # Through bob's WebDAV gateway: read works, a write is 403.
+    gw = gateway.start(b, "127.0.0.1", 0)
+    try:
+        with httpx.Client(base_url=gw.url, timeout=30) as c:
+            r = c.get("/Shared%20with%20me/alice/proj/a.txt")
+            assert r.status_code == 200 and r.content == b"hello bob"
+            assert c.put("/Shared%20with%20me/alice/proj/evil.txt", content=b"x").status_code == 403
+            assert c.put("/Shared%20with%20me/alice/proj/a.txt", content=b"x").status_code == 403
+            # A's new file reaches B's running gateway through the change feed, without a restart.
+            a.write_file("/proj/later.txt", b"arrived")
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                r = c.get("/Shared%20with%20me/alice/proj/later.txt")
+                if r.status_code == 200:
+                    break
+                time.sleep(0.3)
+            assert r.status_code == 200 and r.content == b"arrived"
+    finally:
+        gw.stop()
+
+
+def test_write_share_counts_against_owner(pair: tuple[Drive, Drive]) -> None:
+    a, b = pair
+    a.mkdir("/team")
+    a.write_file("/team/doc.txt", b"v1 by alice")
+    a.sharing.share("/team", "bob", "write")
+    b.refresh()
+    a_used, b_used = a.quota(max_age=0).used, b.quota(max_age=0).used
+    data = os.urandom(2 * MiB)
+    b.write_file(_shared(b, "team") + "/from-bob.bin", data)
+    b.write_file(_shared(b, "team") + "/doc.txt", b"v2 by bob")
+    b.mkdir(_shared(b, "team") + "/bobs-folder")
+    b.rename(_shared(b, "team") + "/from-bob.bin", _shared(b, "team") + "/bobs-folder/moved.bin")
+    a.refresh()
+    assert a.read_file("/team/doc.txt") == b"v2 by bob"
+    assert a.read_file("/team/bobs-folder/moved.bin") == data
+    assert a.quota(max_age=0).used >= a_used + 2 * MiB
+    assert b.quota(max_age=0).used == b_used
+    b.delete(_shared(b, "team") + "/bobs-folder/moved.bin")
+    a.refresh()
+    assert not a.exists("/team/bobs-folder/moved.bin")
+
+
+def test_substituted_public_key_is_caught_before_sealing(pair: tuple[Drive, Drive], server: Server) -> None:
+    a, b = pair
+    a.mkdir("/first")
+    a.mkdir("/second")
+    a.sharing.share("/first", "bob", "read")  # pins bob's identity key on first use
+    # The server now hands out an attacker's keys for bob: a valid, self-consistent identity.
+    evil = crypto.generate_identity()
+    conn = sqlite3.connect(server.data / "meta.sqlite3", isolation_level=None, timeout=10)
+    conn.execute("UPDATE users SET sign_pub=?, box_pub=?, box_sig=? WHERE name='bob'",
+                 (evil.sign_pub, evil.box_pub, evil.sign(crypto.box_key_statement(b.owner, evil.box_pub))))
+    conn.close()
+    before = a.api.shares()["outgoing"]
+    with pytest.raises(KeyChanged, match="DIFFERENT identity key"):
+        a.sharing.share("/second", "bob", "read")
+    assert a.api.shares()["outgoing"] == before  # nothing was sealed or sent
+
+
+def test_unsigned_box_key_is_refused_even_on_first_contact(pair: tuple[Drive, Drive], server: Server) -> None:
+    a, b = pair
+    a.mkdir("/f")
+    conn = sqlite3.connect(server.data / "meta.sqlite3", isolation_level=None, timeout=10)
+    conn.execute("UPDATE users SET box_pub=? WHERE name='bob'", (crypto.generate_identity().box_pub,))
+    conn.close()
+    with pytest.raises(IntegrityError, match="signature"):
+        a.sharing.share("/f", "bob", "read")
+    assert a.api.shares()["outgoing"] == []
+
+
+def test_contacts_fingerprint_and_verify(pair: tuple[Drive, Drive]) -> None:
+    a, b = pair
+    c = a.sharing.contact("bob")
+    assert c.fingerprint == crypto.fingerprint(bytes.fromhex(b.session.sign_pub_hex))
+    assert not c.verified
+    assert a.sharing.verify_contact("bob").verified
+    assert [x.user for x in a.sharing.contacts() if x.verified] == ["bob"]
+
+
+def test_unshare_cuts_access_and_rekeys(pair: tuple[Drive, Drive], server: Server) -> None:
+    a, b = pair
+    a.mkdir("/proj")
+    a.mkdir("/proj/sub")
+    a.write_file("/proj/old.txt", b"old content bob may keep")
+    a.write_file("/proj/sub/old2.txt", b"old2")
+    a.sharing.share("/proj", "bob", "write")
+    b.refresh()
+    assert b.read_file(_shared(b) + "/sub/old2.txt") == b"old2"
+    # Every key bob ever held: the grant's folder key and every key his client decrypted.
+    held = {s.folder_key for s in b.sharing.incoming.values()}
+    for blob_meta in list(b._metas.values()):
+        held.add(blob_meta[1].key)
+    a.sharing.unshare("/proj", "bob")
+    a.write_file("/proj/after.txt", b"written after the revocation")
+    a.write_file("/proj/sub/after2.txt", b"also after")
+    a.write_file("/proj/old.txt", b"a new version of an old file")
+    # Bob's access is gone at once.
+    with pytest.raises((PermissionDenied, NotFound)):
+        b.api.get_node(a.stat("/proj/after.txt").node_id)
+    with pytest.raises((PermissionDenied, NotFound)):
+        b.api.changes(0, owner=a.owner)
+    b.refresh()
+    assert b.listdir("/") == []
+    # Nothing written afterwards opens with any key bob held (as if the server handed him the bytes).
+    for path in ("/proj/after.txt", "/proj/sub/after2.txt", "/proj/old.txt"):
+        row, _ = a._resolve(path)
+        meta = a._meta(row)
+        assert meta.key not in held
+        _, mblob = a.api.get_manifest(row.node_id)
+        for k in held:
+            with pytest.raises(IntegrityError):
+                format.open_meta(k, a.owner, row.parent_id or "", row.node_id, row.meta)
+            with pytest.raises(IntegrityError):
+                format.open_manifest(k, a.owner, row.node_id, meta.version, meta.file_id, mblob)
+    assert a.read_file("/proj/old.txt") == b"a new version of an old file"
+    assert a.read_file("/proj/sub/old2.txt") == b"old2"  # re-keying loses nothing for the owner
+
+
+# -- public links -------------------------------------------------------------------------------------
+
+
+def _server_bytes(server: Server) -> bytes:
+    return b"".join(p.read_bytes() for p in server.data.rglob("*") if p.is_file())
+
+
+def test_link_works_without_an_account(server: Server, tmp_path: Path) -> None:
+    home = Path(os.environ["MEGADRIVE_HOME"])
+    ok(megadrive("signup", "--server", server.url, "--user", "alice"))
+    src = tmp_path / "report.pdf"
+    src.write_bytes(os.urandom(MiB + 17))
+    ok(megadrive("put", str(src), "/report.pdf"))
+    url = ok(megadrive("link", "/report.pdf")).strip()
+    assert "/l/" in url and "#" in url
+    key = url.split("#", 1)[1]
+    anon = {"MEGADRIVE_HOME": str(new_home(tmp_path)), "MEGADRIVE_PASSWORD": ""}
+    out = tmp_path / "dl"
+    out.mkdir()
+    ok(megadrive("get", url, str(out), env=anon))
+    assert (out / "report.pdf").read_bytes() == src.read_bytes()
+    # A wrong key fails clearly and writes nothing.
+    bad = url.split("#")[0] + "#" + base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+    line = one_line_error(megadrive("get", bad, str(tmp_path / "bad.bin"), env=anon))
+    assert "wrong link key or password" in line
+    assert not (tmp_path / "bad.bin").exists()
+    # The key never reached the server: not in its storage.
+    raw_key = base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))
+    stored = _server_bytes(server)
+    for form in (raw_key, key.encode(), base64.b64encode(raw_key), raw_key.hex().encode()):
+        assert form not in stored
+    ok(megadrive("unlink", "/report.pdf"))
+    gone = megadrive("get", url, str(tmp_path / "gone.bin"), env=anon)
+    one_line_error(gone)
+    assert gone.returncode == 4  # not found
+    assert home.exists()
+
+
+def test_password_link(server: Server, tmp_path: Path) -> None:
+    ok(megadrive("signup", "--server", server.url, "--user", "alice"))
+    src = tmp_path / "secret.txt"
+    src.write_bytes(b"for the password holder")
+    ok(megadrive("put", str(src), "/secret.txt"))
+    url = ok(megadrive("link", "/secret.txt", "--password", "--expires", "1d",
+                       env={"MEGADRIVE_LINK_PASSWORD": "tulip-orbit-42"})).strip()
+    assert url.endswith("#p")
+    anon = {"MEGADRIVE_HOME": str(new_home(tmp_path)), "MEGADRIVE_PASSWORD": ""}
+    line = one_line_error(megadrive("get", url, str(tmp_path / "x"), env={**anon, "MEGADRIVE_LINK_PASSWORD": "nope"}))
+    assert "wrong link key or password" in line
+    ok(megadrive("get", url, str(tmp_path / "ok.txt"), env={**anon, "MEGADRIVE_LINK_PASSWORD": "tulip-orbit-42"}))
+    assert (tmp_path / "ok.txt").read_bytes() == b"for the password holder"
+    assert b"tulip-orbit-42" not in _server_bytes(server)
+
+
+def test_takedown(server: Server, tmp_path: Path) -> None:
+    ok(megadrive("signup", "--server", server.url, "--user", "alice"))
+    src = tmp_path / "bad.bin"
+    src.write_bytes(os.urandom(2 * MiB + 3))
+    ok(megadrive("put", str(src), "/bad.bin"))
+    url = ok(megadrive("link", "/bad.bin")).strip()
+    d = Drive.open(Path(os.environ["MEGADRIVE_HOME"]))
+    row, _ = d._resolve("/bad.bin")
+    chunks = d._manifest(row, d._meta(row)).chunk_ids()  # type: ignore[union-attr]
+    d.close()
+    assert all(any((server.data / "chunks").rglob(c)) for c in chunks)
+    # Anyone can report; the #key part of a pasted URL is dropped before the server keeps anything.
+    r = httpx.post(server.url + "/v1/abuse", json={"link": url, "reason": "illegal content"}, timeout=30)
+    assert r.status_code == 202
+    assert url.split("#")[1].encode() not in _server_bytes(server)
+    ok(megadrive("server", "takedown", url, "--data", str(server.data), "--reason", "court order 42",
+                 "--operator", "ops-anna"))
+    assert not any(any((server.data / "chunks").rglob(c)) for c in chunks)
+    entry = json.loads((server.data / "audit.log").read_text().splitlines()[-1])
+    assert entry["action"] == "takedown" and entry["operator"] == "ops-anna"
+    assert entry["reason"] == "court order 42" and entry["node_id"] == row.node_id
+    assert entry["chunks_deleted"] == len(chunks)
+    anon = {"MEGADRIVE_HOME": str(new_home(tmp_path)), "MEGADRIVE_PASSWORD": ""}
+    r2 = megadrive("get", url, str(tmp_path / "x"), env=anon)
+    assert "removed" in one_line_error(r2) and r2.returncode == 14
+    assert httpx.get(url.split("#")[0].replace("/l/", "/v1/l/"), timeout=30).status_code == 451
+    # The owner sees the file as removed for a takedown.
+    listing = ok(megadrive("ls", "/"))
+    assert "bad.bin" in listing and "removed after an abuse notice" in listing
+    line = one_line_error(megadrive("get", "/bad.bin", str(tmp_path / "y")))
+    assert "abuse notice" in line
