@@ -250,6 +250,11 @@ def _unmount(base: Path, mountpoint: Path) -> None:
     deadline = time.monotonic() + 120
     while pid is not None and time.monotonic() < deadline:
         try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                break  # our own child (megadrive up --mount): reaped
+        except ChildProcessError:
+            pass  # a mount started by another command
+        try:
             os.kill(pid, 0)
         except ProcessLookupError:
             break

@@ -74,3 +74,25 @@ def test_up_refuses_public_bind_without_password(tmp_path: Path) -> None:
     assert r.returncode != 0
     assert "Traceback" not in r.stderr
     assert "without --auth" in r.stderr
+
+
+def test_up_with_mount_serves_both_and_unmounts_on_exit(tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    try:
+        with up(tmp_path, "--mount", str(mnt)) as (url, p):
+            assert os.path.ismount(mnt)
+            (mnt / "via-fuse.txt").write_bytes(b"written through the mount")
+            with httpx.Client(base_url=url, timeout=30) as c:
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline:  # the gateway's index catches up through the change feed
+                    r = c.get("/via-fuse.txt")
+                    if r.status_code == 200:
+                        break
+                    time.sleep(0.3)
+                assert r.content == b"written through the mount"
+            p.send_signal(signal.SIGTERM)
+            assert p.wait(timeout=60) == 0
+        assert not os.path.ismount(mnt)
+    finally:
+        if os.path.ismount(mnt):
+            subprocess.run(["fusermount", "-uz", str(mnt)], check=False)
