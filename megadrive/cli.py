@@ -624,9 +624,12 @@ def server_takedown(target: str, data: Path, reason: str, operator: str | None) 
 
     def body() -> None:
         from .server.config import ServerConfig
-        from .server.takedown import takedown
+        from .server.takedown import TakedownError, takedown
 
-        result = takedown(ServerConfig(data_dir=data), target.split("#", 1)[0], reason=reason, operator=operator)
+        try:
+            result = takedown(ServerConfig(data_dir=data), target.split("#", 1)[0], reason=reason, operator=operator)
+        except TakedownError as e:
+            raise ConfigError(f"takedown refused: {e}") from None
         click.echo(" ".join(f"{k}={v}" for k, v in result.items()))
 
     run(body)

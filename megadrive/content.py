@@ -183,6 +183,7 @@ class FileWriter:
         self._clean: list[_Clean | None] = []
         self._dirty: dict[int, bytearray] = {}
         self._inflight: list[Future[None]] = []
+        self._unsent: dict[str, bytes] = {}
         self._sem = threading.BoundedSemaphore(MAX_INFLIGHT)
         self._lock = threading.RLock()
         self.size = 0
@@ -208,7 +209,7 @@ class FileWriter:
         if c is None:
             buf = bytearray(chunk_len(self.size, idx))
         else:
-            blob = self._drive._fetch_blob(c.cid.hex())
+            blob = self._sealed_blob(c.cid.hex())
             buf = bytearray(format.open_chunk(self._ckey, self.keys.file_id, idx, c.last, c.cid, blob, c.length))
         self._dirty[idx] = buf
         return buf
@@ -229,7 +230,7 @@ class FileWriter:
                     if c is None:
                         buf = bytes(chunk_len(self.size, idx))
                     else:
-                        blob = self._drive._fetch_blob(c.cid.hex())
+                        blob = self._sealed_blob(c.cid.hex())
                         buf = format.open_chunk(self._ckey, self.keys.file_id, idx, c.last, c.cid, blob, c.length)
                 piece = bytes(buf[off:off + take])
                 piece += bytes(take - len(piece))  # a chunk shorter than the size says is zeros
@@ -324,6 +325,7 @@ class FileWriter:
         self._clean[idx] = _Clean(bytes.fromhex(cid), last, len(buf))
         if self.journal:
             self._drive.index.journal_put(cid, self.keys.node_id, blob)
+        self._unsent[cid] = blob  # readable again before its upload is confirmed
         self._sem.acquire()
         try:
             fut = self._drive._pool.submit(self._upload, cid, blob)
@@ -333,11 +335,19 @@ class FileWriter:
         self._inflight.append(fut)
         self._inflight = [f for f in self._inflight if not f.done() or f.exception() is not None]
 
+    def _sealed_blob(self, cid: str) -> bytes:
+        """A chunk this version reuses or sealed: still in flight, journaled, cached, or on the server."""
+        blob = self._unsent.get(cid)
+        if blob is None and self.journal:
+            blob = self._drive.index.journal_get(cid)
+        return blob if blob is not None else self._drive._fetch_blob(cid)
+
     def _upload(self, cid: str, blob: bytes) -> None:
         try:
             owner = self.keys.owner if self.keys.owner != self._drive.owner else None
             self._drive.api.put_chunk(cid, blob, owner=owner)
             self.uploaded_bytes += len(blob)
+            self._unsent.pop(cid, None)
         finally:
             self._sem.release()
 
@@ -380,6 +390,23 @@ class FileWriter:
                 buf.extend(bytes(want_len - len(buf)))
             elif len(buf) > want_len:
                 del buf[want_len:]
+
+    def checkpoint(self) -> None:
+        """Seal everything staged into the local journal, as the version a crash would leave.
+
+        Nothing becomes visible; the next mount commits the latest checkpoint if
+        this process dies before close() or fsync() commits for real.
+        """
+        with self._lock:
+            if self.closed or not self.modified or not self.journal:
+                return
+            self._finalize_layout()
+            for idx in sorted(self._dirty):
+                self._seal(idx)
+            chunks = [c.cid for c in self._clean if c is not None]
+            manifest = Manifest(self.keys.node_id, self.keys.file_id, self.base_version + 1, self.size, chunks,
+                                crypto.key_commitment(self.keys.content_key, self.keys.file_id))
+            self._drive._journal_pending(self, manifest)
 
     # -- commit -------------------------------------------------------------------------------
 

@@ -254,12 +254,21 @@ def _unmount(base: Path, mountpoint: Path) -> None:
                 break  # our own child (megadrive up --mount): reaped
         except ChildProcessError:
             pass  # a mount started by another command
+        if not pidfile.exists() or _is_zombie(pid):
+            break  # the mount process removes its pid file as it exits; a zombie has finished too
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             break
-        time.sleep(0.1)
+        time.sleep(0.05)
     click.echo(f"Unmounted {mountpoint}.")
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def main() -> None:

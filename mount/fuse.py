@@ -50,6 +50,7 @@ RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 BLOCK = 4096
 REFRESH_INTERVAL = 2.0
+CHECKPOINT_AFTER = 1.0  # seconds a dirty open file rests before its staged data is journaled (sealed)
 
 
 def errno_for(e: MegaDriveError) -> int:
@@ -97,6 +98,8 @@ class OpenFile:
     reader: FileReader | None = None
     writer: FileWriter | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
+    last_write: float = 0.0
+    checkpointed: float = 0.0
 
 
 class MegaDriveFS:
@@ -182,6 +185,23 @@ class MegaDriveFS:
 
     def init(self, path: str) -> None:
         threading.Thread(target=self._poll, name="megadrive-sync", daemon=True).start()
+        threading.Thread(target=self._checkpoints, name="megadrive-journal", daemon=True).start()
+
+    def _checkpoints(self) -> None:
+        """Like a filesystem's writeback interval: dirty data resting for a second is journaled, sealed,
+        so a killed mount loses at most the last second or two of writes nobody fsync()ed."""
+        while not self._stop.wait(CHECKPOINT_AFTER / 2):
+            now = time.monotonic()
+            for of in list(self._files.values()):
+                if of.writer is None or of.checkpointed >= of.last_write or now - of.last_write < CHECKPOINT_AFTER:
+                    continue
+                try:
+                    with of.lock:
+                        if of.writer is not None:
+                            of.writer.checkpoint()
+                            of.checkpointed = time.monotonic()
+                except MegaDriveError as e:
+                    log.warning("journal checkpoint failed: %s", e.message)
 
     def recover(self) -> None:
         """Before serving: finish versions a killed mount had sealed (its journal)."""
@@ -333,6 +353,7 @@ class MegaDriveFS:
             if of.writer is None:
                 of.writer = self.drive.open_write_id(of.node_id, truncate=False, journal=True)
             of.writer.mtime_ns = None  # content changed: the commit stamps the time
+            of.last_write = time.monotonic()
             return of.writer.pwrite(offset, data)
 
     def truncate(self, path: str | None, length: int, fh: int | None = None) -> None:
@@ -347,6 +368,7 @@ class MegaDriveFS:
                 if of.writer is None:
                     of.writer = self.drive.open_write_id(of.node_id, truncate=length == 0, journal=True)
                 of.writer.truncate(length)
+                of.last_write = time.monotonic()
 
     def _commit(self, of: OpenFile) -> None:
         with of.lock:
@@ -438,11 +460,15 @@ def _make_fuse_class(fuse: Any) -> Any:
 
 
 def is_stale(mountpoint: Path) -> bool:
-    """A mount left by a crashed process answers 'Transport endpoint is not connected'."""
+    """A mount left by a crashed process answers 'Transport endpoint is not connected'.
+
+    statvfs, not stat: the kernel may answer stat from its attribute cache for
+    a second after the crash; statfs always goes to the (dead) filesystem.
+    """
     try:
-        os.stat(mountpoint)
+        os.statvfs(mountpoint)
     except OSError as e:
-        return e.errno == errno.ENOTCONN
+        return e.errno in (errno.ENOTCONN, errno.ECONNABORTED)
     return False
 
 

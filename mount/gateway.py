@@ -82,6 +82,7 @@ def start(drive: Drive, host: str = "127.0.0.1", port: int = 8080, *, auth: tupl
         raise ConfigError(f"refusing to serve the decrypted drive on {host} without a gateway password "
                           "(use --auth USER:PASSWORD, or bind 127.0.0.1)")
     server = wsgi.Server((host, port), build_app(drive, auth=auth), numthreads=16, timeout=60)
+    server.error_log = _one_line_error_log  # type: ignore[method-assign]
     server.prepare()
     bound = server.bind_addr[1] if isinstance(server.bind_addr, tuple) else port
     thread = threading.Thread(target=server.serve, name="megadrive-webdav", daemon=True)
@@ -91,6 +92,11 @@ def start(drive: Drive, host: str = "127.0.0.1", port: int = 8080, *, auth: tupl
         threading.Thread(target=_poll, args=(drive, stop), name="megadrive-sync", daemon=True).start()
     shown = f"[{host}]" if ":" in host else host
     return Gateway(server, thread, f"http://{shown}:{bound}/", stop)
+
+
+def _one_line_error_log(msg: str = "", level: int = 20, traceback: bool = False) -> None:
+    """cheroot's error log without tracebacks: e.g. a body cut short by an integrity failure is one line."""
+    log.log(level, "http: %s", msg.strip().splitlines()[-1] if msg.strip() else "error")
 
 
 def _poll(drive: Drive, stop: threading.Event) -> None:

@@ -171,6 +171,12 @@ class FileResource(DAVNonCollection):
     def get_available_bytes(self) -> int | None:
         return None
 
+    def get_property_value(self, name: str) -> Any:
+        if name == "{DAV:}getetag":  # RFC 4918 15.6: the entity tag, quoted as in the ETag header
+            etag = self.get_etag()
+            return f'"{etag}"' if etag else None
+        return super().get_property_value(name)
+
     def get_content(self) -> _ReadStream:
         """Open and verify before the status line goes out, so a tampered file answers 5xx.
 
@@ -272,6 +278,7 @@ class FolderResource(DAVCollection):
     def __init__(self, path: str, environ: dict[str, Any], entry: Entry) -> None:
         super().__init__(path, environ)
         self.entry = entry
+        self._allprop = False
 
     def get_display_name(self) -> str:
         return self.entry.name
@@ -286,12 +293,24 @@ class FolderResource(DAVCollection):
         return None
 
     def get_used_bytes(self) -> int | None:
+        if self._allprop:
+            return None
         with dav_errors():
             return _drive(self.environ).quota().used
 
     def get_available_bytes(self) -> int | None:
+        if self._allprop:
+            return None
         with dav_errors():
             return _drive(self.environ).quota().available
+
+    def get_property_names(self, *, is_allprop: bool) -> list[str]:
+        """RFC 4331: quota properties are not part of allprop (and would cost a server round trip)."""
+        self._allprop = is_allprop
+        try:
+            return list(super().get_property_names(is_allprop=is_allprop))
+        finally:
+            self._allprop = False
 
     def get_member_names(self) -> list[str]:
         with dav_errors():

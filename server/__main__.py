@@ -1,4 +1,9 @@
-"""``python -m megadrive.server``: run the storage server (or one GC pass)."""
+"""``python -m megadrive.server``: run the storage server (or one GC pass).
+
+``python -m megadrive.server takedown LINK-or-NODE-ID --data DIR [--reason
+TEXT] [--operator NAME]`` takes content down (server/takedown.py) and prints
+the audit record as JSON.
+"""
 
 from __future__ import annotations
 
@@ -73,7 +78,30 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(data_dir=args.data, host=host, port=port, **{k: v for k, v in options.items() if v is not None})
 
 
+def takedown_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m megadrive.server takedown", description="Take content down after an abuse notice"
+    )
+    p.add_argument("target", help="node id, link id or link URL (a #fragment is ignored)")
+    p.add_argument("--data", required=True, type=Path, help="data directory of the server")
+    p.add_argument("--reason", default="", help="why (goes to the audit log)")
+    p.add_argument("--operator", default=None, help="who (default: the OS user)")
+    args = p.parse_args(argv)
+    from .takedown import TakedownError, takedown
+
+    try:
+        record = takedown(ServerConfig(data_dir=args.data), args.target, args.reason, args.operator)
+    except TakedownError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(record, sort_keys=True), flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["takedown"]:
+        return takedown_main(argv[1:])
     args = parse_args(argv)
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

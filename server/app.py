@@ -137,7 +137,7 @@ def build_app(
     config: ServerConfig, metastore: MetaStore | None = None, chunkstore: ChunkStore | None = None
 ) -> falcon.App:
     """The WSGI app over the given stores (by default those of ``config.data_dir``)."""
-    from . import routes_account, routes_chunks, routes_nodes
+    from . import routes_account, routes_chunks, routes_nodes, routes_sharing
 
     prepare_data_dir(config)
     if metastore is None:
@@ -157,4 +157,5 @@ def build_app(
     routes_account.register(app, ctx)
     routes_nodes.register(app, ctx)
     routes_chunks.register(app, ctx)
+    routes_sharing.register(app, ctx)
     return app

@@ -116,6 +116,12 @@ class UnsupportedMediaType(ServerError):
     default_message = "unsupported content type"
 
 
+class Gone(ServerError):
+    status = 410
+    code = "gone"
+    default_message = "this link has expired"
+
+
 class PreconditionRequired(ServerError):
     status = 428
     code = "precondition_required"
@@ -142,6 +148,14 @@ class QuotaExceeded(ServerError):
         super().__init__(None, quota=quota, used=used)
         self.quota = quota
         self.used = used
+
+
+class Unavailable(ServerError):
+    """Content taken down after an abuse notice (see server/takedown.py)."""
+
+    status = 451
+    code = "unavailable_for_legal_reasons"
+    default_message = "this content was removed after an abuse notice"
 
 
 # Falcon raises its own HTTPError for routing problems and malformed headers;

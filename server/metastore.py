@@ -1,4 +1,5 @@
-"""Metadata store: accounts, tokens, the node tree, versions, chunk ownership.
+"""Metadata store: accounts, tokens, the node tree, versions, chunk ownership,
+shares, public links, abuse reports and takedowns.
 
 The tree and versioning rules of docs/SERVER_API.md are enforced here, inside
 the transaction that applies a change, so a rule can never be checked against
@@ -8,6 +9,10 @@ on one SQLite file in WAL mode with one connection per thread.
 
 Every node change bumps the owning account's sequence counter in the same
 transaction and stamps the node with it, which is what the change feed reads.
+
+Methods taking ``owner`` act on that account's nodes only; who may act for an
+owner (sharing) is decided by server/access.py, which callers run inside
+:meth:`MetaStore.transaction` so the decision holds for the write that follows.
 """
 
 # ruff: noqa: S608
@@ -17,22 +22,26 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import (
+    BadRequest,
     Conflict,
     Exists,
     MissingChunks,
     NotFound,
     PreconditionFailed,
     QuotaExceeded,
+    Unavailable,
 )
 
 # Deepest allowed node (the root is depth 0). Bounds every ancestor walk, so
@@ -100,6 +109,56 @@ class Node:
     trashed: bool
     gone: bool
     seq: int
+    removed: bool = False  # taken down after an abuse notice
+
+
+@dataclass(frozen=True)
+class Share:
+    """A folder an owner shares with a recipient; ``grant`` is opaque (sealed by the owner)."""
+
+    share_id: str
+    node_id: str
+    owner: str
+    owner_name: str
+    recipient: str
+    recipient_name: str
+    access: str  # "read" or "write"
+    grant: bytes
+    created: float
+    revoked: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked is None
+
+
+@dataclass(frozen=True)
+class Link:
+    """A public link to one file; ``blob`` is sealed under a key the server never sees."""
+
+    link_id: str
+    node_id: str
+    owner: str
+    blob: bytes
+    salt: bytes | None
+    kdf: dict[str, Any] | None
+    expires: int | None
+    created: float
+    deleted: float | None = None
+
+
+@dataclass(frozen=True)
+class TakedownResult:
+    """What :meth:`MetaStore.take_down` removed."""
+
+    node_id: str
+    owner: str
+    nodes: list[str]  # the node and its subtree, all now marked removed
+    link_ids: list[str]  # every link to one of them
+    report_ids: list[str]  # abuse reports naming one of those links
+    chunks_deleted: int  # blobs deleted from the chunk store
+    bytes_deleted: int
+    refs_removed: int  # (account, chunk) ownership rows dropped
 
 
 @dataclass(frozen=True)
@@ -126,6 +185,19 @@ BlobDeleter = Callable[[str], "int | None"]
 
 class MetaStore(ABC):
     """Contract of a metadata store. Methods raising ServerError enforce API rules."""
+
+    # -- transactions ------------------------------------------------------------
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """Run the enclosed calls as one atomic unit holding the write lock.
+
+        Nests (an inner failure undoes only the inner calls). Access checks
+        made inside it hold for the writes that follow them.
+        """
+
+    @abstractmethod
+    def snapshot(self) -> AbstractContextManager[None]:
+        """Run the enclosed reads against one consistent state (no writes inside)."""
 
     # -- accounts and tokens -------------------------------------------------
     @abstractmethod
@@ -156,7 +228,7 @@ class MetaStore(ABC):
     @abstractmethod
     def create_node(self, owner: str, node_id: str, parent_id: str, kind: str, meta: bytes) -> Node:
         """``Exists`` if the id is taken, ``NotFound`` for an unknown parent, ``Conflict``
-        if the parent is a file or (inside) the trash."""
+        if the parent is a file or (inside) the trash, ``Unavailable`` if it was taken down."""
 
     @abstractmethod
     def get_node(self, owner: str, node_id: str) -> Node:
@@ -166,7 +238,12 @@ class MetaStore(ABC):
     def update_node(
         self, owner: str, node_id: str, meta: bytes, parent_id: str | None = None, replace: str | None = None
     ) -> Node:
-        """Rename/re-encrypt, optionally move under ``parent_id`` and trash ``replace``, atomically."""
+        """Rename/re-encrypt, optionally move under ``parent_id`` and trash ``replace``, atomically.
+
+        A move that changes which active share roots lie above the node also
+        bumps every node of its subtree (so recipients' feeds see them arrive)
+        and records the share roots they left (so those feeds show them leave).
+        """
 
     @abstractmethod
     def trash_node(self, owner: str, node_id: str) -> Node: ...
@@ -176,11 +253,118 @@ class MetaStore(ABC):
 
     @abstractmethod
     def purge_node(self, owner: str, node_id: str, recursive: bool) -> int:
-        """Delete the node, its subtree and their versions; tombstones stay. Returns nodes purged."""
+        """Delete the node, its subtree and their versions; tombstones stay. Shares of purged
+        folders are revoked and links to purged files deleted. Returns nodes purged."""
 
     @abstractmethod
     def changes(self, owner: str, since: int, limit: int) -> tuple[list[Node], bool]:
         """Nodes whose seq > since, in seq order, at most ``limit``; and whether more follow."""
+
+    @abstractmethod
+    def shared_changes(self, owner: str, roots: Sequence[str], since: int, limit: int) -> tuple[list[Node], bool]:
+        """Like :meth:`changes`, restricted to the subtrees under ``roots`` (share roots).
+
+        A node is in if it, or a node on its parent chain, is one of ``roots``
+        (trashed nodes and purge tombstones included: they keep their parent).
+        A node moved out of every one of ``roots`` (see :meth:`update_node`)
+        comes as a tombstone: ``gone``, empty ``meta``, no parent, nothing else.
+        """
+
+    # -- lookups behind access decisions (server/access.py) ----------------------
+    @abstractmethod
+    def find_node(self, node_id: str) -> Node:
+        """A live (not purged) node of any account; ``NotFound`` otherwise."""
+
+    @abstractmethod
+    def ancestry(self, node_id: str) -> list[tuple[str, bool]]:
+        """(id, trashed) from ``node_id`` up to its root, inclusive (purged nodes included)."""
+
+    @abstractmethod
+    def shares_between(self, owner: str, recipient: str) -> list[Share]:
+        """Every share from ``owner`` to ``recipient``, revoked ones included."""
+
+    @abstractmethod
+    def is_share_root(self, node_id: str) -> bool:
+        """Whether an active share names this node."""
+
+    @abstractmethod
+    def chunk_holders(self, chunk_id: str) -> list[str]:
+        """The accounts storing the chunk."""
+
+    @abstractmethod
+    def is_removed_chunk(self, chunk_id: str) -> bool:
+        """Whether a takedown deleted this chunk (it can then not be stored again)."""
+
+    # -- shares ----------------------------------------------------------------
+    @abstractmethod
+    def put_share(self, owner: str, node_id: str, recipient: str, access: str, grant: bytes, now: float) -> Share:
+        """Share a folder ``owner`` owns (not the root) with another account.
+
+        An active share of the same node with the same recipient is updated in
+        place (access and grant; same id). ``NotFound`` for an unknown node or
+        recipient, ``Conflict`` for a file or the root, ``BadRequest`` for the
+        owner as recipient, ``Unavailable`` for a taken-down folder.
+        """
+
+    @abstractmethod
+    def get_share(self, share_id: str) -> Share | None: ...
+
+    @abstractmethod
+    def list_shares(self, user: str) -> tuple[list[Share], list[Share]]:
+        """(outgoing, incoming) active shares of ``user``, oldest first."""
+
+    @abstractmethod
+    def revoke_share(self, owner: str, share_id: str, now: float) -> None:
+        """End an active share of ``owner`` at once; ``NotFound`` otherwise."""
+
+    # -- public links ------------------------------------------------------------
+    @abstractmethod
+    def create_link(
+        self,
+        owner: str,
+        node_id: str,
+        blob: bytes,
+        salt: bytes | None,
+        kdf: dict[str, Any] | None,
+        expires: int | None,
+        now: float,
+    ) -> Link:
+        """A new link (random id) to a file ``owner`` owns; ``Conflict`` for a folder,
+        ``Unavailable`` for a taken-down file."""
+
+    @abstractmethod
+    def get_link(self, link_id: str) -> Link | None:
+        """The link in any state (deleted ones too)."""
+
+    @abstractmethod
+    def list_links(self, owner: str) -> list[Link]:
+        """``owner``'s links not deleted, oldest first."""
+
+    @abstractmethod
+    def delete_link(self, owner: str, link_id: str, now: float) -> None:
+        """``NotFound`` unless it is a link of ``owner`` not yet deleted."""
+
+    @abstractmethod
+    def version_has_chunk(self, node_id: str, version: int, chunk_id: str) -> bool:
+        """Whether that retained version lists the chunk."""
+
+    # -- abuse reports and takedown ----------------------------------------------
+    @abstractmethod
+    def add_abuse_report(self, link_id: str, reason: str, now: float) -> str:
+        """Store a report (the link id need not exist); returns its random id."""
+
+    @abstractmethod
+    def abuse_reports(self, link_ids: Sequence[str]) -> list[tuple[str, str, str, float]]:
+        """(report_id, link_id, reason, created) of the reports naming any of ``link_ids``."""
+
+    @abstractmethod
+    def take_down(self, node_id: str, now: float, delete_blob: BlobDeleter) -> TakedownResult:
+        """Mark the node and its subtree removed (bumping the owner's seq for each),
+        drop their versions, and delete every chunk those versions listed: the
+        ownership rows of every account holding it (quota given back) and the
+        blob, through ``delete_blob`` under the write lock. The chunk ids are
+        remembered so they cannot be stored again. ``NotFound`` for an unknown or
+        purged node, ``Conflict`` for an account's root."""
 
     # -- versions --------------------------------------------------------------
     @abstractmethod
@@ -195,15 +379,17 @@ class MetaStore(ABC):
         keep: int,
         now: float,
     ) -> Node:
-        """All-or-nothing commit of version expected+1 (see POST /v1/nodes/{id}/versions)."""
+        """All-or-nothing commit of version expected+1 (see POST /v1/nodes/{id}/versions);
+        the chunks must be stored by ``owner``. ``Unavailable`` for a taken-down file."""
 
     @abstractmethod
     def list_versions(self, owner: str, node_id: str) -> list[VersionInfo]:
-        """Retained versions, newest first."""
+        """Retained versions, newest first; ``Unavailable`` for a taken-down file."""
 
     @abstractmethod
     def get_manifest(self, owner: str, node_id: str, version: int | None = None) -> tuple[int, bytes]:
-        """(version, manifest) of the given or current version; ``NotFound`` if none."""
+        """(version, manifest) of the given or current version; ``NotFound`` if none,
+        ``Unavailable`` for a taken-down file."""
 
     # -- chunks ----------------------------------------------------------------
     @abstractmethod
@@ -218,7 +404,8 @@ class MetaStore(ABC):
     def add_chunk(
         self, owner: str, chunk_id: str, size: int, quota: int, now: float, ensure_stored: Callable[[], None]
     ) -> bool:
-        """Record that ``owner`` stores the chunk, True if new. Refuses with ``QuotaExceeded``.
+        """Record that ``owner`` stores the chunk, True if new. Refuses with ``QuotaExceeded``,
+        or ``Unavailable`` for a chunk a takedown deleted.
 
         ``ensure_stored`` runs inside the transaction, after the quota check; it
         must make sure the blob exists (the collector deletes blobs only while
@@ -280,7 +467,8 @@ CREATE TABLE IF NOT EXISTS nodes (
     size      INTEGER NOT NULL DEFAULT 0,
     trashed   INTEGER NOT NULL DEFAULT 0,
     gone      INTEGER NOT NULL DEFAULT 0,
-    seq       INTEGER NOT NULL
+    seq       INTEGER NOT NULL,
+    removed   INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS nodes_by_parent ON nodes(parent_id);
 CREATE UNIQUE INDEX IF NOT EXISTS nodes_by_seq ON nodes(owner, seq);
@@ -309,10 +497,57 @@ CREATE TABLE IF NOT EXISTS chunks (
     PRIMARY KEY (owner, chunk_id)
 );
 CREATE INDEX IF NOT EXISTS chunks_by_id ON chunks(chunk_id);
+CREATE TABLE IF NOT EXISTS shares (
+    share_id  TEXT PRIMARY KEY,
+    node_id   TEXT NOT NULL REFERENCES nodes(node_id),
+    owner     TEXT NOT NULL REFERENCES users(user_id),
+    recipient TEXT NOT NULL REFERENCES users(user_id),
+    access    TEXT NOT NULL CHECK (access IN ('read', 'write')),
+    "grant"   BLOB NOT NULL,
+    created   REAL NOT NULL,
+    revoked   REAL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS shares_active ON shares(node_id, recipient) WHERE revoked IS NULL;
+CREATE INDEX IF NOT EXISTS shares_by_recipient ON shares(recipient, owner);
+CREATE INDEX IF NOT EXISTS shares_by_owner ON shares(owner, revoked);
+CREATE TABLE IF NOT EXISTS share_exits (
+    node_id TEXT NOT NULL,
+    root_id TEXT NOT NULL,
+    PRIMARY KEY (node_id, root_id)
+);
+CREATE INDEX IF NOT EXISTS share_exits_by_root ON share_exits(root_id);
+CREATE TABLE IF NOT EXISTS links (
+    link_id TEXT PRIMARY KEY,
+    node_id TEXT NOT NULL REFERENCES nodes(node_id),
+    owner   TEXT NOT NULL REFERENCES users(user_id),
+    blob    BLOB NOT NULL,
+    salt    BLOB,
+    kdf     TEXT,
+    expires INTEGER,
+    created REAL NOT NULL,
+    deleted REAL
+);
+CREATE INDEX IF NOT EXISTS links_by_node ON links(node_id);
+CREATE INDEX IF NOT EXISTS links_by_owner ON links(owner);
+CREATE TABLE IF NOT EXISTS abuse_reports (
+    report_id TEXT PRIMARY KEY,
+    link_id   TEXT NOT NULL,
+    reason    TEXT NOT NULL,
+    created   REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS abuse_reports_by_link ON abuse_reports(link_id);
+CREATE TABLE IF NOT EXISTS removed_chunks (
+    chunk_id TEXT PRIMARY KEY,
+    node_id  TEXT NOT NULL,
+    created  REAL NOT NULL
+);
 """
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-_NODE_COLS = "node_id, owner, parent_id, kind, meta, version, size, trashed, gone, seq"
+_NODE_COLS = "node_id, owner, parent_id, kind, meta, version, size, trashed, gone, seq, removed"
+_SHARE_COLS = 's.share_id, s.node_id, s.owner, o.name, s.recipient, r.name, s.access, s."grant", s.created, s.revoked'
+_SHARE_FROM = "shares s JOIN users o ON o.user_id = s.owner JOIN users r ON r.user_id = s.recipient"
+_LINK_COLS = "link_id, node_id, owner, blob, salt, kdf, expires, created, deleted"
 _ACCOUNT_COLS = (
     "name, user_id, salt, kdf, auth_salt, auth_hash, wrapped_master, sign_pub, box_pub, box_sig,"
     " wrapped_private, root_node_id, seq, used, created"
@@ -331,7 +566,42 @@ def _node(row: Sequence[Any]) -> Node:
         trashed=bool(row[7]),
         gone=bool(row[8]),
         seq=row[9],
+        removed=bool(row[10]),
     )
+
+
+def _share(row: Sequence[Any]) -> Share:
+    return Share(
+        share_id=row[0],
+        node_id=row[1],
+        owner=row[2],
+        owner_name=row[3],
+        recipient=row[4],
+        recipient_name=row[5],
+        access=row[6],
+        grant=bytes(row[7]),
+        created=float(row[8]),
+        revoked=None if row[9] is None else float(row[9]),
+    )
+
+
+def _link(row: Sequence[Any]) -> Link:
+    return Link(
+        link_id=row[0],
+        node_id=row[1],
+        owner=row[2],
+        blob=bytes(row[3]),
+        salt=None if row[4] is None else bytes(row[4]),
+        kdf=None if row[5] is None else json.loads(row[5]),
+        expires=None if row[6] is None else int(row[6]),
+        created=float(row[7]),
+        deleted=None if row[8] is None else float(row[8]),
+    )
+
+
+def _tombstone(node: Node) -> Node:
+    """How a node that left a recipient's shared subtree appears in their feed."""
+    return Node(node.node_id, node.owner, None, node.kind, b"", 0, 0, False, True, node.seq)
 
 
 def _account(row: Sequence[Any]) -> Account:
@@ -392,6 +662,10 @@ class SQLiteMetaStore(MetaStore):
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     c.execute(statement)
+            # Version 1 databases predate takedowns.
+            columns = {row[1] for row in c.execute("PRAGMA table_info(nodes)")}
+            if "removed" not in columns:
+                c.execute("ALTER TABLE nodes ADD COLUMN removed INTEGER NOT NULL DEFAULT 0")
             c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     # -- plumbing ----------------------------------------------------------------
@@ -412,8 +686,29 @@ class SQLiteMetaStore(MetaStore):
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; nested, a savepoint of the enclosing one."""
         conn = self._conn()
+        local = self._local
+        depth: int = getattr(local, "depth", 0)
+        if depth:
+            if getattr(local, "read_only", False):
+                raise RuntimeError("write inside a read snapshot")
+            name = f"sp{depth}"
+            conn.execute(f"SAVEPOINT {name}")
+            local.depth = depth + 1
+            try:
+                yield conn
+                conn.execute(f"RELEASE {name}")
+            except BaseException:
+                if conn.in_transaction:  # (SQLite may already have rolled everything back)
+                    conn.execute(f"ROLLBACK TO {name}")
+                    conn.execute(f"RELEASE {name}")
+                raise
+            finally:
+                local.depth = depth
+            return
         conn.execute("BEGIN IMMEDIATE")
+        local.depth = 1
         try:
             yield conn
             conn.execute("COMMIT")
@@ -421,17 +716,35 @@ class SQLiteMetaStore(MetaStore):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        finally:
+            local.depth = 0
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        """A snapshot for reads spanning several statements."""
+        """A snapshot for reads spanning several statements (inside a transaction: that one)."""
         conn = self._conn()
+        local = self._local
+        if getattr(local, "depth", 0):
+            yield conn
+            return
         conn.execute("BEGIN")
+        local.depth, local.read_only = 1, True
         try:
             yield conn
         finally:
+            local.depth, local.read_only = 0, False
             if conn.in_transaction:
                 conn.execute("COMMIT")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._write():
+            yield
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        with self._read():
+            yield
 
     def close(self) -> None:
         with self._conns_lock:
@@ -604,6 +917,8 @@ class SQLiteMetaStore(MetaStore):
             parent = self._live(c, owner, parent_id, "parent")
             if parent.kind != "dir":
                 raise Conflict("parent is not a folder")
+            if parent.removed:
+                raise Unavailable("the parent folder was removed after an abuse notice")
             chain = self._ancestry(c, parent_id)
             if any(trashed for _, trashed in chain):
                 raise Conflict("parent is in the trash")
@@ -625,6 +940,8 @@ class SQLiteMetaStore(MetaStore):
         with self._write() as c:
             node = self._live(c, owner, node_id)
             dest = node.parent_id
+            moved_from: list[tuple[str, bool]] = []
+            moved_to: list[tuple[str, bool]] = []
             if parent_id is not None and parent_id != node.parent_id:
                 if node.parent_id is None:
                     raise Conflict("the root cannot be moved")
@@ -632,6 +949,8 @@ class SQLiteMetaStore(MetaStore):
                 parent = self._live(c, owner, parent_id, "parent")
                 if parent.kind != "dir":
                     raise Conflict("parent is not a folder")
+                if parent.removed:
+                    raise Unavailable("the destination folder was removed after an abuse notice")
                 chain = self._ancestry(c, parent.node_id)
                 if any(nid == node_id for nid, _ in chain):
                     raise Conflict("cannot move a node into its own subtree")
@@ -640,6 +959,7 @@ class SQLiteMetaStore(MetaStore):
                 height = max(depth for _, depth in self._subtree(c, node_id))
                 if len(chain) + height > MAX_DEPTH:
                     raise Conflict("folder tree too deep")
+                moved_from, moved_to = self._ancestry(c, node.parent_id), chain
             if replace is not None:
                 if replace == node_id:
                     raise Conflict("a node cannot replace itself")
@@ -651,9 +971,45 @@ class SQLiteMetaStore(MetaStore):
                 if not target.trashed:
                     seq = self._bump(c, owner)
                     c.execute("UPDATE nodes SET trashed = 1, seq = ? WHERE node_id = ?", (seq, target.node_id))
+            if moved_to:
+                self._cross_share_boundaries(c, owner, node_id, moved_from, moved_to)
             seq = self._bump(c, owner)
             c.execute("UPDATE nodes SET parent_id = ?, meta = ?, seq = ? WHERE node_id = ?", (dest, meta, seq, node_id))
             return self._fetch_node(c, node_id)
+
+    def _cross_share_boundaries(
+        self,
+        c: sqlite3.Connection,
+        owner: str,
+        node_id: str,
+        old_chain: list[tuple[str, bool]],
+        new_chain: list[tuple[str, bool]],
+    ) -> None:
+        """Keep recipients' feeds right when a move enters or leaves shared subtrees.
+
+        If the active share roots above the node differ between its old and new
+        place, every node below it is bumped (the moved node itself is bumped by
+        the move), so a recipient sees a subtree arrive in full; the roots it
+        left are recorded in ``share_exits`` so a recipient of those sees it go.
+        """
+        roots = {r[0] for r in c.execute("SELECT node_id FROM shares WHERE owner = ? AND revoked IS NULL", (owner,))}
+        if not roots:
+            return
+        before = roots.intersection(nid for nid, _ in old_chain)
+        after = roots.intersection(nid for nid, _ in new_chain)
+        if before == after:
+            return
+        subtree = sorted(self._subtree(c, node_id), key=lambda item: item[1])
+        for nid, depth in subtree:
+            if depth > 0:
+                c.execute("UPDATE nodes SET seq = ? WHERE node_id = ?", (self._bump(c, owner), nid))
+            c.executemany(
+                "INSERT OR IGNORE INTO share_exits (node_id, root_id) VALUES (?, ?)",
+                ((nid, root) for root in sorted(before - after)),
+            )
+            c.executemany(
+                "DELETE FROM share_exits WHERE node_id = ? AND root_id = ?", ((nid, root) for root in sorted(after))
+            )
 
     def trash_node(self, owner: str, node_id: str) -> Node:
         with self._write() as c:
@@ -677,6 +1033,7 @@ class SQLiteMetaStore(MetaStore):
             return self._fetch_node(c, node_id)
 
     def purge_node(self, owner: str, node_id: str, recursive: bool) -> int:
+        now = time.time()
         with self._write() as c:
             node = self._live(c, owner, node_id)
             if node.parent_id is None:
@@ -690,6 +1047,8 @@ class SQLiteMetaStore(MetaStore):
             for nid, _ in subtree:
                 c.execute("DELETE FROM version_chunks WHERE node_id = ?", (nid,))
                 c.execute("DELETE FROM versions WHERE node_id = ?", (nid,))
+                c.execute("UPDATE shares SET revoked = ? WHERE node_id = ? AND revoked IS NULL", (now, nid))
+                c.execute("UPDATE links SET deleted = ? WHERE node_id = ? AND deleted IS NULL", (now, nid))
                 seq = self._bump(c, owner)
                 c.execute(
                     "UPDATE nodes SET gone = 1, meta = x'', version = 0, size = 0, seq = ? WHERE node_id = ?",
@@ -727,6 +1086,8 @@ class SQLiteMetaStore(MetaStore):
             node = self._live(c, owner, node_id)
             if node.kind != "file":
                 raise Conflict("versions can only be committed to files")
+            if node.removed:
+                raise Unavailable()
             if node.version != expected_version:
                 raise PreconditionFailed(node.version)
             sizes: dict[str, int] = {}
@@ -761,7 +1122,8 @@ class SQLiteMetaStore(MetaStore):
 
     def list_versions(self, owner: str, node_id: str) -> list[VersionInfo]:
         with self._read() as c:
-            self._live(c, owner, node_id)
+            if self._live(c, owner, node_id).removed:
+                raise Unavailable()
             rows = c.execute(
                 "SELECT version, size, created FROM versions WHERE node_id = ? ORDER BY version DESC", (node_id,)
             ).fetchall()
@@ -770,6 +1132,8 @@ class SQLiteMetaStore(MetaStore):
     def get_manifest(self, owner: str, node_id: str, version: int | None = None) -> tuple[int, bytes]:
         with self._read() as c:
             node = self._live(c, owner, node_id)
+            if node.removed:
+                raise Unavailable()
             wanted = node.version if version is None else version
             row = c.execute(
                 "SELECT manifest FROM versions WHERE node_id = ? AND version = ?", (node_id, wanted)
@@ -815,6 +1179,8 @@ class SQLiteMetaStore(MetaStore):
             row = c.execute("SELECT used FROM users WHERE user_id = ?", (owner,)).fetchone()
             if row is None:
                 raise NotFound("account not found")
+            if c.execute("SELECT 1 FROM removed_chunks WHERE chunk_id = ?", (chunk_id,)).fetchone():
+                raise Unavailable()
             used = int(row[0])
             if used + size > quota:
                 raise QuotaExceeded(quota=quota, used=used)
@@ -886,3 +1252,296 @@ class SQLiteMetaStore(MetaStore):
                             count += 1
                             freed += size
         return count, freed
+
+    # -- lookups behind access decisions -----------------------------------------------
+    def find_node(self, node_id: str) -> Node:
+        row = (
+            self._conn()
+            .execute(f"SELECT {_NODE_COLS} FROM nodes WHERE node_id = ? AND gone = 0", (node_id,))
+            .fetchone()
+        )
+        if row is None:
+            raise NotFound("node not found")
+        return _node(row)
+
+    def ancestry(self, node_id: str) -> list[tuple[str, bool]]:
+        return self._ancestry(self._conn(), node_id)
+
+    def shares_between(self, owner: str, recipient: str) -> list[Share]:
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {_SHARE_COLS} FROM {_SHARE_FROM} WHERE s.recipient = ? AND s.owner = ? ORDER BY s.rowid",
+                (recipient, owner),
+            )
+            .fetchall()
+        )
+        return [_share(r) for r in rows]
+
+    def is_share_root(self, node_id: str) -> bool:
+        row = (
+            self._conn()
+            .execute("SELECT 1 FROM shares WHERE node_id = ? AND revoked IS NULL LIMIT 1", (node_id,))
+            .fetchone()
+        )
+        return row is not None
+
+    def chunk_holders(self, chunk_id: str) -> list[str]:
+        rows = self._conn().execute("SELECT owner FROM chunks WHERE chunk_id = ?", (chunk_id,)).fetchall()
+        return [r[0] for r in rows]
+
+    def is_removed_chunk(self, chunk_id: str) -> bool:
+        row = self._conn().execute("SELECT 1 FROM removed_chunks WHERE chunk_id = ?", (chunk_id,)).fetchone()
+        return row is not None
+
+    # -- shares --------------------------------------------------------------------------
+    def put_share(self, owner: str, node_id: str, recipient: str, access: str, grant: bytes, now: float) -> Share:
+        if access not in ("read", "write"):
+            raise BadRequest('access: expected "read" or "write"')
+        if recipient == owner:
+            raise BadRequest("a folder cannot be shared with its owner")
+        with self._write() as c:
+            node = self._live(c, owner, node_id)
+            if node.kind != "dir":
+                raise Conflict("only folders can be shared")
+            if node.parent_id is None:
+                raise Conflict("the root cannot be shared")
+            if node.removed:
+                raise Unavailable()
+            if c.execute("SELECT 1 FROM users WHERE user_id = ?", (recipient,)).fetchone() is None:
+                raise NotFound("user not found")
+            row = c.execute(
+                "SELECT share_id FROM shares WHERE node_id = ? AND recipient = ? AND revoked IS NULL",
+                (node_id, recipient),
+            ).fetchone()
+            if row is not None:
+                share_id = str(row[0])
+                c.execute('UPDATE shares SET access = ?, "grant" = ? WHERE share_id = ?', (access, grant, share_id))
+            else:
+                share_id = secrets.token_hex(16)
+                c.execute(
+                    'INSERT INTO shares (share_id, node_id, owner, recipient, access, "grant", created)'
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (share_id, node_id, owner, recipient, access, grant, now),
+                )
+            return self._fetch_share(c, share_id)
+
+    @staticmethod
+    def _fetch_share(conn: sqlite3.Connection, share_id: str) -> Share:
+        row = conn.execute(f"SELECT {_SHARE_COLS} FROM {_SHARE_FROM} WHERE s.share_id = ?", (share_id,)).fetchone()
+        return _share(row)
+
+    def get_share(self, share_id: str) -> Share | None:
+        row = (
+            self._conn()
+            .execute(f"SELECT {_SHARE_COLS} FROM {_SHARE_FROM} WHERE s.share_id = ?", (share_id,))
+            .fetchone()
+        )
+        return None if row is None else _share(row)
+
+    def list_shares(self, user: str) -> tuple[list[Share], list[Share]]:
+        with self._read() as c:
+            out = c.execute(
+                f"SELECT {_SHARE_COLS} FROM {_SHARE_FROM} WHERE s.owner = ? AND s.revoked IS NULL ORDER BY s.rowid",
+                (user,),
+            ).fetchall()
+            inc = c.execute(
+                f"SELECT {_SHARE_COLS} FROM {_SHARE_FROM} WHERE s.recipient = ? AND s.revoked IS NULL ORDER BY s.rowid",
+                (user,),
+            ).fetchall()
+        return [_share(r) for r in out], [_share(r) for r in inc]
+
+    def revoke_share(self, owner: str, share_id: str, now: float) -> None:
+        with self._write() as c:
+            done = c.execute(
+                "UPDATE shares SET revoked = ? WHERE share_id = ? AND owner = ? AND revoked IS NULL",
+                (now, share_id, owner),
+            ).rowcount
+            if not done:
+                raise NotFound("share not found")
+
+    def shared_changes(self, owner: str, roots: Sequence[str], since: int, limit: int) -> tuple[list[Node], bool]:
+        roots = _unique(roots)
+        if not roots:
+            return [], False
+        marks = _marks(len(roots))
+        # "sub" walks down from the roots over every row, tombstones included
+        # (they keep their parent); UNION (not ALL) ends any walk that repeats.
+        rows = (
+            self._conn()
+            .execute(
+                f"""
+                WITH RECURSIVE sub(node_id) AS (
+                    SELECT node_id FROM nodes WHERE owner = ? AND node_id IN ({marks})
+                    UNION
+                    SELECT n.node_id FROM nodes n JOIN sub ON n.parent_id = sub.node_id
+                )
+                SELECT {_NODE_COLS}, node_id IN (SELECT node_id FROM sub) FROM nodes
+                WHERE owner = ? AND seq > ? AND (
+                    node_id IN (SELECT node_id FROM sub)
+                    OR node_id IN (SELECT node_id FROM share_exits WHERE root_id IN ({marks}))
+                )
+                ORDER BY seq LIMIT ?
+                """,
+                (owner, *roots, owner, since, *roots, limit + 1),
+            )
+            .fetchall()
+        )
+        nodes = [_node(r) if r[-1] else _tombstone(_node(r)) for r in rows[:limit]]
+        return nodes, len(rows) > limit
+
+    # -- public links --------------------------------------------------------------------
+    def create_link(
+        self,
+        owner: str,
+        node_id: str,
+        blob: bytes,
+        salt: bytes | None,
+        kdf: dict[str, Any] | None,
+        expires: int | None,
+        now: float,
+    ) -> Link:
+        with self._write() as c:
+            node = self._live(c, owner, node_id)
+            if node.kind != "file":
+                raise Conflict("only files can be linked")
+            if node.removed:
+                raise Unavailable()
+            link_id = secrets.token_urlsafe(16)
+            c.execute(
+                f"INSERT INTO links ({_LINK_COLS}) VALUES ({_marks(9)})",
+                (
+                    link_id,
+                    node_id,
+                    owner,
+                    blob,
+                    salt,
+                    None if kdf is None else json.dumps(kdf, sort_keys=True),
+                    expires,
+                    now,
+                    None,
+                ),
+            )
+            row = c.execute(f"SELECT {_LINK_COLS} FROM links WHERE link_id = ?", (link_id,)).fetchone()
+            return _link(row)
+
+    def get_link(self, link_id: str) -> Link | None:
+        row = self._conn().execute(f"SELECT {_LINK_COLS} FROM links WHERE link_id = ?", (link_id,)).fetchone()
+        return None if row is None else _link(row)
+
+    def list_links(self, owner: str) -> list[Link]:
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {_LINK_COLS} FROM links WHERE owner = ? AND deleted IS NULL ORDER BY created, rowid",
+                (owner,),
+            )
+            .fetchall()
+        )
+        return [_link(r) for r in rows]
+
+    def delete_link(self, owner: str, link_id: str, now: float) -> None:
+        with self._write() as c:
+            done = c.execute(
+                "UPDATE links SET deleted = ? WHERE link_id = ? AND owner = ? AND deleted IS NULL",
+                (now, link_id, owner),
+            ).rowcount
+            if not done:
+                raise NotFound("link not found")
+
+    def version_has_chunk(self, node_id: str, version: int, chunk_id: str) -> bool:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT 1 FROM version_chunks WHERE node_id = ? AND version = ? AND chunk_id = ?",
+                (node_id, version, chunk_id),
+            )
+            .fetchone()
+        )
+        return row is not None
+
+    # -- abuse reports and takedown ------------------------------------------------------
+    def add_abuse_report(self, link_id: str, reason: str, now: float) -> str:
+        report_id = secrets.token_hex(16)
+        with self._write() as c:
+            c.execute(
+                "INSERT INTO abuse_reports (report_id, link_id, reason, created) VALUES (?, ?, ?, ?)",
+                (report_id, link_id, reason, now),
+            )
+        return report_id
+
+    def abuse_reports(self, link_ids: Sequence[str]) -> list[tuple[str, str, str, float]]:
+        found: list[tuple[str, str, str, float]] = []
+        with self._read() as c:
+            for batch in _batches(_unique(link_ids)):
+                rows = c.execute(
+                    f"SELECT report_id, link_id, reason, created FROM abuse_reports"
+                    f" WHERE link_id IN ({_marks(len(batch))}) ORDER BY created, rowid",
+                    tuple(batch),
+                ).fetchall()
+                found.extend((str(r[0]), str(r[1]), str(r[2]), float(r[3])) for r in rows)
+        return found
+
+    def take_down(self, node_id: str, now: float, delete_blob: BlobDeleter) -> TakedownResult:
+        with self._write() as c:
+            row = c.execute(f"SELECT {_NODE_COLS} FROM nodes WHERE node_id = ? AND gone = 0", (node_id,)).fetchone()
+            if row is None:
+                raise NotFound("node not found")
+            node = _node(row)
+            if node.parent_id is None:
+                raise Conflict("an account's root cannot be taken down")
+            subtree = [nid for nid, _ in sorted(self._subtree(c, node_id), key=lambda item: item[1])]
+            chunk_ids: list[str] = []
+            link_ids: list[str] = []
+            for batch in _batches(subtree):
+                marks = _marks(len(batch))
+                chunk_ids.extend(
+                    r[0]
+                    for r in c.execute(
+                        f"SELECT DISTINCT chunk_id FROM version_chunks WHERE node_id IN ({marks})", tuple(batch)
+                    )
+                )
+                link_ids.extend(
+                    r[0]
+                    for r in c.execute(
+                        f"SELECT link_id FROM links WHERE node_id IN ({marks}) ORDER BY created, rowid", tuple(batch)
+                    )
+                )
+            for nid in subtree:
+                c.execute("DELETE FROM version_chunks WHERE node_id = ?", (nid,))
+                c.execute("DELETE FROM versions WHERE node_id = ?", (nid,))
+                c.execute("UPDATE nodes SET removed = 1, seq = ? WHERE node_id = ?", (self._bump(c, node.owner), nid))
+            refs = deleted = freed = 0
+            for cid in _unique(chunk_ids):
+                for holder, size in c.execute("SELECT owner, size FROM chunks WHERE chunk_id = ?", (cid,)).fetchall():
+                    c.execute("UPDATE users SET used = used - ? WHERE user_id = ?", (size, holder))
+                    refs += 1
+                c.execute("DELETE FROM chunks WHERE chunk_id = ?", (cid,))
+                c.execute(
+                    "INSERT OR IGNORE INTO removed_chunks (chunk_id, node_id, created) VALUES (?, ?, ?)",
+                    (cid, node_id, now),
+                )
+                size = delete_blob(cid)
+                if size is not None:
+                    deleted += 1
+                    freed += size
+            report_ids: list[str] = []
+            for batch in _batches(link_ids):
+                report_ids.extend(
+                    r[0]
+                    for r in c.execute(
+                        f"SELECT report_id FROM abuse_reports WHERE link_id IN ({_marks(len(batch))})"
+                        " ORDER BY created, rowid",
+                        tuple(batch),
+                    )
+                )
+            return TakedownResult(
+                node_id=node_id,
+                owner=node.owner,
+                nodes=subtree,
+                link_ids=link_ids,
+                report_ids=report_ids,
+                chunks_deleted=deleted,
+                bytes_deleted=freed,
+                refs_removed=refs,
+            )

@@ -1,4 +1,9 @@
-"""Chunk upload, download and the "which do you still need" query."""
+"""Chunk upload, download and the "which do you still need" query.
+
+A writer in a folder another account shares stores chunks *for that owner*
+(``X-MegaDrive-Owner`` on PUT, ``"owner"`` in ``chunks/missing``): the owner
+holds them and pays for them, and the owner's commit can then list them.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,9 @@ from typing import TYPE_CHECKING
 
 import falcon
 
-from . import validate
+from . import access, validate
 from .chunkstore import ChunkNotFound
-from .errors import BadRequest, NotFound, QuotaExceeded
+from .errors import BadRequest, NotFound, QuotaExceeded, ServerError, Unavailable
 from .gc import blob_deleter
 from .validate import MAX_BULK_JSON_BYTES, MAX_CHUNK_BYTES, get_field
 
@@ -25,7 +30,17 @@ class MissingChunks:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = validate.read_json(req, MAX_BULK_JSON_BYTES)
         ids = validate.id_list(get_field(body, "ids"), "ids")
-        resp.media = {"missing": self.ctx.meta.missing_chunks(req.context.user_id, ids, time.time())}
+        raw_owner = body.get("owner")
+        named = None if raw_owner is None else validate.user_id(raw_owner, "owner")
+        store = self.ctx.meta
+        with store.transaction():
+            owner = access.chunk_owner(store, req.context.user_id, named)
+            resp.media = {"missing": store.missing_chunks(owner, ids, time.time())}
+
+
+def _named_owner(req: falcon.Request) -> str | None:
+    raw = req.get_header("X-MegaDrive-Owner")
+    return None if raw is None else validate.user_id(raw.strip(), "X-MegaDrive-Owner")
 
 
 class ChunkItem:
@@ -33,36 +48,47 @@ class ChunkItem:
         self.ctx = ctx
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, chunk_id: str) -> None:
-        """Store a chunk the caller uploads.
+        """Store a chunk the caller uploads (for itself, or for the owner named in
+        ``X-MegaDrive-Owner``).
 
         The blob is written before the ownership row so the slow fsync
         happens outside the database write lock; ``ensure_stored`` re-writes
         it under the lock in the rare case the collector removed it in
         between. A refused upload deletes the blob again unless someone
-        else owns it.
+        else owns it. The share is checked before anything is read and again
+        in the transaction that records the chunk.
         """
         cid = validate.chunk_id(chunk_id)
+        named = _named_owner(req)
+        ctx, caller = self.ctx, req.context.user_id
+        owner = access.chunk_owner(ctx.meta, caller, named)
         validate.require_content_type(req, "application/octet-stream")
         data = validate.read_body(req, MAX_CHUNK_BYTES)
         if hashlib.sha256(data).hexdigest() != cid:
             raise BadRequest("chunk body does not hash to its id")
-        ctx, owner, size = self.ctx, req.context.user_id, len(data)
-        quota = ctx.config.quota
+        size, quota = len(data), ctx.config.quota
 
         def ensure_stored() -> None:
             if not ctx.chunks.has(cid):
                 ctx.chunks.put(cid, data)
 
+        def record() -> bool:
+            with ctx.meta.transaction():
+                access.chunk_owner(ctx.meta, caller, named)
+                return ctx.meta.add_chunk(owner, cid, size, quota, time.time(), ensure_stored)
+
         if ctx.meta.owns_chunk(owner, cid):
-            created = ctx.meta.add_chunk(owner, cid, size, quota, time.time(), ensure_stored)
+            created = record()
         else:
+            if ctx.meta.is_removed_chunk(cid):
+                raise Unavailable()
             used = ctx.meta.usage(owner)
             if used + size > quota:
                 raise QuotaExceeded(quota=quota, used=used)
             ctx.chunks.put(cid, data)
             try:
-                created = ctx.meta.add_chunk(owner, cid, size, quota, time.time(), ensure_stored)
-            except QuotaExceeded:
+                created = record()
+            except ServerError:
                 ctx.meta.delete_unowned([cid], blob_deleter(ctx.chunks))
                 raise
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
@@ -70,9 +96,9 @@ class ChunkItem:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, chunk_id: str) -> None:
         cid = validate.chunk_id(chunk_id)
-        # Someone else's chunk answers exactly like a missing one.
-        if not self.ctx.meta.owns_chunk(req.context.user_id, cid):
-            raise NotFound("chunk not found")
+        # A chunk of an account that shares nothing with the caller answers
+        # exactly like a missing one.
+        access.for_chunk_read(self.ctx.meta, req.context.user_id, cid)
         try:
             data = self.ctx.chunks.get(cid)
         except ChunkNotFound:

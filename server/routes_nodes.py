@@ -1,4 +1,9 @@
-"""Nodes, file versions and the change feed."""
+"""Nodes, file versions and the change feed.
+
+Every handler first asks server/access.py for the effective owner (the
+caller, or the owner of a folder shared with the caller), then calls the
+metadata store for that owner; writes do both inside one transaction.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import falcon
 
-from . import validate
+from . import access, validate
 from .errors import BadRequest, PreconditionRequired
 from .metastore import Node
 from .validate import (
@@ -26,9 +31,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def node_json(node: Node) -> dict[str, Any]:
-    """The API shape of a node (the owner is implied by the token)."""
+    """The API shape of a node."""
     return {
         "node_id": node.node_id,
+        "owner": node.owner,
         "parent_id": node.parent_id,
         "kind": node.kind,
         "meta": b64encode(node.meta),
@@ -36,6 +42,7 @@ def node_json(node: Node) -> dict[str, Any]:
         "size": node.size,
         "trashed": node.trashed,
         "gone": node.gone,
+        "removed": node.removed,
         "seq": node.seq,
     }
 
@@ -67,7 +74,10 @@ class Nodes:
         if kind not in ("dir", "file"):
             raise BadRequest('kind: expected "dir" or "file"')
         meta = _meta(get_field(body, "meta"))
-        node = self.ctx.meta.create_node(req.context.user_id, node_id, parent_id, kind, meta)
+        store, caller = self.ctx.meta, req.context.user_id
+        with store.transaction():
+            owner = access.for_create(store, caller, parent_id)
+            node = store.create_node(owner, node_id, parent_id, kind, meta)
         _send_node(resp, node, falcon.HTTP_201)
 
 
@@ -76,8 +86,7 @@ class NodeItem:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, node_id: str) -> None:
-        node = self.ctx.meta.get_node(req.context.user_id, validate.node_id(node_id))
-        _send_node(resp, node)
+        _send_node(resp, access.for_read(self.ctx.meta, req.context.user_id, validate.node_id(node_id)).node)
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, node_id: str) -> None:
         nid = validate.node_id(node_id)
@@ -85,17 +94,23 @@ class NodeItem:
         meta = _meta(get_field(body, "meta"))
         parent_id = _optional_node_id(body, "parent_id")
         replace = _optional_node_id(body, "replace")
-        node = self.ctx.meta.update_node(req.context.user_id, nid, meta, parent_id=parent_id, replace=replace)
+        store, caller = self.ctx.meta, req.context.user_id
+        with store.transaction():
+            owner = access.for_update(store, caller, nid, parent_id, replace)
+            node = store.update_node(owner, nid, meta, parent_id=parent_id, replace=replace)
         _send_node(resp, node)
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, node_id: str) -> None:
         nid = validate.node_id(node_id)
         purge = validate.bool_param(req.get_param("purge"), "purge")
         recursive = validate.bool_param(req.get_param("recursive"), "recursive")
-        if purge:
-            resp.media = {"purged": self.ctx.meta.purge_node(req.context.user_id, nid, recursive)}
-        else:
-            _send_node(resp, self.ctx.meta.trash_node(req.context.user_id, nid))
+        store, caller = self.ctx.meta, req.context.user_id
+        with store.transaction():
+            if purge:
+                resp.media = {"purged": store.purge_node(access.for_owner(store, caller, nid), nid, recursive)}
+                return
+            node = store.trash_node(access.for_trash_or_restore(store, caller, nid), nid)
+        _send_node(resp, node)
 
 
 class Restore:
@@ -103,7 +118,10 @@ class Restore:
         self.ctx = ctx
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, node_id: str) -> None:
-        node = self.ctx.meta.restore_node(req.context.user_id, validate.node_id(node_id))
+        nid = validate.node_id(node_id)
+        store, caller = self.ctx.meta, req.context.user_id
+        with store.transaction():
+            node = store.restore_node(access.for_trash_or_restore(store, caller, nid), nid)
         _send_node(resp, node)
 
 
@@ -122,20 +140,25 @@ class Versions:
         chunk_ids = validate.id_list(get_field(body, "chunks"), "chunks")
         raw_meta = body.get("meta")
         meta = None if raw_meta is None else _meta(raw_meta)
-        node = self.ctx.meta.commit_version(
-            req.context.user_id,
-            nid,
-            expected,
-            manifest,
-            chunk_ids,
-            meta,
-            keep=self.ctx.config.versions_kept,
-            now=time.time(),
-        )
+        store, caller = self.ctx.meta, req.context.user_id
+        with store.transaction():
+            # The chunks must be stored by the file's owner (a writer uploads them for the owner).
+            node = store.commit_version(
+                access.for_commit(store, caller, nid),
+                nid,
+                expected,
+                manifest,
+                chunk_ids,
+                meta,
+                keep=self.ctx.config.versions_kept,
+                now=time.time(),
+            )
         _send_node(resp, node, falcon.HTTP_201)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, node_id: str) -> None:
-        versions = self.ctx.meta.list_versions(req.context.user_id, validate.node_id(node_id))
+        nid = validate.node_id(node_id)
+        owner = access.for_read(self.ctx.meta, req.context.user_id, nid).owner
+        versions = self.ctx.meta.list_versions(owner, nid)
         resp.media = {"versions": [{"version": v.version, "size": v.size, "created": v.created} for v in versions]}
 
 
@@ -146,7 +169,8 @@ class VersionItem:
     def on_get(self, req: falcon.Request, resp: falcon.Response, node_id: str, number: str) -> None:
         nid = validate.node_id(node_id)
         wanted = validate.version_number(number)
-        version, manifest = self.ctx.meta.get_manifest(req.context.user_id, nid, wanted)
+        owner = access.for_read(self.ctx.meta, req.context.user_id, nid).owner
+        version, manifest = self.ctx.meta.get_manifest(owner, nid, wanted)
         resp.media = {"version": version, "manifest": b64encode(manifest)}
 
 
@@ -155,7 +179,9 @@ class Manifest:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, node_id: str) -> None:
-        version, manifest = self.ctx.meta.get_manifest(req.context.user_id, validate.node_id(node_id))
+        nid = validate.node_id(node_id)
+        owner = access.for_read(self.ctx.meta, req.context.user_id, nid).owner
+        version, manifest = self.ctx.meta.get_manifest(owner, nid)
         resp.media = {"version": version, "manifest": b64encode(manifest)}
 
 
@@ -168,7 +194,13 @@ class Changes:
         limit = validate.uint_param(
             req.get_param("limit"), "limit", default=CHANGES_DEFAULT_LIMIT, minimum=1, maximum=CHANGES_MAX_LIMIT
         )
-        nodes, more = self.ctx.meta.changes(req.context.user_id, since, limit)
+        store, caller = self.ctx.meta, req.context.user_id
+        raw_owner = req.get_param("owner")
+        owner = caller if raw_owner is None else validate.user_id(raw_owner, "owner")
+        if owner == caller:
+            nodes, more = store.changes(caller, since, limit)
+        else:
+            nodes, more = store.shared_changes(owner, access.feed_roots(store, caller, owner), since, limit)
         resp.media = {
             "changes": [node_json(n) for n in nodes],
             "seq": nodes[-1].seq if nodes else since,

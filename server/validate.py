@@ -28,6 +28,10 @@ MAX_META_BYTES = 64 * KIB
 MAX_MANIFEST_BYTES = 8 * MIB
 MAX_IDS = 200_000
 MAX_WRAPPED_BYTES = 4 * KIB
+MAX_GRANT_BYTES = 4 * KIB  # a share's sealed folder key
+MAX_LINK_BLOB_BYTES = 4 * KIB  # a public link's sealed record
+MAX_REASON_BYTES = 4 * KIB  # an abuse report's text (UTF-8)
+LINK_ID_BYTES = 16  # 22 url-safe base64 characters
 SALT_BYTES = 16
 AUTH_KEY_BYTES = 32
 PUBLIC_KEY_BYTES = 32
@@ -47,6 +51,9 @@ _HEX32_RE = re.compile(r"[0-9a-f]{32}")
 _HEX64_RE = re.compile(r"[0-9a-f]{64}")
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{43}")
 _UINT_RE = re.compile(r"[0-9]{1,19}")
+_LINK_ID_RE = re.compile(r"[A-Za-z0-9_-]{22}")
+# The path of a link URL ends in ".../l/<id>" (optionally with a slash).
+_LINK_PATH_RE = re.compile(r"(?:.*/)?l/([A-Za-z0-9_-]{22})/?", re.DOTALL)
 
 
 def is_user_name(value: object) -> TypeGuard[str]:
@@ -63,6 +70,35 @@ def is_chunk_id(value: object) -> TypeGuard[str]:
 
 def is_token(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and _TOKEN_RE.fullmatch(value) is not None
+
+
+def is_link_id(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and _LINK_ID_RE.fullmatch(value) is not None
+
+
+def link_id(value: object, field: str = "link_id") -> str:
+    if not is_link_id(value):
+        raise BadRequest(f"{field}: expected 22 url-safe base64 characters")
+    return value
+
+
+def link_reference(text: str) -> str | None:
+    """The link id in a pasted link: a bare id or a URL whose path ends in ``/l/<id>``.
+
+    The caller must already have cut ``text`` at its first ``#`` (see
+    :func:`strip_fragment`); a query string is ignored. None if no id is found.
+    """
+    text = text.strip()
+    if is_link_id(text):
+        return text
+    path = text.split("?", 1)[0]
+    match = _LINK_PATH_RE.fullmatch(path)
+    return None if match is None else match.group(1)
+
+
+def strip_fragment(text: str) -> str:
+    """Everything before the first ``#``: a link's fragment (its key) is never parsed or kept."""
+    return text.split("#", 1)[0]
 
 
 def user_name(value: object, field: str = "user") -> str:
@@ -168,6 +204,28 @@ def kdf_params(value: object) -> dict[str, Any]:
 
 def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def optional_int(value: object, field: str) -> int | None:
+    """null or an integer 0..MAX_INT (never a boolean)."""
+    if value is None:
+        return None
+    if not _is_int(value) or not 0 <= value <= MAX_INT:
+        raise BadRequest(f"{field}: expected null or a non-negative integer")
+    return value
+
+
+def text_field(value: object, field: str, max_bytes: int) -> str:
+    """A string of at most ``max_bytes`` bytes of UTF-8 (the value is never echoed in errors)."""
+    if not isinstance(value, str):
+        raise BadRequest(f"{field}: expected a string")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:  # lone surrogates
+        raise BadRequest(f"{field}: not valid Unicode text") from None
+    if size > max_bytes:
+        raise BadRequest(f"{field}: longer than {max_bytes} bytes")
+    return value
 
 
 def id_list(value: object, field: str = "ids") -> list[str]:

@@ -2,7 +2,9 @@
 
 Covers accounts and tokens, tree rules, compare-and-swap commits,
 atomicity (a refused operation changes nothing), chunk ownership and quota,
-the change feed and garbage collection (through megadrive.server.gc).
+the change feed and garbage collection (through megadrive.server.gc),
+nested transactions, shares and the shared change feed, public links, abuse
+reports and takedowns.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,12 +23,14 @@ import pytest
 from megadrive.server import gc
 from megadrive.server.chunkstore import ChunkStore, DirChunkStore, MemoryChunkStore
 from megadrive.server.errors import (
+    BadRequest,
     Conflict,
     Exists,
     MissingChunks,
     NotFound,
     PreconditionFailed,
     QuotaExceeded,
+    Unavailable,
 )
 from megadrive.server.metastore import (
     MAX_DEPTH,
@@ -34,6 +39,7 @@ from megadrive.server.metastore import (
     MetaStore,
     NewAccount,
     Node,
+    Share,
     SQLiteMetaStore,
 )
 
@@ -653,3 +659,386 @@ class TestGarbageCollection:
         assert not chunks.has(cid)
         upload(store, chunks, uid, data)  # step 2: ensure_stored re-writes it
         assert chunks.has(cid) and store.owns_chunk(uid, cid)
+
+
+# -- transactions --------------------------------------------------------------------
+
+
+class TestTransactions:
+    def test_enclosed_calls_commit_together(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        with store.transaction():
+            a = mk(store, uid, root)
+            b = mk(store, uid, a.node_id)
+        assert store.get_node(uid, b.node_id).parent_id == a.node_id
+
+    def test_failure_undoes_everything(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        before = seq_of(store, uid)
+        ids: list[str] = []
+        with pytest.raises(RuntimeError), store.transaction():
+            ids.append(mk(store, uid, root).node_id)
+            ids.append(mk(store, uid, root).node_id)
+            raise RuntimeError("access refused half-way")
+        assert seq_of(store, uid) == before
+        for nid in ids:
+            with pytest.raises(NotFound):
+                store.find_node(nid)
+
+    def test_inner_refusal_undoes_only_the_inner_call(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        f = mk(store, uid, root, "file")
+        with store.transaction():
+            kept = mk(store, uid, root)
+            with pytest.raises(Conflict):
+                store.create_node(uid, hex32(), f.node_id, "dir", b"m")  # parent is a file
+        assert store.get_node(uid, kept.node_id) == kept
+
+    def test_snapshot_reads(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        d = mk(store, uid, root)
+        with store.snapshot():
+            assert store.find_node(d.node_id) == d
+            assert [nid for nid, _ in store.ancestry(d.node_id)] == [d.node_id, root]
+
+
+# -- sharing -------------------------------------------------------------------------
+
+
+def share(store: MetaStore, owner: str, node: str, recipient: str, access: str = "read") -> Share:
+    return store.put_share(owner, node, recipient, access, b"grant-" + access.encode(), time.time())
+
+
+class TestShares:
+    def test_lookups_across_accounts(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        d = mk(store, uid, root)
+        f = mk(store, uid, d.node_id, "file")
+        assert store.find_node(f.node_id) == f  # any owner: access decisions are server/access.py's
+        assert store.ancestry(f.node_id) == [(f.node_id, False), (d.node_id, False), (root, False)]
+        store.trash_node(uid, d.node_id)
+        assert store.ancestry(f.node_id)[1] == (d.node_id, True)
+        with pytest.raises(NotFound):
+            store.find_node(hex32())
+        store.purge_node(uid, d.node_id, True)
+        with pytest.raises(NotFound):
+            store.find_node(f.node_id)
+
+    def test_create_replace_list_revoke(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        bob, _ = new_account(store, "bobshare")
+        d = mk(store, uid, root)
+        s1 = share(store, uid, d.node_id, bob)
+        assert (s1.node_id, s1.owner, s1.recipient, s1.recipient_name, s1.access, s1.grant) == (
+            d.node_id,
+            uid,
+            bob,
+            "bobshare",
+            "read",
+            b"grant-read",
+        )
+        assert len(s1.share_id) == 32 and s1.active and store.is_share_root(d.node_id)
+        s2 = share(store, uid, d.node_id, bob, "write")  # replaces: same id, new access and grant
+        assert s2.share_id == s1.share_id and s2.access == "write" and s2.grant == b"grant-write"
+        assert s2.created == s1.created
+        out, inc = store.list_shares(uid)
+        assert [s.share_id for s in out] == [s1.share_id] and inc == []
+        out, inc = store.list_shares(bob)
+        assert out == [] and [s.access for s in inc] == ["write"]
+        assert inc[0].owner_name == store.account_by_id(uid).name  # type: ignore[union-attr]
+        with pytest.raises(NotFound):
+            store.revoke_share(bob, s1.share_id, time.time())  # the recipient is not the owner
+        store.revoke_share(uid, s1.share_id, time.time())
+        with pytest.raises(NotFound):
+            store.revoke_share(uid, s1.share_id, time.time())  # already ended
+        assert store.list_shares(bob) == ([], [])
+        assert not store.is_share_root(d.node_id)
+        revoked = store.get_share(s1.share_id)
+        assert revoked is not None and not revoked.active
+        assert [s.active for s in store.shares_between(uid, bob)] == [False]
+        s3 = share(store, uid, d.node_id, bob)  # a new share after a revocation gets a new id
+        assert s3.share_id != s1.share_id
+        assert [s.active for s in store.shares_between(uid, bob)] == [False, True]
+        assert store.shares_between(bob, uid) == []
+
+    def test_refusals(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        bob, bob_root = new_account(store)
+        d = mk(store, uid, root)
+        f = mk(store, uid, root, "file")
+        with pytest.raises(Conflict):
+            share(store, uid, f.node_id, bob)
+        with pytest.raises(Conflict):
+            share(store, uid, root, bob)
+        with pytest.raises(BadRequest):
+            share(store, uid, d.node_id, uid)
+        with pytest.raises(NotFound):
+            share(store, uid, d.node_id, hex32())  # unknown recipient
+        with pytest.raises(NotFound):
+            share(store, bob, d.node_id, uid)  # not bob's folder
+        with pytest.raises(BadRequest):
+            share(store, uid, d.node_id, bob, "admin")
+        assert store.list_shares(uid) == ([], [])
+
+    def test_purge_revokes_shares_and_deletes_links(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        bob, _ = new_account(store)
+        d = mk(store, uid, root)
+        inner = mk(store, uid, d.node_id)
+        f = mk(store, uid, inner.node_id, "file")
+        share(store, uid, inner.node_id, bob)
+        link = store.create_link(uid, f.node_id, b"blob", None, None, None, time.time())
+        store.purge_node(uid, d.node_id, True)
+        assert store.list_shares(bob) == ([], [])
+        got = store.get_link(link.link_id)
+        assert got is not None and got.deleted is not None
+        assert store.list_links(uid) == []
+
+
+class TestSharedChanges:
+    def test_only_the_shared_subtrees(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        s = mk(store, uid, root)
+        inside = mk(store, uid, s.node_id, "file")
+        deep = mk(store, uid, mk(store, uid, s.node_id).node_id, "file")
+        mk(store, uid, root, "file")  # outside
+        changes, more = store.shared_changes(uid, [s.node_id], 0, 100)
+        assert not more
+        assert {n.node_id for n in changes} >= {s.node_id, inside.node_id, deep.node_id}
+        assert all(n.node_id != root for n in changes) and len(changes) == 4
+        seqs = [n.seq for n in changes]
+        assert seqs == sorted(seqs)
+        page, more = store.shared_changes(uid, [s.node_id], 0, 2)
+        assert more and page == changes[:2]
+        rest, more = store.shared_changes(uid, [s.node_id], page[-1].seq, 100)
+        assert not more and rest == changes[2:]
+        assert store.shared_changes(uid, [], 0, 100) == ([], False)
+
+    def test_trash_and_purge_inside_are_seen(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        bob, _ = new_account(store)
+        s = mk(store, uid, root)
+        share(store, uid, s.node_id, bob)
+        a = mk(store, uid, s.node_id, "file")
+        b = mk(store, uid, s.node_id)
+        b_child = mk(store, uid, b.node_id, "file")
+        cursor = seq_of(store, uid)
+        store.trash_node(uid, a.node_id)
+        store.purge_node(uid, b.node_id, True)
+        changes, _ = store.shared_changes(uid, [s.node_id], cursor, 100)
+        assert [(n.node_id, n.trashed, n.gone) for n in changes] == [
+            (a.node_id, True, False),
+            (b_child.node_id, False, True),
+            (b.node_id, False, True),
+        ]
+
+    def test_moves_across_the_boundary(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        bob, _ = new_account(store)
+        s = mk(store, uid, root)
+        outside = mk(store, uid, root)
+        share(store, uid, s.node_id, bob)
+        leaving = mk(store, uid, s.node_id)
+        leaving_child = mk(store, uid, leaving.node_id, "file")
+        arriving = mk(store, uid, outside.node_id)
+        arriving_child = mk(store, uid, arriving.node_id, "file")
+        cursor = seq_of(store, uid)
+        store.update_node(uid, leaving.node_id, b"out", parent_id=outside.node_id)
+        store.update_node(uid, arriving.node_id, b"in", parent_id=s.node_id)
+        changes, _ = store.shared_changes(uid, [s.node_id], cursor, 100)
+        by_id = {n.node_id: n for n in changes}
+        assert set(by_id) == {leaving.node_id, leaving_child.node_id, arriving.node_id, arriving_child.node_id}
+        for nid in (leaving.node_id, leaving_child.node_id):  # left: a bare tombstone
+            n = by_id[nid]
+            assert n.gone and n.meta == b"" and n.parent_id is None and n.version == 0
+        assert by_id[arriving.node_id].meta == b"in" and by_id[arriving.node_id].parent_id == s.node_id
+        assert not by_id[arriving_child.node_id].gone  # the subtree arrives in full
+        # Moving back in shows it again in full; moves inside the share bump only the moved node.
+        cursor = seq_of(store, uid)
+        store.update_node(uid, leaving.node_id, b"back", parent_id=s.node_id)
+        store.update_node(uid, arriving.node_id, b"x", parent_id=leaving.node_id)
+        changes, _ = store.shared_changes(uid, [s.node_id], cursor, 100)
+        assert [(n.node_id, n.gone) for n in changes] == [
+            (leaving_child.node_id, False),
+            (leaving.node_id, False),
+            (arriving.node_id, False),
+        ]
+
+    def test_nested_shares_to_different_recipients(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        bob, _ = new_account(store)
+        carol, _ = new_account(store)
+        outer = mk(store, uid, root)
+        inner = mk(store, uid, outer.node_id)
+        share(store, uid, outer.node_id, bob)
+        share(store, uid, inner.node_id, carol)
+        f = mk(store, uid, inner.node_id, "file")
+        cursor = seq_of(store, uid)
+        store.update_node(uid, f.node_id, b"up", parent_id=outer.node_id)  # leaves carol's, stays in bob's
+        (for_bob,), _ = store.shared_changes(uid, [outer.node_id], cursor, 100)
+        (for_carol,), _ = store.shared_changes(uid, [inner.node_id], cursor, 100)
+        assert not for_bob.gone and for_bob.meta == b"up"
+        assert for_carol.gone and for_carol.meta == b""
+
+
+# -- public links, abuse reports -------------------------------------------------------
+
+
+class TestLinks:
+    def test_create_list_delete(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        f = mk(store, uid, root, "file")
+        plain = store.create_link(uid, f.node_id, b"sealed", None, None, None, 10.0)
+        kdf = {"alg": "argon2id13", "opslimit": 3, "memlimit": 65536}
+        pw = store.create_link(uid, f.node_id, b"sealed2", b"s" * 16, kdf, 2_000_000_000, 11.0)
+        assert len(plain.link_id) == 22 and plain.link_id != pw.link_id
+        assert (plain.salt, plain.kdf, plain.expires, plain.deleted) == (None, None, None, None)
+        assert store.get_link(pw.link_id) == pw and pw.kdf == kdf and pw.salt == b"s" * 16
+        assert pw.expires == 2_000_000_000 and pw.owner == uid and pw.blob == b"sealed2"
+        assert store.list_links(uid) == [plain, pw]
+        other, _ = new_account(store)
+        with pytest.raises(NotFound):
+            store.delete_link(other, plain.link_id, 12.0)
+        store.delete_link(uid, plain.link_id, 12.0)
+        with pytest.raises(NotFound):
+            store.delete_link(uid, plain.link_id, 13.0)
+        assert store.list_links(uid) == [pw]
+        assert store.get_link(plain.link_id).deleted == 12.0  # type: ignore[union-attr]
+        assert store.get_link("A" * 22) is None
+
+    def test_refusals(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        other, _ = new_account(store)
+        d = mk(store, uid, root)
+        f = mk(store, uid, root, "file")
+        with pytest.raises(Conflict):
+            store.create_link(uid, d.node_id, b"b", None, None, None, 1.0)
+        with pytest.raises(NotFound):
+            store.create_link(other, f.node_id, b"b", None, None, None, 1.0)
+        assert store.list_links(uid) == [] and store.list_links(other) == []
+
+    def test_version_has_chunk(self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        f = mk(store, uid, root, "file")
+        c1, c2 = upload(store, chunks, uid, b"one"), upload(store, chunks, uid, b"two")
+        store.commit_version(uid, f.node_id, 0, b"m1", [c1], None, 10, 1.0)
+        store.commit_version(uid, f.node_id, 1, b"m2", [c2], None, 10, 2.0)
+        assert store.version_has_chunk(f.node_id, 2, c2) and not store.version_has_chunk(f.node_id, 2, c1)
+        assert store.version_has_chunk(f.node_id, 1, c1) and not store.version_has_chunk(f.node_id, 3, c2)
+
+    def test_abuse_reports(self, store: MetaStore) -> None:
+        r1 = store.add_abuse_report("A" * 22, "spam", 1.0)
+        r2 = store.add_abuse_report("A" * 22, "still spam", 2.0)
+        r3 = store.add_abuse_report("B" * 22, "other", 3.0)
+        assert len({r1, r2, r3}) == 3 and all(len(r) == 32 for r in (r1, r2, r3))
+        assert store.abuse_reports(["A" * 22]) == [(r1, "A" * 22, "spam", 1.0), (r2, "A" * 22, "still spam", 2.0)]
+        assert [r[0] for r in store.abuse_reports(["B" * 22, "C" * 22])] == [r3]
+        assert store.abuse_reports([]) == []
+
+
+# -- takedown ------------------------------------------------------------------------
+
+
+class TestTakedown:
+    def test_file(self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        bob, bob_root = new_account(store)
+        f = mk(store, uid, root, "file")
+        keep = mk(store, uid, root, "file")
+        c1, c2 = upload(store, chunks, uid, b"v1-a" * 10), upload(store, chunks, uid, b"v1-b" * 10)
+        c3 = upload(store, chunks, uid, b"v2" * 10)
+        kept = upload(store, chunks, uid, b"unrelated")
+        store.commit_version(uid, f.node_id, 0, b"m1", [c1, c2], None, 10, 1.0)
+        store.commit_version(uid, f.node_id, 1, b"m2", [c3], None, 10, 2.0)
+        store.commit_version(uid, keep.node_id, 0, b"mk", [kept], None, 10, 2.0)
+        upload(store, chunks, bob, b"v1-a" * 10)  # the same ciphertext, held by bob too
+        link = store.create_link(uid, f.node_id, b"blob", None, None, None, 3.0)
+        report = store.add_abuse_report(link.link_id, "bad", 4.0)
+        store.add_abuse_report("Z" * 22, "unrelated", 4.0)
+        before = seq_of(store, uid)
+        result = store.take_down(f.node_id, 5.0, gc.blob_deleter(chunks))
+        assert (result.node_id, result.owner, result.nodes) == (f.node_id, uid, [f.node_id])
+        assert result.link_ids == [link.link_id] and result.report_ids == [report]
+        assert result.chunks_deleted == 3 and result.bytes_deleted == 40 + 40 + 20
+        assert result.refs_removed == 4
+        for cid in (c1, c2, c3):
+            assert not chunks.has(cid) and store.is_removed_chunk(cid) and store.chunk_holders(cid) == []
+        assert chunks.has(kept) and not store.is_removed_chunk(kept)
+        assert store.usage(uid) == len(b"unrelated") and store.usage(bob) == 0
+        node = store.get_node(uid, f.node_id)
+        assert node.removed and node.seq == seq_of(store, uid) > before
+        changes, _ = store.changes(uid, before, 10)
+        assert [(n.node_id, n.removed) for n in changes] == [(f.node_id, True)]
+        with pytest.raises(Unavailable):
+            store.get_manifest(uid, f.node_id)
+        with pytest.raises(Unavailable):
+            store.list_versions(uid, f.node_id)
+        with pytest.raises(Unavailable):
+            store.commit_version(uid, f.node_id, 2, b"m3", [], None, 10, 6.0)
+        with pytest.raises(Unavailable):
+            store.add_chunk(uid, c1, 40, BIG_QUOTA, 6.0, lambda: None)  # cannot come back
+        with pytest.raises(Unavailable):
+            store.create_link(uid, f.node_id, b"b", None, None, None, 6.0)
+        assert store.get_manifest(uid, keep.node_id) == (1, b"mk")
+        # The owner can still rename, trash and purge it.
+        store.update_node(uid, f.node_id, b"renamed")
+        store.trash_node(uid, f.node_id)
+        assert store.purge_node(uid, f.node_id, False) == 1
+
+    def test_folder_subtree(self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        bob, _ = new_account(store)
+        d = mk(store, uid, root)
+        sub = mk(store, uid, d.node_id)
+        f = mk(store, uid, sub.node_id, "file")
+        c = upload(store, chunks, uid, b"deep")
+        store.commit_version(uid, f.node_id, 0, b"m", [c], None, 10, 1.0)
+        share(store, uid, d.node_id, bob)
+        result = store.take_down(d.node_id, 2.0, gc.blob_deleter(chunks))
+        assert result.nodes == [d.node_id, sub.node_id, f.node_id] and result.chunks_deleted == 1
+        assert all(store.get_node(uid, n).removed for n in result.nodes)
+        with pytest.raises(Unavailable):
+            mk(store, uid, d.node_id)  # nothing new inside
+        with pytest.raises(Unavailable):
+            store.update_node(uid, mk(store, uid, root).node_id, b"x", parent_id=sub.node_id)
+        with pytest.raises(Unavailable):
+            share(store, uid, sub.node_id, bob)
+        changes, _ = store.shared_changes(uid, [d.node_id], 0, 100)  # recipients see it too
+        assert all(n.removed for n in changes) and len(changes) == 3
+
+    def test_refusals(self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        with pytest.raises(NotFound):
+            store.take_down(hex32(), 1.0, gc.blob_deleter(chunks))
+        with pytest.raises(Conflict):
+            store.take_down(root, 1.0, gc.blob_deleter(chunks))
+        f = mk(store, uid, root, "file")
+        store.purge_node(uid, f.node_id, False)
+        with pytest.raises(NotFound):
+            store.take_down(f.node_id, 1.0, gc.blob_deleter(chunks))
+
+
+def test_sqlite_migrates_a_version_1_database(tmp_path: Path) -> None:
+    """A database written before takedowns (no nodes.removed, no sharing tables) opens and works."""
+    path = tmp_path / "meta.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE nodes (
+            node_id TEXT PRIMARY KEY, owner TEXT NOT NULL, parent_id TEXT, kind TEXT NOT NULL,
+            meta BLOB NOT NULL, version INTEGER NOT NULL DEFAULT 0, size INTEGER NOT NULL DEFAULT 0,
+            trashed INTEGER NOT NULL DEFAULT 0, gone INTEGER NOT NULL DEFAULT 0, seq INTEGER NOT NULL);
+        PRAGMA user_version=1;
+        """
+    )
+    conn.close()
+    store = SQLiteMetaStore(path)
+    try:
+        uid, root = new_account(store)
+        d = mk(store, uid, root)
+        assert not d.removed and store.get_node(uid, root).removed is False
+    finally:
+        store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+    conn.close()

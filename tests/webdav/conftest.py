@@ -1,0 +1,88 @@
+"""Fixtures for the WebDAV gateway tests: a real server, accounts made by `megadrive signup`, real gateways.
+
+Helpers live in davtest.py (imported by the test modules directly).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+_TESTS = str(Path(__file__).resolve().parents[1])
+if _TESTS not in sys.path:  # serverproc.py and mdtest.py are shared with the other test folders
+    sys.path.insert(0, _TESTS)
+
+from davtest import Account, GatewayProcess, signup  # noqa: E402
+from serverproc import ServerProcess  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def dav_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server per test module; every test gets its own account on it."""
+    server = ServerProcess(tmp_path_factory.mktemp("dav-server") / "data")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fresh_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A private server, for tests that look at (or tamper with) the server's files."""
+    server = ServerProcess(tmp_path / "server-data")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def account(dav_server: ServerProcess, tmp_path: Path) -> Account:
+    return signup(dav_server.url, tmp_path)
+
+
+@pytest.fixture
+def gateways() -> Iterator[Callable[..., GatewayProcess]]:
+    """Start `megadrive webdav` processes; all are stopped (SIGTERM, then kill) at teardown."""
+    started: list[GatewayProcess] = []
+
+    def start(home: Path, *args: str, listen: str = "127.0.0.1:0") -> GatewayProcess:
+        gw = GatewayProcess(home, *args, listen=listen)
+        started.append(gw)
+        return gw
+
+    try:
+        yield start
+    finally:
+        for gw in started:
+            gw.stop()
+
+
+@pytest.fixture
+def gw(account: Account, gateways: Callable[..., GatewayProcess]) -> GatewayProcess:
+    return gateways(account.home)
+
+
+@pytest.fixture
+def dav(gw: GatewayProcess) -> Iterator[httpx.Client]:
+    with gw.client() as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def shared_account(dav_server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Account:
+    return signup(dav_server.url, tmp_path_factory.mktemp("shared-account"))
+
+
+@pytest.fixture(scope="module")
+def shared_gw(shared_account: Account) -> Iterator[GatewayProcess]:
+    """One gateway for a module's property-based tests (hypothesis wants no function-scoped fixture)."""
+    gw = GatewayProcess(shared_account.home)
+    try:
+        yield gw
+    finally:
+        gw.stop()

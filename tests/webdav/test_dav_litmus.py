@@ -1,0 +1,29 @@
+"""Acceptance: the WebDAV conformance suite litmus passes completely against a fresh gateway."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+from davtest import GatewayProcess
+
+LITMUS = shutil.which("litmus") or "/usr/bin/litmus"
+SUITES = ("basic", "copymove", "props", "locks", "http")
+SUMMARY_RE = re.compile(r"<- summary for `(\w+)': of (\d+) tests run: (\d+) passed, (\d+) failed")
+
+
+@pytest.mark.skipif(shutil.which("litmus") is None, reason="litmus is not installed (scripts/test.sh installs it)")
+def test_litmus_all_suites_pass(gw: GatewayProcess) -> None:
+    r = subprocess.run([LITMUS, gw.url], capture_output=True, text=True, timeout=240,
+                       env={"PATH": "/usr/bin:/bin", "TESTS": " ".join(SUITES)})
+    out = r.stdout + r.stderr
+    summaries = {m.group(1): tuple(int(x) for x in m.groups()[1:]) for m in SUMMARY_RE.finditer(out)}
+    assert set(summaries) == set(SUITES), f"missing suites in litmus output:\n{out}"
+    run = sum(s[0] for s in summaries.values())
+    passed = sum(s[1] for s in summaries.values())
+    failed = sum(s[2] for s in summaries.values())
+    assert (run, passed, failed) == (104, 104, 0), f"litmus: {run} run, {passed} passed, {failed} failed\n{out}"
+    assert r.returncode == 0, out
+    assert "Traceback" not in gw.stderr(), gw.stderr()

@@ -1,0 +1,70 @@
+"""Scale: a folder of 10,000 files lists with one PROPFIND and no server round trip; Depth infinity is refused."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from davtest import DAV, InProcessGateway, assert_clean_body, inprocess_gateway, parse_multistatus, signup
+from serverproc import ServerProcess
+
+N = 10_000
+NAMED_PROPS = (b'<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:getcontentlength/>'
+               b'<D:getlastmodified/><D:resourcetype/><D:getetag/><D:displayname/></D:prop></D:propfind>')
+
+
+@pytest.fixture(scope="module")
+def big_folder(dav_server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessGateway]:
+    """An in-process gateway over an account with /big holding 10,000 files."""
+    acct = signup(dav_server.url, tmp_path_factory.mktemp("scale"))
+    with inprocess_gateway(acct.home) as g:
+        g.drive.mkdir("/big")
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: g.drive.write_file(f"/big/file-{i:05d}.txt", b""), range(N)))
+        print(f"\n{N} files created in {time.monotonic() - t0:.1f}s")
+        g.drive.write_file("/big/file-04242.txt", b"4242")
+        yield g
+
+
+def propfind_big(g: InProcessGateway, body: bytes | None) -> tuple[list, list, float]:
+    with g.client(timeout=300) as c:
+        assert c.options("/").status_code == 200  # connect first; OPTIONS needs nothing from the server
+        g.counters.reset()
+        t0 = time.monotonic()
+        r = c.request("PROPFIND", "/big/", headers={"Depth": "1"}, content=body)
+        elapsed = time.monotonic() - t0
+        calls = list(g.counters.requests)
+    assert r.status_code == 207, r.text[:2000]
+    responses = parse_multistatus(r.content)
+    print(f"\nPROPFIND Depth 1 of {N} files ({'named props' if body else 'allprop'}): {elapsed:.2f}s, "
+          f"{len(r.content) / 2**20:.1f} MiB, {len(calls)} server calls")
+    assert len(responses) == N + 1
+    names = {res.path for res in responses}
+    assert "/big/" in names or "/big" in names
+    assert "/big/file-00000.txt" in names and f"/big/file-{N - 1:05d}.txt" in names
+    one = next(res for res in responses if res.path == "/big/file-04242.txt")
+    assert one.text(f"{DAV}getcontentlength") == "4"
+    return responses, calls, elapsed
+
+
+def test_propfind_depth1_named_props_on_10k_files_no_round_trip(big_folder: InProcessGateway) -> None:
+    _, calls, elapsed = propfind_big(big_folder, NAMED_PROPS)
+    assert calls == [], f"PROPFIND made {len(calls)} server round trips: {calls[:10]}"
+    assert elapsed < 60
+
+
+def test_propfind_depth1_allprop_on_10k_files_no_round_trip(big_folder: InProcessGateway) -> None:
+    time.sleep(5.5)  # let any cached account info expire: a listing must not depend on it
+    _, calls, _ = propfind_big(big_folder, None)
+    assert calls == [], f"PROPFIND made {len(calls)} server round trips: {calls[:10]}"
+
+
+def test_propfind_depth_infinity_is_refused(dav: httpx.Client) -> None:
+    r = dav.request("PROPFIND", "/", headers={"Depth": "infinity"})
+    assert r.status_code == 403, r.text
+    assert "propfind-finite-depth" in r.text
+    assert_clean_body(r)
