@@ -23,10 +23,15 @@ from megadrive.sharing import KeyChanged
 MiB = 1 << 20
 
 
+HOMES: dict[int, Path] = {}
+
+
 @pytest.fixture
 def pair(server: Server, tmp_path: Path) -> Iterator[tuple[Drive, Drive]]:
-    a = make_drive(server.url, new_home(tmp_path), "alice")
-    b = make_drive(server.url, new_home(tmp_path), "bob")
+    ha, hb = new_home(tmp_path), new_home(tmp_path)
+    a = make_drive(server.url, ha, "alice")
+    b = make_drive(server.url, hb, "bob")
+    HOMES[id(a)], HOMES[id(b)] = ha, hb
     yield a, b
     a.close()
     b.close()
@@ -266,3 +271,58 @@ def test_takedown(server: Server, tmp_path: Path) -> None:
     assert "bad.bin" in listing and "removed after an abuse notice" in listing
     line = one_line_error(megadrive("get", "/bad.bin", str(tmp_path / "y")))
     assert "abuse notice" in line
+
+
+def test_link_key_never_in_server_logs(tmp_path: Path) -> None:
+    """Run a server with debug logging and check its whole log (and storage) for the link key."""
+    from serverproc import ServerProcess
+
+    srv = ServerProcess(tmp_path / "srv", extra_args=["--log-level", "DEBUG"])
+    try:
+        ok(megadrive("signup", "--server", srv.url, "--user", "alice"))
+        f = tmp_path / "f.txt"
+        f.write_bytes(b"linked")
+        ok(megadrive("put", str(f), "/f.txt"))
+        url = ok(megadrive("link", "/f.txt")).strip()
+        key = url.split("#", 1)[1]
+        anon = {"MEGADRIVE_HOME": str(new_home(tmp_path)), "MEGADRIVE_PASSWORD": ""}
+        ok(megadrive("get", url, str(tmp_path / "out.txt"), env=anon))
+        httpx.post(srv.url + "/v1/abuse", json={"link": url, "reason": "test"}, timeout=30)
+        raw_key = base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))
+        log = srv.stderr()
+        for form in (key, raw_key.hex(), base64.b64encode(raw_key).decode()):
+            assert form not in log
+        stored = b"".join(p.read_bytes() for p in (tmp_path / "srv").rglob("*") if p.is_file())
+        assert raw_key not in stored and key.encode() not in stored
+    finally:
+        srv.stop()
+
+
+def test_incoming_share_in_the_fuse_mount(pair: tuple[Drive, Drive], tmp_path: Path) -> None:
+    import errno
+    import subprocess
+
+    a, b = pair
+    a.mkdir("/photos")
+    a.write_file("/photos/cat.jpg", b"meow")
+    a.sharing.share("/photos", "bob", "read")
+    mnt = tmp_path / "bob-mnt"
+    env = {"MEGADRIVE_HOME": str(HOMES[id(b)])}
+    ok(megadrive("mount", str(mnt), env=env))
+    try:
+        shared = mnt / "Shared with me" / "alice" / "photos"
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not shared.exists():
+            time.sleep(0.3)
+        assert (shared / "cat.jpg").read_bytes() == b"meow"
+        with pytest.raises(OSError) as ei:
+            (shared / "dog.jpg").write_bytes(b"woof")
+        assert ei.value.errno in (errno.EACCES, errno.EROFS, errno.EPERM)
+        with pytest.raises(OSError) as ei:
+            (mnt / "Shared with me" / "mine").mkdir()
+        assert ei.value.errno in (errno.EACCES, errno.EROFS, errno.EPERM)
+        assert a.listdir("/photos")[0].name == "cat.jpg" and len(a.listdir("/photos")) == 1
+    finally:
+        r = megadrive("unmount", str(mnt), env=env)
+        if r.returncode != 0:
+            subprocess.run(["fusermount", "-uz", str(mnt)], check=False)
