@@ -60,6 +60,7 @@ class Entry:
     version: int
     props: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     removed: bool = False  # taken down by the operator after an abuse notice
+    link: str | None = None  # set for a symbolic link: its target
 
     @property
     def is_dir(self) -> bool:
@@ -356,7 +357,8 @@ class Drive:
                          mtime_ns=0, mode=0o555, version=0)
         m = self._meta(row)
         return Entry(path=path, name=m.name, node_id=row.node_id, kind=row.kind, size=m.size,
-                     mtime_ns=m.mtime_ns, mode=m.mode, version=m.version, props=dict(m.props), removed=row.removed)
+                     mtime_ns=m.mtime_ns, mode=m.mode, version=m.version, props=dict(m.props), removed=row.removed,
+                     link=m.link)
 
     # -- reading the tree -----------------------------------------------------------------------
 
@@ -661,7 +663,7 @@ class Drive:
         row = self._row_by_id(node_id)
         m = self._meta(row)
         return Entry(path="", name=m.name, node_id=node_id, kind=row.kind, size=m.size, mtime_ns=m.mtime_ns,
-                     mode=m.mode, version=m.version, props=dict(m.props))
+                     mode=m.mode, version=m.version, props=dict(m.props), removed=row.removed, link=m.link)
 
     def open_read_id(self, node_id: str) -> FileReader:
         row = self._row_by_id(node_id)
@@ -769,6 +771,21 @@ class Drive:
         node_id = crypto.random_id().hex()
         meta = NodeMeta(name=name, kind="file", key=crypto.random_key(), file_id=crypto.random_id(),
                         mtime_ns=time.time_ns(), mode=mode & 0o7777)
+        n = self.api.create_node(node_id, parent.node_id, "file",
+                                 format.seal_meta(pmeta.key, self._owner_of(parent), parent.node_id, node_id, meta))
+        self._apply(n, meta)
+        return self.stat(path)
+
+    def symlink(self, path: str, target: str) -> Entry:
+        """A symbolic link: a node whose encrypted meta holds the target (like its name, never in clear)."""
+        if not target or "\0" in target or len(target.encode("utf-8", "surrogateescape")) > 4095:
+            raise InvalidPath("invalid symbolic link target")
+        parent, pmeta, name = self._parent_for_new(path)
+        if self.index.lookup(parent.node_id, format.name_hash(self._hkey, parent.node_id, name)) is not None:
+            raise AlreadyExists(f"already exists: {path}")
+        node_id = crypto.random_id().hex()
+        meta = NodeMeta(name=name, kind="file", key=crypto.random_key(), file_id=crypto.random_id(),
+                        mtime_ns=time.time_ns(), mode=0o777, size=0, link=target)
         n = self.api.create_node(node_id, parent.node_id, "file",
                                  format.seal_meta(pmeta.key, self._owner_of(parent), parent.node_id, node_id, meta))
         self._apply(n, meta)

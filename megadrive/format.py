@@ -166,6 +166,7 @@ class NodeMeta:
     rev: int = 0  # bumped on every rewrite: lets the index notice a replayed older blob
     props: dict[str, str] = field(default_factory=dict)  # WebDAV dead properties
     rekey: bool = False  # a share was revoked: the next version gets a fresh content key
+    link: str | None = None  # a symbolic link's target (kind "file", no content)
 
     def to_json(self) -> dict[str, object]:
         d: dict[str, object] = {"n": self.name, "k": self.kind, "key": self.key.hex(), "fid": self.file_id.hex(),
@@ -173,6 +174,8 @@ class NodeMeta:
                                 "r": self.rev, "p": self.props}
         if self.rekey:
             d["rk"] = True
+        if self.link is not None:
+            d["l"] = self.link
         return d
 
     @classmethod
@@ -193,7 +196,8 @@ class NodeMeta:
             return v
 
         rekey = d.get("rk", False)
-        if type(rekey) is not bool:
+        link = d.get("l")
+        if type(rekey) is not bool or (link is not None and (type(link) is not str or not link)):
             raise bad
         props = d.get("p", {})
         if not isinstance(props, dict) or not all(type(k) is str and type(v) is str for k, v in props.items()):
@@ -201,7 +205,7 @@ class NodeMeta:
         try:
             m = cls(name=text("n"), kind=text("k"), key=bytes.fromhex(text("key")),
                     file_id=bytes.fromhex(text("fid")), size=u63("s"), mtime_ns=u63("m"), mode=u63("mode"),
-                    version=u63("v"), rev=u63("r"), props=dict(props), rekey=rekey)
+                    version=u63("v"), rev=u63("r"), props=dict(props), rekey=rekey, link=link)
         except ValueError:
             raise bad from None
         if m.kind not in ("dir", "file") or len(m.key) != crypto.KEY_BYTES:

@@ -168,6 +168,10 @@ class MegaDriveFS:
             size = of.writer.size
             if of.writer.mtime_ns is not None:
                 mtime = of.writer.mtime_ns
+        if e.link is not None:
+            n = len(e.link.encode("utf-8", "surrogateescape"))
+            return {"st_mode": stat.S_IFLNK | 0o777, "st_nlink": 1, "st_size": n, "st_uid": self.uid,
+                    "st_gid": self.gid, "st_mtime": mtime, "st_ctime": mtime, "st_atime": mtime, "st_blocks": 0}
         kind = stat.S_IFDIR if e.is_dir else stat.S_IFREG
         mode = e.mode or (0o755 if e.is_dir else 0o644)
         return {"st_mode": kind | (mode & 0o7777), "st_nlink": 2 if e.is_dir else 1, "st_size": size,
@@ -275,6 +279,18 @@ class MegaDriveFS:
                 self.drive.set_attrs_id(of.node_id, mode=mode)
             elif path is not None:
                 self.drive.set_attrs(path, mode=mode)
+
+    def symlink(self, target: str, source: str) -> None:
+        """mfusepy's argument names are inverted: ``target`` is the new link's path, ``source`` what it points to."""
+        with self._errors():
+            self.drive.symlink(target, source)
+
+    def readlink(self, path: str) -> str:
+        with self._errors():
+            e = self.drive.stat(path)
+            if e.link is None:
+                raise InvalidPath("not a symbolic link")
+            return e.link
 
     def chown(self, path: str, uid: int, gid: int) -> None:
         """Ownership is not stored (every file belongs to the mounting user); accepted, as by many FUSE fs."""
