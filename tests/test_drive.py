@@ -258,3 +258,19 @@ def test_writer_matches_model(drive: Drive, initial: int, ops: list[tuple[str, i
     w.commit()
     assert drive.stat("/m").size == len(model)
     assert drive.read_file("/m") == bytes(model)
+
+
+def test_symlink_meta_is_strict_and_round_trips(drive: Drive) -> None:
+    from megadrive import format
+    from megadrive.errors import IntegrityError
+
+    drive.symlink("/l", "../target with spaces")
+    assert drive.stat("/l").link == "../target with spaces"
+    good = format.NodeMeta("n", "file", bytes(32), bytes(16), link="t").to_json()
+    assert format.NodeMeta.from_json(good).link == "t"
+    for bad in ("", 5, None, ["t"]):
+        d = dict(good, l=bad)
+        if bad is None:
+            continue  # absent/None means "not a link"
+        with pytest.raises(IntegrityError):
+            format.NodeMeta.from_json(d)
