@@ -268,9 +268,6 @@ def test_symlink_meta_is_strict_and_round_trips(drive: Drive) -> None:
     assert drive.stat("/l").link == "../target with spaces"
     good = format.NodeMeta("n", "file", bytes(32), bytes(16), link="t").to_json()
     assert format.NodeMeta.from_json(good).link == "t"
-    for bad in ("", 5, None, ["t"]):
-        d = dict(good, l=bad)
-        if bad is None:
-            continue  # absent/None means "not a link"
+    for bad in ("", 5, ["t"], True):
         with pytest.raises(IntegrityError):
-            format.NodeMeta.from_json(d)
+            format.NodeMeta.from_json(dict(good, l=bad))
