@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import crypto, format
-from .errors import IntegrityError, MegaDriveError, NetworkError, ServerError
+from .errors import IntegrityError, MegaDriveError, NetworkError, ServerError, StaleVersion
 from .format import CHUNK_SIZE, Manifest
 
 if TYPE_CHECKING:
@@ -435,6 +435,14 @@ class FileWriter:
             except (NetworkError, ServerError):
                 self.abort()  # the journal keeps the version: the next mount retries it
                 raise
+            except StaleVersion:
+                self.abort()
+                if not self.journal:
+                    raise
+                # An open file (FUSE) lost the race: never drop what the program wrote.
+                kept = self._drive._keep_conflict(self, manifest)
+                self._drive.index.journal_done(self.keys.node_id)
+                raise StaleVersion(f"the file was changed elsewhere; this version was kept as {kept!r}") from None
             except BaseException:
                 self.abort()
                 if self.journal:

@@ -138,6 +138,13 @@ def check_name(name: str) -> None:
         raise InvalidPath(f"name too long: {name[:40]!r}...")
 
 
+def conflict_name(name: str) -> str:
+    """'report.txt' -> 'report (conflicted copy 2026-11-28 041034).txt'."""
+    stem, dot, ext = name.rpartition(".")
+    tag = f"(conflicted copy {time.strftime('%Y-%m-%d %H%M%S')})"
+    return f"{stem} {tag}.{ext}" if dot and stem else f"{name} {tag}"
+
+
 def join(parent: str, name: str) -> str:
     return str(PurePosixPath("/", parent.lstrip("/"), name))
 
@@ -688,7 +695,7 @@ class Drive:
     # -- the journal: versions sealed on this machine but not yet committed ----------------------
 
     def _journal_pending(self, w: FileWriter, manifest: Manifest) -> None:
-        self.index.pending_put(w.keys.node_id, manifest.version - 1, manifest.size, w.mtime_ns or time.time_ns(),
+        self.index.pending_put(w.keys.node_id, manifest.version - 1,
                                format.seal_manifest(w.keys.content_key, w.keys.owner, manifest), manifest.chunk_ids())
 
     def replay_journal(self) -> list[str]:
@@ -698,7 +705,8 @@ class Drive:
         copy beside the file, never dropped. Returns one line per file.
         """
         report: list[str] = []
-        for node_id, base, size, mtime, mblob, chunks in self.index.pending_all():
+        for node_id, base, mblob, chunks in self.index.pending_all():
+            mtime = time.time_ns()  # the journal keeps no plaintext attribute: a recovered version is stamped now
             try:
                 row = self._row_by_id(node_id)
                 meta = self._meta(row)
@@ -720,7 +728,7 @@ class Drive:
                         continue  # the commit went through just before the crash
                 if meta.version == base:
                     new = NodeMeta(**{**meta.__dict__, "props": dict(meta.props)})
-                    new.size, new.version, new.mtime_ns, new.rev = size, base + 1, mtime, meta.rev + 1
+                    new.size, new.version, new.mtime_ns, new.rev = manifest.size, base + 1, mtime, meta.rev + 1
                     try:
                         n = self.api.commit_version(node_id, base, mblob, chunks, meta=format.seal_meta(
                             pmeta.key, self._owner_of(parent), parent.node_id, node_id, new))
@@ -729,10 +737,7 @@ class Drive:
                         continue
                     except StaleVersion:
                         pass
-                stem, dot, ext = meta.name.rpartition(".")
-                stamp = time.strftime("%Y-%m-%d %H%M%S")
-                tag = f"(conflicted copy {stamp})"
-                name = f"{stem} {tag}.{ext}" if dot and stem else f"{meta.name} {tag}"
+                name = conflict_name(meta.name)
                 self._clone_file(meta, parent, pmeta, name, manifest, mtime)
                 report.append(f"kept unsaved changes of {meta.name!r} as {name!r} (the file changed meanwhile)")
             except MegaDriveError as e:
@@ -744,6 +749,19 @@ class Drive:
             log.warning("dropping chunks of a write to node %s that never reached close() or fsync()", node_id)
             self.index.journal_done(node_id)
         return report
+
+    def _keep_conflict(self, w: FileWriter, manifest: Manifest) -> str:
+        """A staged version lost its compare-and-swap: keep it beside the file instead of dropping it."""
+        row = self._row_by_id(w.keys.node_id)
+        parent = self.index.get(row.parent_id) if row.parent_id else None
+        if parent is None:
+            raise NotFound("the file's folder is gone")
+        cur = self._meta(row)
+        mine = NodeMeta(**{**cur.__dict__, "key": w.keys.content_key, "file_id": w.keys.file_id,
+                           "props": dict(cur.props), "rekey": False})
+        name = conflict_name(cur.name)
+        self._clone_file(mine, parent, self._meta(parent), name, manifest, w.mtime_ns or time.time_ns())
+        return name
 
     def _clone_file(self, meta: NodeMeta, parent: IndexRow, pmeta: NodeMeta, name: str, m: Manifest,
                     mtime_ns: int) -> None:

@@ -86,10 +86,10 @@ class Index:
             db.table("journal").create({"chunk_id": str, "node_id": str, "blob": bytes}, pk="chunk_id")
             db.table("journal").create_index(["node_id"])
         if "pending" not in db.table_names():
-            # A version sealed and journaled but not yet committed: sealed manifest, chunk ids, plain
-            # numbers only (size, mtime, base version); replayed by the next mount.
-            db.table("pending").create({"node_id": str, "base_version": int, "size": int, "mtime_ns": int,
-                                        "manifest": bytes, "chunks": str}, pk="node_id")
+            # A version sealed and journaled but not yet committed: the base version it builds on, the
+            # sealed manifest (which holds the size) and its chunk ids; replayed by the next mount.
+            db.table("pending").create({"node_id": str, "base_version": int, "manifest": bytes, "chunks": str},
+                                       pk="node_id")
 
     def close(self) -> None:
         with self._lock:
@@ -222,17 +222,15 @@ class Index:
             r = self._conn.execute("SELECT blob FROM journal WHERE chunk_id=?", (chunk_id,)).fetchone()
         return r[0] if r else None
 
-    def pending_put(self, node_id: str, base_version: int, size: int, mtime_ns: int, manifest: bytes,
-                    chunks: list[str]) -> None:
+    def pending_put(self, node_id: str, base_version: int, manifest: bytes, chunks: list[str]) -> None:
         with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO pending VALUES (?,?,?,?,?,?)",
-                               (node_id, base_version, size, mtime_ns, manifest, ",".join(chunks)))
+            self._conn.execute("INSERT OR REPLACE INTO pending(node_id, base_version, manifest, chunks) "
+                               "VALUES (?,?,?,?)", (node_id, base_version, manifest, ",".join(chunks)))
 
-    def pending_all(self) -> list[tuple[str, int, int, int, bytes, list[str]]]:
+    def pending_all(self) -> list[tuple[str, int, bytes, list[str]]]:
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT node_id, base_version, size, mtime_ns, manifest, chunks FROM pending").fetchall()
-        return [(r[0], r[1], r[2], r[3], r[4], [c for c in r[5].split(",") if c]) for r in rows]
+            rows = self._conn.execute("SELECT node_id, base_version, manifest, chunks FROM pending").fetchall()
+        return [(r[0], r[1], r[2], [c for c in r[3].split(",") if c]) for r in rows]
 
     def journal_done(self, node_id: str) -> None:
         """The node's version is committed (or given up): forget its journal."""

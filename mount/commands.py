@@ -165,9 +165,9 @@ def mount_cmd(mountpoint: Path, foreground: bool, debug: bool) -> None:
             _mount_here(base, mountpoint)
             return
         _prepare_mountpoint(mountpoint)
+        drive = Drive.open(base)
         pid = _pidfile(base, mountpoint)
         pid.write_text(str(os.getpid()))
-        drive = Drive.open(base)
         try:
             fuse.mount(drive, mountpoint, foreground=True, debug=debug)
         finally:

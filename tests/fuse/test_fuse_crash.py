@@ -18,6 +18,7 @@ import pytest
 from fusetest import (
     Account,
     Mount,
+    drive_of,
     errno_of,
     login,
     mounted,
@@ -160,3 +161,25 @@ def test_errno_after_crash_is_enotconn_not_a_hang(mount: Mount) -> None:
     finally:
         with suppress(OSError):
             os.close(fd)
+
+
+def test_conflict_at_close_keeps_the_write_as_a_conflicted_copy(mount: Mount, acct: Account,
+                                                                 tmp_path: Path) -> None:
+    """Another client commits while a file is open here: close() reports EIO and nothing is lost."""
+    p = mount.path / "notes.txt"
+    p.write_bytes(b"base")
+    peer = login(acct, tmp_path)
+    fd = os.open(p, os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, b"mine, written through the mount")
+        with drive_of(peer) as d:
+            d.write_file("/notes.txt", b"theirs, from another machine")
+    finally:
+        with pytest.raises(OSError) as ei:
+            os.close(fd)
+    assert ei.value.errno == errno.EIO
+    names = server_names(peer, "/")
+    copies = [n for n in names if n.startswith("notes (conflicted copy")]
+    assert len(copies) == 1, names
+    assert server_read(peer, "/notes.txt") == b"theirs, from another machine"
+    assert server_read(peer, "/" + copies[0]) == b"mine, written through the mount"
