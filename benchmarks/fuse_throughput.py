@@ -2,7 +2,7 @@
 
 In one run, five FUSE file systems get the same workloads, one after the other:
 
-- md-mfusepy-fuse2  `megadrive mount` as it comes: mfusepy over libfuse2 (the default);
+- md-mfusepy-fuse2  `megadrive mount` with MEGADRIVE_LIBFUSE=2 (mfusepy over libfuse2);
 - md-mfusepy-fuse3  `megadrive mount` with MEGADRIVE_LIBFUSE=3 (mfusepy over libfuse3);
 - md-fusepy-fuse2   `megadrive mount` with MEGADRIVE_FUSE_BINDING=fusepy (fusepy over libfuse2);
 - gocryptfs         gocryptfs over a local cipher folder;
@@ -218,7 +218,7 @@ class Result:
 
 
 MEGADRIVE_VARIANTS: list[tuple[str, dict[str, str]]] = [
-    ("md-mfusepy-fuse2", {}),
+    ("md-mfusepy-fuse2", {"MEGADRIVE_LIBFUSE": "2"}),
     ("md-mfusepy-fuse3", {"MEGADRIVE_LIBFUSE": "3"}),
     ("md-fusepy-fuse2", {"MEGADRIVE_FUSE_BINDING": "fusepy"}),
 ]
