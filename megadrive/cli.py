@@ -407,7 +407,7 @@ def _get_link(url: str, local: Path) -> None:
         if not password:
             raise ConfigError("this link is password-protected: set MEGADRIVE_LINK_PASSWORD or run in a terminal")
     api, record, m, link_id = open_public_link(url, password)
-    dest = local / record.name if local.is_dir() else local
+    dest = local / Path(record.name).name if local.is_dir() else local
     if not dest.parent.is_dir():
         raise NotFound(f"no such local folder: {dest.parent}")
     ckey = format.chunk_key(record.content_key)

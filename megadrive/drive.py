@@ -37,12 +37,12 @@ from .errors import (
 )
 from .format import Manifest, NodeMeta
 from .index import Index, IndexRow
+from .names import check_name
 from .sharing import SHARED_DIR, Sharing
 from .state import Session, home, load_session
 
 log = logging.getLogger(__name__)
 
-MAX_NAME_BYTES = 255
 VIRTUAL = "virtual:"  # node ids of the synthetic "Shared with me" folders
 
 
@@ -127,17 +127,6 @@ def split_path(path: str) -> list[str]:
     return parts
 
 
-def check_name(name: str) -> None:
-    if name in (".", "..") or "/" in name or "\0" in name or not name:
-        raise InvalidPath(f"invalid name: {name!r}")
-    try:
-        encoded = name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidPath(f"name is not valid UTF-8: {name!r}") from None
-    if len(encoded) > MAX_NAME_BYTES:
-        raise InvalidPath(f"name too long: {name[:40]!r}...")
-
-
 def conflict_name(name: str) -> str:
     """'report.txt' -> 'report (conflicted copy 2026-11-28 041034).txt'."""
     stem, dot, ext = name.rpartition(".")
@@ -209,6 +198,9 @@ class Drive:
             nodes, seq, more = self.api.changes(since, owner=owner)
             with self.index.transaction():
                 for n in nodes:
+                    if owner and n.owner != owner:
+                        log.error("ignoring node %s in %s's feed that claims another owner", n.node_id, owner)
+                        continue
                     self._ingest(n)
                 if seq > since:
                     self.index.set_state(key, str(seq))
@@ -267,7 +259,7 @@ class Drive:
                 return hit[1]
         if row.node_id.startswith(VIRTUAL):
             raise PermissionDenied(f"{SHARED_DIR!r} only lists what others share with you; it cannot be changed")
-        shared_root = self.sharing.root_meta(row.node_id)
+        shared_root = self.sharing.root_meta(row.node_id, row.owner)
         if shared_root is not None:
             return shared_root  # its own meta is sealed under the owner's parent key; the grant names it
         if row.parent_id is None:
@@ -901,6 +893,23 @@ class Drive:
                     if child.bad:
                         raise IntegrityError("integrity check failed: cannot copy an entry that fails authentication")
                     self._copy_node(child, copy_row, new, self._meta(child).name, True)
+            return
+        if self._owner_of(parent) != self._owner_of(row) or meta.link is not None or meta.rekey:
+            # Into or out of someone else's tree (or a file due a new key): re-encrypt under a fresh
+            # content key, so no key crosses from one owner's files to another's.
+            w = FileWriter(self, FileKeys(self._owner_of(parent), node_id, crypto.random_id(), crypto.random_key()),
+                           None, truncate=True, parent_id=parent.node_id, name=name, create=True,
+                           mtime_ns=meta.mtime_ns)
+            if meta.link is None and meta.version:
+                src = FileReader(self, self._file_keys(row, meta), self._manifest(row, meta), cache=False)
+                for piece in src.iter_range():
+                    w.write(piece)
+                src.close()
+            w.commit()
+            copy_row = self._row_by_id(node_id)
+            done = self._meta(copy_row)
+            self._rewrite_meta(copy_row, NodeMeta(**{**done.__dict__, "link": meta.link, "mode": meta.mode,
+                                                     "props": dict(meta.props)}))
             return
         base = self._manifest(row, meta)
         if base is not None:

@@ -126,10 +126,12 @@ class Index:
         hash is kept: two threads ingesting the same change must not blank it.
         """
         with self._lock:
-            cur = self._conn.execute("SELECT seq, meta, parent_id, name_hash, bad FROM nodes WHERE node_id=?",
+            cur = self._conn.execute("SELECT seq, meta, parent_id, name_hash, bad, owner FROM nodes WHERE node_id=?",
                                      (row.node_id,)).fetchone()
             name_hash, bad = row.name_hash, row.bad
             if cur is not None:
+                if (cur[5] or "") != row.owner:
+                    return False  # a node never changes owner: a feed claiming otherwise is lying
                 if cur[0] > row.seq:
                     return False
                 if cur[1] == row.meta and cur[2] == row.parent_id and (cur[3] is not None or cur[4]):

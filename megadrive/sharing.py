@@ -22,6 +22,7 @@ from .api import Api, b64d
 from .crypto import Identity
 from .errors import ConfigError, Conflict, IntegrityError, InvalidPath, MegaDriveError, NotFound
 from .format import NodeMeta
+from .names import check_name
 
 if TYPE_CHECKING:
     from .drive import Drive
@@ -153,29 +154,49 @@ class Sharing:
 
     def unshare(self, path: str, user: str) -> int:
         """Cut the recipient's access now, then re-key the subtree; returns how many nodes were re-keyed."""
+        self.d.refresh()  # re-key what was written up to now, too
         node_id, _ = self._own_folder(path)
         user = user.strip().lower()
-        found = [s for s in self.outgoing() if s.node_id == node_id and s.recipient == user]
+        shares = self.outgoing()
+        found = [s for s in shares if s.node_id == node_id and s.recipient == user]
         if not found:
             raise NotFound(f"{path} is not shared with {user}")
         for s in found:
             self.d.api.delete_share(s.share_id)
-        return self.rotate(node_id)
+        rotated = self.rotate(node_id)
+        # Everyone who keeps access to a re-keyed folder gets a grant for its new key.
+        for s in shares:
+            if s in found or s.node_id not in rotated:
+                continue
+            row = self.d.index.get(s.node_id)
+            if row is None:
+                continue
+            meta = self.d._meta(row)
+            c = self.contact(s.recipient)
+            grant = format.Grant(self.d.owner, c.user_id, s.node_id, s.access, meta.name, meta.key)
+            self.d.api.create_share(s.node_id, c.user, s.access, format.seal_grant(grant, self.identity(), c.box_pub))
+        return len(rotated)
 
-    def rotate(self, node_id: str) -> int:
+    def rotate(self, node_id: str) -> set[str]:
         """New keys for a folder and every folder under it; files get a fresh content key at their next write.
 
-        Children are re-sealed top-down so each is sealed under its parent's new key.
+        Children are re-sealed top-down so each is sealed under its parent's new key. A node that
+        fails authentication (planted by a co-writer) is skipped and logged, never a reason to stop
+        half-way. Returns the ids re-keyed.
         """
         d = self.d
-        count = 0
+        done: set[str] = set()
         todo = [node_id]
         while todo:
             nid = todo.pop(0)
             row = d.index.get(nid)
             if row is None:
                 continue
-            meta = d._meta(row)
+            try:
+                meta = d._meta(row)
+            except IntegrityError as e:
+                log.error("not re-keying node %s: %s", nid, e.message)
+                continue
             new = NodeMeta(**{**meta.__dict__, "props": dict(meta.props)})
             if row.kind == "dir":
                 new.key = crypto.random_key()
@@ -184,8 +205,8 @@ class Sharing:
             else:
                 new.rekey = True
             d._rewrite_meta(row, new)
-            count += 1
-        return count
+            done.add(nid)
+        return done
 
     # -- incoming ---------------------------------------------------------------------------------
 
@@ -207,8 +228,14 @@ class Sharing:
                     owner_id, sign_pub = pinned[0], bytes.fromhex(pinned[1])
                 if owner_id != s["owner"]:
                     raise IntegrityError("integrity check failed: share owner does not match their pinned key")
-                g = format.open_grant(b64d(s["grant"]), owner_id, self.d.owner, str(s["node_id"]),
+                node_id = str(s["node_id"])
+                mine = self.d.index.get(node_id)
+                if node_id == self.d.session.root_node_id or (mine is not None and not mine.owner) \
+                        or owner_id == self.d.owner:
+                    raise IntegrityError("integrity check failed: a 'share' names one of our own folders")
+                g = format.open_grant(b64d(s["grant"]), owner_id, self.d.owner, node_id,
                                       str(s["access"]), sign_pub, self.identity())
+                check_name(g.name)
             except MegaDriveError as e:
                 log.error("ignoring a share from %s: %s", s.get("owner_name"), e.message)
                 continue
@@ -217,13 +244,21 @@ class Sharing:
         gone = set(self.incoming) - set(fresh)
         self.incoming = fresh
         for root in gone:  # revoked: forget the subtree we indexed
-            self.d.index.remove_subtree(root)
+            row = self.d.index.get(root)
+            if row is not None and row.owner:
+                self.d.index.remove_subtree(root)
         for owner in {s.owner for s in fresh.values()}:
+            roots = ",".join(sorted(s.node_id for s in fresh.values() if s.owner == owner))
+            if self.d.index.get_state(f"roots:{owner}") != roots:
+                # A new (or lost) share root: its nodes may predate our cursor in that owner's feed.
+                self.d.index.set_state(f"seq:{owner}", "0")
+                self.d.index.set_state(f"roots:{owner}", roots)
             self.d._pull_feed(owner)
 
-    def root_meta(self, node_id: str) -> NodeMeta | None:
+    def root_meta(self, node_id: str, row_owner: str) -> NodeMeta | None:
+        """The grant's key for a share root — only for a node of that owner's tree, never one of ours."""
         s = self.incoming.get(node_id)
-        if s is None:
+        if s is None or row_owner != s.owner:
             return None
         return NodeMeta(name=s.name, kind="dir", key=s.folder_key, mtime_ns=int(s.created * 1e9), mode=0o755)
 
@@ -264,6 +299,8 @@ class Sharing:
                 n += 1
         if not n:
             raise NotFound(f"{path} has no link")
+        meta = self.d._meta(row)  # link holders had the content key: the next version gets a fresh one
+        self.d._rewrite_meta(row, NodeMeta(**{**meta.__dict__, "props": dict(meta.props), "rekey": True}))
         return n
 
 
@@ -306,9 +343,8 @@ def open_public_link(url: str, password: str | None = None) -> tuple[Api, format
             raise InvalidPath("malformed link key")
     owner, node_id, version = str(info["owner"]), str(info["node_id"]), int(info["version"])
     record = format.open_link(key, owner, node_id, b64d(info["blob"]))
-    if version == 0:
-        m = format.Manifest(node_id, record.file_id, 0, 0, [], crypto.key_commitment(record.content_key,
-                                                                                        record.file_id))
-    else:
-        m = format.open_manifest(record.content_key, owner, node_id, version, record.file_id, b64d(info["manifest"]))
+    check_name(record.name)  # it becomes a local file name: no '/', no '..'
+    if version < 1:
+        raise IntegrityError("integrity check failed: the server claims the linked file has no content version")
+    m = format.open_manifest(record.content_key, owner, node_id, version, record.file_id, b64d(info["manifest"]))
     return api, record, m, p.link_id

@@ -142,17 +142,24 @@ def chunk_owner(meta: MetaStore, caller: str, owner: str | None) -> str:
 
 
 def for_chunk_read(meta: MetaStore, caller: str, chunk_id: str) -> None:
-    """A chunk is readable if the caller, or an account with an active share to it, stores it."""
+    """A chunk is readable by an account storing it, or through a node the caller may read now.
+
+    Not merely because its holder shares *something* with the caller: a
+    recipient reaches only the chunks of the files inside its active shares.
+    """
     holders = meta.chunk_holders(chunk_id)
     if caller in holders:
         return
-    known = False
-    for holder in holders:
-        shares = meta.shares_between(holder, caller)
-        if any(s.active for s in shares):
+    revoked = False
+    for node_id in meta.nodes_with_chunk(chunk_id):
+        try:
+            acc = node_access(meta, caller, node_id, "chunk")
+        except NotFound:
+            continue
+        if acc.level >= Level.READ:
             return
-        known = known or bool(shares)
-    if known:
+        revoked = True
+    if revoked:
         raise Forbidden("access to this shared folder was revoked")
     if not holders and meta.is_removed_chunk(chunk_id):
         raise Unavailable()

@@ -292,6 +292,10 @@ class MetaStore(ABC):
         """The accounts storing the chunk."""
 
     @abstractmethod
+    def nodes_with_chunk(self, chunk_id: str) -> list[str]:
+        """The live nodes whose retained versions list the chunk."""
+
+    @abstractmethod
     def is_removed_chunk(self, chunk_id: str) -> bool:
         """Whether a takedown deleted this chunk (it can then not be stored again)."""
 
@@ -1288,6 +1292,12 @@ class SQLiteMetaStore(MetaStore):
 
     def chunk_holders(self, chunk_id: str) -> list[str]:
         rows = self._conn().execute("SELECT owner FROM chunks WHERE chunk_id = ?", (chunk_id,)).fetchall()
+        return [r[0] for r in rows]
+
+    def nodes_with_chunk(self, chunk_id: str) -> list[str]:
+        rows = self._conn().execute(
+            "SELECT DISTINCT v.node_id FROM version_chunks v JOIN nodes n ON n.node_id = v.node_id "
+            "WHERE v.chunk_id = ? AND n.gone = 0", (chunk_id,)).fetchall()
         return [r[0] for r in rows]
 
     def is_removed_chunk(self, chunk_id: str) -> bool:

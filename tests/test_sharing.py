@@ -326,3 +326,56 @@ def test_incoming_share_in_the_fuse_mount(pair: tuple[Drive, Drive], tmp_path: P
         r = megadrive("unmount", str(mnt), env=env)
         if r.returncode != 0:
             subprocess.run(["fusermount", "-uz", str(mnt)], check=False)
+
+
+def test_recipient_reaches_only_chunks_of_files_it_may_read(pair: tuple[Drive, Drive]) -> None:
+    a, b = pair
+    a.mkdir("/p1")
+    a.mkdir("/p2")
+    a.write_file("/p1/one.bin", os.urandom(MiB + 1))
+    a.write_file("/p2/two.bin", os.urandom(10))
+    a.write_file("/private.bin", os.urandom(10))
+
+    def chunks(path: str) -> list[str]:
+        row, _ = a._resolve(path)
+        m = a._manifest(row, a._meta(row))
+        assert m is not None
+        return m.chunk_ids()
+
+    a.sharing.share("/p1", "bob", "read")
+    a.sharing.share("/p2", "bob", "read")
+    b.refresh()
+    assert b.api.get_chunk(chunks("/p1/one.bin")[0])  # inside an active share: served
+    with pytest.raises((NotFound, PermissionDenied)):  # never shared, though alice shares other things
+        b.api.get_chunk(chunks("/private.bin")[0])
+    a.sharing.unshare("/p1", "bob")
+    with pytest.raises((NotFound, PermissionDenied)):  # revoked: not even chunks of unchanged files
+        b.api.get_chunk(chunks("/p1/one.bin")[0])
+    assert b.api.get_chunk(chunks("/p2/two.bin")[0])  # the other share still works
+
+
+def test_a_fake_share_of_our_own_folder_is_refused(pair: tuple[Drive, Drive], server: Server,
+                                                   tmp_path: Path) -> None:
+    """A server inventing a 'share' naming the victim's own root must not swap the victim's keys."""
+    a, b = pair
+    evil = make_drive(server.url, new_home(tmp_path), "mallory")
+    evil.mkdir("/bait")
+    s = evil.sharing.share("/bait", "alice", "write")
+    bait_key = crypto.random_key()  # the key the attacker wants alice to seal under
+    # A validly signed grant from the server's sock puppet, naming alice's own root folder.
+    alice = evil.sharing.contact("alice")
+    forged = format.seal_grant(format.Grant(evil.owner, a.owner, a.session.root_node_id, "write", "bait", bait_key),
+                               evil.sharing.identity(), alice.box_pub)
+    conn = sqlite3.connect(server.data / "meta.sqlite3", isolation_level=None, timeout=10)
+    conn.execute("UPDATE shares SET node_id=?, grant=? WHERE share_id=?",
+                 (a.session.root_node_id, forged, s.share_id))
+    conn.close()
+    a.refresh()
+    assert a.sharing.incoming == {}
+    a.write_file("/diary.txt", b"my private diary")
+    row, _ = a._resolve("/diary.txt")
+    format.open_meta(a._meta(a._root()).key, a.owner, a.session.root_node_id, row.node_id, row.meta)
+    with pytest.raises(IntegrityError):
+        format.open_meta(bait_key, a.owner, a.session.root_node_id, row.node_id, row.meta)
+    assert a.read_file("/diary.txt") == b"my private diary"
+    evil.close()

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from megadrive import crypto
 from megadrive import format as fmt
 from megadrive.crypto import aad
-from megadrive.drive import MAX_NAME_BYTES, check_name
 from megadrive.errors import IntegrityError, InvalidPath
+from megadrive.names import MAX_NAME_BYTES, check_name
 
 OWNER = os.urandom(16).hex()
 U64 = st.integers(min_value=0, max_value=2**63 - 1)
