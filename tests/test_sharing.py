@@ -379,3 +379,53 @@ def test_a_fake_share_of_our_own_folder_is_refused(pair: tuple[Drive, Drive], se
         format.open_meta(bait_key, a.owner, a.session.root_node_id, row.node_id, row.meta)
     assert a.read_file("/diary.txt") == b"my private diary"
     evil.close()
+
+
+def test_a_link_cannot_name_a_path_outside_the_download_folder(server: Server, tmp_path: Path) -> None:
+    a = make_drive(server.url, new_home(tmp_path), "alice")
+    a.write_file("/f.txt", b"payload")
+    row, _ = a._resolve("/f.txt")
+    meta = a._meta(row)
+    key = crypto.random_key()
+    record = format.LinkRecord(a.owner, row.node_id, "../escaped.txt", meta.key, meta.file_id)
+    link = a.api.create_link(row.node_id, format.seal_link(key, record), None, None, None)
+    url = f"{server.url}/l/{link['link_id']}#" + base64.urlsafe_b64encode(key).decode().rstrip("=")
+    dl = tmp_path / "downloads"
+    dl.mkdir()
+    anon = {"MEGADRIVE_HOME": str(new_home(tmp_path)), "MEGADRIVE_PASSWORD": ""}
+    assert "invalid name" in one_line_error(megadrive("get", url, str(dl), env=anon))
+    assert not (tmp_path / "escaped.txt").exists() and list(dl.iterdir()) == []
+    a.close()
+
+
+def test_unshare_keeps_other_recipients_working(server: Server, tmp_path: Path) -> None:
+    a = make_drive(server.url, new_home(tmp_path), "alice")
+    b = make_drive(server.url, new_home(tmp_path), "bob")
+    c = make_drive(server.url, new_home(tmp_path), "carol")
+    a.mkdir("/team")
+    a.write_file("/team/old.txt", b"old")
+    a.sharing.share("/team", "bob", "read")
+    a.sharing.share("/team", "carol", "write")
+    c.refresh()
+    a.sharing.unshare("/team", "bob")
+    a.write_file("/team/new.txt", b"new")
+    c.refresh()
+    assert c.read_file("/Shared with me/alice/team/old.txt") == b"old"
+    assert c.read_file("/Shared with me/alice/team/new.txt") == b"new"
+    c.write_file("/Shared with me/alice/team/from-carol.txt", b"carol's")
+    a.refresh()
+    assert a.read_file("/team/from-carol.txt") == b"carol's"  # sealed under the new key, readable by alice
+    for d in (a, b, c):
+        d.close()
+
+
+def test_a_second_share_from_the_same_owner_appears(pair: tuple[Drive, Drive]) -> None:
+    a, b = pair
+    a.mkdir("/older")
+    a.write_file("/older/x.txt", b"x")  # older sequence numbers than what bob sees first
+    a.mkdir("/first")
+    a.sharing.share("/first", "bob", "read")
+    b.refresh()
+    a.sharing.share("/older", "bob", "read")
+    b.refresh()
+    assert b.read_file("/Shared with me/alice/older/x.txt") == b"x"
