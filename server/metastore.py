@@ -159,6 +159,8 @@ class TakedownResult:
     chunks_deleted: int  # blobs deleted from the chunk store
     bytes_deleted: int
     refs_removed: int  # (account, chunk) ownership rows dropped
+    same_content: list[tuple[str, str]] = field(default_factory=list)  # (node, owner) of other files that
+    # listed the same ciphertext chunks: removed as well, so nobody's file silently breaks
 
 
 @dataclass(frozen=True)
@@ -1517,10 +1519,20 @@ class SQLiteMetaStore(MetaStore):
                         f"SELECT link_id FROM links WHERE node_id IN ({marks}) ORDER BY created, rowid", tuple(batch)
                     )
                 )
-            for nid in subtree:
+            inside = set(subtree)
+            same_content: list[tuple[str, str]] = []
+            for batch in _batches(_unique(chunk_ids)):
+                marks = _marks(len(batch))
+                query = f"SELECT DISTINCT node_id FROM version_chunks WHERE chunk_id IN ({marks})"
+                for (other,) in c.execute(query, tuple(batch)).fetchall():
+                    if other not in inside:
+                        inside.add(other)
+                        owner_row = c.execute("SELECT owner FROM nodes WHERE node_id = ?", (other,)).fetchone()
+                        same_content.append((other, owner_row[0] if owner_row else ""))
+            for nid, nid_owner in [(n, node.owner) for n in subtree] + same_content:
                 c.execute("DELETE FROM version_chunks WHERE node_id = ?", (nid,))
                 c.execute("DELETE FROM versions WHERE node_id = ?", (nid,))
-                c.execute("UPDATE nodes SET removed = 1, seq = ? WHERE node_id = ?", (self._bump(c, node.owner), nid))
+                c.execute("UPDATE nodes SET removed = 1, seq = ? WHERE node_id = ?", (self._bump(c, nid_owner), nid))
             refs = deleted = freed = 0
             for cid in _unique(chunk_ids):
                 for holder, size in c.execute("SELECT owner, size FROM chunks WHERE chunk_id = ?", (cid,)).fetchall():
@@ -1554,4 +1566,5 @@ class SQLiteMetaStore(MetaStore):
                 chunks_deleted=deleted,
                 bytes_deleted=freed,
                 refs_removed=refs,
+                same_content=same_content,
             )

@@ -109,6 +109,7 @@ def takedown(config: ServerConfig, target: str, reason: str = "", operator: str 
         "node_id": result.node_id,
         "owner": result.owner,
         "nodes_removed": len(result.nodes),
+        "same_content_nodes": [{"node_id": n, "owner": o} for n, o in result.same_content],
         "link_ids": result.link_ids,
         "chunks_deleted": result.chunks_deleted,
         "bytes_deleted": result.bytes_deleted,

@@ -429,3 +429,16 @@ def test_a_second_share_from_the_same_owner_appears(pair: tuple[Drive, Drive]) -
     a.sharing.share("/older", "bob", "read")
     b.refresh()
     assert b.read_file("/Shared with me/alice/older/x.txt") == b"x"
+
+
+def test_takedown_also_marks_files_with_the_same_ciphertext(server: Server, tmp_path: Path) -> None:
+    a = make_drive(server.url, Path(os.environ["MEGADRIVE_HOME"]), "alice")
+    a.write_file("/orig.bin", os.urandom(MiB + 9))
+    a.copy("/orig.bin", "/copy.bin")  # a copy shares the chunks (and so the content)
+    copy_id = a.stat("/copy.bin").node_id
+    ok(megadrive("server", "takedown", a.stat("/orig.bin").node_id, "--data", str(server.data), "--reason", "r"))
+    entry = json.loads((server.data / "audit.log").read_text().splitlines()[-1])
+    assert [n["node_id"] for n in entry["same_content_nodes"]] == [copy_id]
+    a.refresh()
+    assert a.stat("/copy.bin").removed  # marked, not silently broken
+    a.close()
