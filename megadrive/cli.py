@@ -270,7 +270,9 @@ def status() -> None:
 
 
 def _fmt_entry(e: Entry, long: bool) -> str:
-    name = e.name + ("/" if e.is_dir else "") + ("  [removed after an abuse notice]" if e.removed else "")
+    shown = e.name if e.name.isprintable() else repr(e.name)[1:-1]  # no terminal escapes from a co-writer
+    name = shown + ("/" if e.is_dir else "") + (f" -> {e.link}" if e.link is not None else "") \
+        + ("  [removed after an abuse notice]" if e.removed else "")
     if not long:
         return name
     t = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.mtime))
@@ -505,7 +507,10 @@ def shares() -> None:
         inc = sorted(d.sharing.incoming.values(), key=lambda s: (s.owner_name, s.name))
         click.echo("incoming:" if inc else "incoming: none")
         for i in inc:
-            click.echo(f"  /Shared with me/{i.owner_name}/{i.name} <- {i.owner_name} ({i.access})")
+            pinned = d.index.contact(i.owner_name)
+            verified = bool(pinned and pinned[2])
+            note = "" if verified else f"  [key not verified: megadrive contacts verify {i.owner_name}]"
+            click.echo(f"  /Shared with me/{i.owner_name}/{i.name} <- {i.owner_name} ({i.access}){note}")
 
     _with_drive(fn)
 
@@ -608,7 +613,8 @@ def report(url: str, reason: str) -> None:
         from .sharing import parse_link
 
         p = parse_link(url)
-        r = Api(p.server).report_abuse(f"{p.server}/l/{p.link_id}", reason)
+        clean = " ".join(w.split("#", 1)[0] if "/l/" in w else w for w in reason.split())  # no pasted keys
+        r = Api(p.server).report_abuse(f"{p.server}/l/{p.link_id}", clean)
         click.echo(f"Reported (report {r.get('report_id', '?')}).")
 
     run(body)
