@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from dataclasses import dataclass, field
 
 from . import crypto
@@ -84,6 +85,7 @@ class Grant:
     access: str
     name: str
     folder_key: bytes
+    epoch: int = 0  # when the owner issued it (ns); recipients refuse an older grant than one they saw
 
     def statement(self, sealed: bytes) -> bytes:
         return aad("grant", self.owner, self.recipient, self.node_id, self.access, sealed)
@@ -92,7 +94,8 @@ class Grant:
 def seal_grant(g: Grant, owner_identity: crypto.Identity, recipient_box_pub: bytes) -> bytes:
     """signature (64) || sealed box of the grant JSON; the signature covers who, what, access and the box."""
     raw = json.dumps({"o": g.owner, "r": g.recipient, "n": g.node_id, "a": g.access, "name": g.name,
-                      "k": g.folder_key.hex()}, sort_keys=True, separators=(",", ":")).encode()
+                      "k": g.folder_key.hex(), "e": g.epoch or time.time_ns()}, sort_keys=True,
+                     separators=(",", ":")).encode()
     sealed = crypto.seal_to(recipient_box_pub, pad(raw))
     return owner_identity.sign(g.statement(sealed)) + sealed
 
@@ -107,7 +110,8 @@ def open_grant(blob: bytes, owner: str, recipient: str, node_id: str, access: st
     crypto.verify_signature(owner_sign_pub, expected.statement(sealed), sig)
     try:
         d = json.loads(unpad(crypto.open_sealed_box(identity.box_secret, sealed)))
-        g = Grant(str(d["o"]), str(d["r"]), str(d["n"]), str(d["a"]), str(d["name"]), bytes.fromhex(d["k"]))
+        g = Grant(str(d["o"]), str(d["r"]), str(d["n"]), str(d["a"]), str(d["name"]), bytes.fromhex(d["k"]),
+                  int(d["e"]))
     except (ValueError, KeyError, TypeError) as e:
         raise IntegrityError("integrity check failed: malformed share grant") from e
     if (g.owner, g.recipient, g.node_id, g.access) != (owner, recipient, node_id, access) or \

@@ -236,6 +236,11 @@ class Sharing:
                 g = format.open_grant(b64d(s["grant"]), owner_id, self.d.owner, node_id,
                                       str(s["access"]), sign_pub, self.identity())
                 check_name(g.name)
+                seen = int(self.d.index.get_state(f"grant-epoch:{node_id}") or 0)
+                if g.epoch < seen:  # a revocation re-keyed this folder since: an old grant is a replay
+                    raise IntegrityError("integrity check failed: the server replays an outdated share grant")
+                if g.epoch > seen:
+                    self.d.index.set_state(f"grant-epoch:{node_id}", str(g.epoch))
             except MegaDriveError as e:
                 log.error("ignoring a share from %s: %s", s.get("owner_name"), e.message)
                 continue

@@ -442,3 +442,25 @@ def test_takedown_also_marks_files_with_the_same_ciphertext(server: Server, tmp_
     a.refresh()
     assert a.stat("/copy.bin").removed  # marked, not silently broken
     a.close()
+
+
+def test_a_replayed_outdated_grant_is_refused(server: Server, tmp_path: Path) -> None:
+    a = make_drive(server.url, new_home(tmp_path), "alice")
+    b = make_drive(server.url, new_home(tmp_path), "bob")
+    c = make_drive(server.url, new_home(tmp_path), "carol")
+    a.mkdir("/team")
+    a.sharing.share("/team", "bob", "read")
+    s = a.sharing.share("/team", "carol", "write")
+    c.refresh()
+    conn = sqlite3.connect(server.data / "meta.sqlite3", isolation_level=None, timeout=10)
+    (old_grant,) = conn.execute("SELECT grant FROM shares WHERE share_id=?", (s.share_id,)).fetchone()
+    a.sharing.unshare("/team", "bob")  # re-keys /team and re-issues carol's grant
+    c.refresh()
+    new_key = c.sharing.incoming[a.stat("/team").node_id].folder_key
+    conn.execute("UPDATE shares SET grant=? WHERE share_id=?", (old_grant, s.share_id))  # the server replays
+    conn.close()
+    c.refresh()
+    assert c.sharing.incoming == {}  # refused, rather than sealing new files under the key bob still holds
+    assert new_key == a._meta(a._resolve("/team")[0]).key
+    for d in (a, b, c):
+        d.close()
