@@ -547,6 +547,11 @@ class Drive:
                   props: dict[str, str | None] | None = None) -> Entry:
         """Change mtime, mode and/or dead properties (encrypted in the node's meta)."""
         row, p = self._resolve(path)
+        self._set_attrs_row(row, mtime_ns, mode, props)
+        return self.stat(p)
+
+    def _set_attrs_row(self, row: IndexRow, mtime_ns: int | None, mode: int | None,
+                       props: dict[str, str | None] | None) -> None:
         meta = self._meta(row)
         new = NodeMeta(**{**meta.__dict__, "props": dict(meta.props)})
         if mtime_ns is not None:
@@ -559,7 +564,6 @@ class Drive:
             else:
                 new.props[k] = v
         self._rewrite_meta(row, new)
-        return self.stat(p)
 
     # -- content --------------------------------------------------------------------------------
 
@@ -802,14 +806,7 @@ class Drive:
         return self.stat(path)
 
     def set_attrs_id(self, node_id: str, *, mtime_ns: int | None = None, mode: int | None = None) -> None:
-        row = self._row_by_id(node_id)
-        meta = self._meta(row)
-        new = NodeMeta(**{**meta.__dict__, "props": dict(meta.props)})
-        if mtime_ns is not None:
-            new.mtime_ns = mtime_ns
-        if mode is not None:
-            new.mode = mode & 0o7777
-        self._rewrite_meta(row, new)
+        self._set_attrs_row(self._row_by_id(node_id), mtime_ns, mode, None)
 
     def _commit_file(self, w: FileWriter, manifest: Manifest) -> None:
         """Called by FileWriter.commit: create the node if new, then CAS the new version."""
