@@ -8,6 +8,7 @@ the core never imports the front-ends.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat as stat_mod
@@ -83,8 +84,6 @@ def read_password(password_file: str | None, *, confirm: bool = False) -> str:
 
 
 def _defaults() -> dict[str, Any]:
-    import json
-
     p = home() / "config.json"
     try:
         return dict(json.loads(p.read_text())) if p.exists() else {}
@@ -93,8 +92,6 @@ def _defaults() -> dict[str, Any]:
 
 
 def _remember(server: str, user: str) -> None:
-    import json
-
     write_private(home() / "config.json", json.dumps({"server": server, "user": user}).encode())
 
 
@@ -119,10 +116,6 @@ def run(fn: Callable[[], Any]) -> None:
         logging.getLogger(__name__).debug("internal error", exc_info=True)
         click.echo(f"megadrive: internal error: {type(e).__name__}: {e} (run with -v for details)", err=True)
         sys.exit(70)
-
-
-def main_group() -> click.Group:
-    return cli
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -639,7 +632,3 @@ def server_takedown(target: str, data: Path, reason: str, operator: str | None) 
         click.echo(" ".join(f"{k}={v}" for k, v in result.items()))
 
     run(body)
-
-
-def main() -> None:
-    cli(prog_name="megadrive")

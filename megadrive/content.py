@@ -258,10 +258,8 @@ class FileWriter:
                 take = min(len(mv), CHUNK_SIZE - off)
                 if idx >= len(self._clean):
                     self._clean.extend([None] * (idx + 1 - len(self._clean)))
-                if off == 0 and take == CHUNK_SIZE or (off == 0 and pos + take >= self.size and idx not in self._dirty
-                                                       and self._clean[idx] is None):
-                    buf = bytearray(mv[:take])
-                    self._dirty[idx] = buf
+                if off == 0 and take == CHUNK_SIZE:  # the whole chunk is replaced: no need to load the old one
+                    self._dirty[idx] = bytearray(mv[:take])
                 else:
                     buf = self._load(idx)
                     if len(buf) < off + take:

@@ -605,8 +605,21 @@ class Drive:
         row, p = self._resolve(path)
         if row.kind == "dir":
             raise IsADirectory(f"is a folder: {p}")
-        meta = self._meta(row)
+        return self._reader(row, self._meta(row), cache=cache)
+
+    def _reader(self, row: IndexRow, meta: NodeMeta, *, cache: bool = True) -> FileReader:
         return FileReader(self, self._file_keys(row, meta), self._manifest(row, meta), cache=cache)
+
+    def _copy_content(self, row: IndexRow, meta: NodeMeta, w: FileWriter) -> None:
+        """Stream a file's current content into a writer (re-encrypting it under the writer's keys)."""
+        if meta.link is not None or not meta.version:
+            return
+        src = self._reader(row, meta, cache=False)
+        try:
+            for piece in src.iter_range():
+                w.write(piece)
+        finally:
+            src.close()
 
     def read_file(self, path: str) -> bytes:
         r = self.open_read(path)
@@ -626,11 +639,8 @@ class Drive:
         w = FileWriter(self, keys, None, truncate=True, parent_id=parent_id, name=name, create=False,
                        mtime_ns=mtime_ns, journal=journal)
         w.base_version = meta.version
-        if not truncate and meta.version:
-            old = FileReader(self, self._file_keys(row, meta), self._manifest(row, meta), cache=False)
-            for piece in old.iter_range():
-                w.write(piece)
-            old.close()
+        if not truncate:
+            self._copy_content(row, meta, w)
             w.pos = 0
         return w
 
@@ -672,8 +682,7 @@ class Drive:
         row = self._row_by_id(node_id)
         if row.kind == "dir":
             raise IsADirectory("is a folder")
-        meta = self._meta(row)
-        return FileReader(self, self._file_keys(row, meta), self._manifest(row, meta))
+        return self._reader(row, self._meta(row))
 
     def open_write_id(self, node_id: str, *, truncate: bool = False, journal: bool = False) -> FileWriter:
         """Stage a new version of an existing file node (renames meanwhile are fine).
@@ -897,11 +906,7 @@ class Drive:
             w = FileWriter(self, FileKeys(self._owner_of(parent), node_id, crypto.random_id(), crypto.random_key()),
                            None, truncate=True, parent_id=parent.node_id, name=name, create=True,
                            mtime_ns=meta.mtime_ns)
-            if meta.link is None and meta.version:
-                src = FileReader(self, self._file_keys(row, meta), self._manifest(row, meta), cache=False)
-                for piece in src.iter_range():
-                    w.write(piece)
-                src.close()
+            self._copy_content(row, meta, w)
             w.commit()
             copy_row = self._row_by_id(node_id)
             done = self._meta(copy_row)
