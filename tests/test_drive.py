@@ -271,3 +271,22 @@ def test_symlink_meta_is_strict_and_round_trips(drive: Drive) -> None:
     for bad in ("", 5, ["t"], True):
         with pytest.raises(IntegrityError):
             format.NodeMeta.from_json(dict(good, l=bad))
+
+
+def test_tampered_local_record_is_dropped_never_returned(drive: Drive) -> None:
+    """Local records (WebDAV locks) are sealed with their namespace and key hash in the AAD."""
+    recs = drive.local_records("webdav-lock")
+    recs.put("token-a", b'{"root": "/secret path"}')
+    recs.put("token-b", b'{"root": "/other"}')
+    assert sorted(recs.values()) == [b'{"root": "/other"}', b'{"root": "/secret path"}']
+    rows = drive.index.record_all("webdav-lock")
+    (h1, b1), (h2, b2) = rows
+    drive.index.record_put("webdav-lock", h1, b2)  # swap the two blobs between keys
+    drive.index.record_put("webdav-lock", h2, b1)
+    assert recs.values() == []  # both fail authentication and are dropped
+    assert drive.index.record_all("webdav-lock") == []
+    other = drive.local_records("other-ns")
+    recs.put("token-c", b"x")
+    (h3, b3), = drive.index.record_all("webdav-lock")
+    drive.index.record_put("other-ns", h3, b3)  # moved to another namespace
+    assert other.values() == []
