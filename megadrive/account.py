@@ -63,8 +63,27 @@ def signup(api: Api, base: Path, user: str, password: str, kdf: KdfParams | None
                      "wrapped_private": b64e(format.wrap_identity(master, ident, user_id))},
         "root": {"node_id": root_id, "meta": b64e(format.seal_meta(master, user_id, "", root_id, root_meta))},
     })
-    set_pin(base, api.base_url, user, {"kdf": kdf.to_json(), "user_id": user_id, "salt": salt.hex()})
+    set_pin(base, api.base_url, user, {"kdf": kdf.to_json(), "user_id": user_id, "salt": salt.hex(),
+                                       "root": root_id})
     return login(api, base, user, password)
+
+
+def verify_root(api: Api, master: bytes, user_id: str, root_id: str) -> None:
+    """The root folder the server names must be ours: no parent, and its meta sealed under our master key.
+
+    Everything in the drive is sealed under keys that hang off the root's, so a
+    root the server could choose (or re-parent under a folder it knows the key
+    of) would hand it every new name and content key.
+    """
+    try:
+        node = api.get_node(root_id)
+    finally:
+        api.close()
+    if node.parent_id is not None or node.kind != "dir" or (node.owner and node.owner != user_id):
+        raise IntegrityError("integrity check failed: the server's root folder is not this account's root")
+    meta = format.open_meta(master, user_id, "", root_id, node.meta)
+    if meta.kind != "dir":
+        raise IntegrityError("integrity check failed: the server's root folder is not this account's root")
 
 
 def login(api: Api, base: Path, user: str, password: str) -> Session:
@@ -91,10 +110,14 @@ def login(api: Api, base: Path, user: str, password: str) -> Session:
         raise IntegrityError("integrity check failed: the server altered this account's public keys")
     crypto.verify_signature(ident.sign_pub, crypto.box_key_statement(user_id, ident.box_pub),
                             b64d(ident_d.get("box_sig")))
-    new_pin = {"kdf": offered.to_json(), "user_id": user_id, "salt": salt.hex()}
+    root_id = str(resp["root_node_id"])
+    if pin and pin.get("root") and pin["root"] != root_id:
+        raise IntegrityError("integrity check failed: the server names another root folder than this client pinned")
+    verify_root(Api(api.base_url, str(resp["token"])), master, user_id, root_id)
+    new_pin = {"kdf": offered.to_json(), "user_id": user_id, "salt": salt.hex(), "root": root_id}
     if pin != new_pin:
         set_pin(base, api.base_url, user, new_pin)
     return Session(server=api.base_url, user=user, user_id=user_id, token=str(resp["token"]),
-                   expires=float(resp.get("expires", 0)), root_node_id=str(resp["root_node_id"]),
+                   expires=float(resp.get("expires", 0)), root_node_id=root_id,
                    master_hex=master.hex(), sign_pub_hex=ident.sign_pub.hex(),
                    identity_hex=b64d(ident_d.get("wrapped_private")).hex())

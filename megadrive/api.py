@@ -200,6 +200,27 @@ class Api:
     def user_keys(self, user: str) -> dict[str, Any]:
         return dict(self._json("GET", f"/users/{user}/keys"))
 
+    # -- account records (sealed by the client; the server stores them for the account's devices) ---
+
+    def get_record(self, name: str) -> tuple[int, bytes] | None:
+        try:
+            d = self._json("GET", f"/records/{name}")
+        except NotFound:
+            return None
+        try:
+            return int(d["version"]), b64d(d["blob"])
+        except (KeyError, TypeError, ValueError):
+            raise ServerError("server sent a malformed record") from None
+
+    def put_record(self, name: str, blob: bytes, base_version: int) -> int:
+        """Compare-and-swap: stored only if the server still holds ``base_version`` (0: none yet)."""
+        d = self._json("PUT", f"/records/{name}", {"blob": b64e(blob)},
+                       headers={"If-Match": f'"{base_version}"'}, idempotent=False)
+        try:
+            return int(d["version"])
+        except (KeyError, TypeError, ValueError):
+            raise ServerError("server sent a malformed record answer") from None
+
     # -- nodes ----------------------------------------------------------------------------------
 
     def create_node(self, node_id: str, parent_id: str, kind: str, meta: bytes) -> RemoteNode:

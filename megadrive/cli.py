@@ -488,9 +488,12 @@ def share(path: str, user: str, access: str) -> None:
     _with_drive(fn)
 
 
-@cli.command()
-def shares() -> None:
-    """Outgoing and incoming shares with their access levels."""
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def shares(ctx: click.Context) -> None:
+    """Outgoing and incoming shares with their access levels (and those waiting to be accepted)."""
+    if ctx.invoked_subcommand is not None:
+        return
 
     def fn(d: Drive) -> None:
         out = d.sharing.outgoing()
@@ -500,10 +503,36 @@ def shares() -> None:
         inc = sorted(d.sharing.incoming.values(), key=lambda s: (s.owner_name, s.name))
         click.echo("incoming:" if inc else "incoming: none")
         for i in inc:
-            pinned = d.index.contact(i.owner_name)
-            verified = bool(pinned and pinned[2])
-            note = "" if verified else f"  [key not verified: megadrive contacts verify {i.owner_name}]"
+            pin = d.sharing.book.get(i.owner_name)
+            note = "" if pin and pin.verified else f"  [key not verified: megadrive contacts verify {i.owner_name}]"
             click.echo(f"  /Shared with me/{i.owner_name}/{i.name} <- {i.owner_name} ({i.access}){note}")
+        waiting = sorted(d.sharing.pending.values(), key=lambda s: (s.owner_name, s.name))
+        if waiting:
+            click.echo("pending (from accounts you have not accepted yet; nothing of them is loaded):")
+        for p in waiting:
+            pin = d.sharing.book.get(p.owner_name)
+            fp = f", key {pin.fingerprint}" if pin else ""
+            click.echo(f"  {p.name} <- {p.owner_name} ({p.access}{fp})  [accept: megadrive shares accept "
+                       f"{p.owner_name}]")
+
+    _with_drive(fn)
+
+
+@shares.command("accept")
+@click.argument("user")
+def shares_accept(user: str) -> None:
+    """Accept the shares of USER (an account you had no contact with before): their folders appear."""
+
+    def fn(d: Drive) -> None:
+        pin = d.sharing.book.get(user.strip().lower())
+        accepted = d.sharing.accept(user)
+        if pin is not None and not pin.verified:
+            click.echo(f"{pin.user}'s key fingerprint: {pin.fingerprint}\n"
+                       f"  compare it with them, then run: megadrive contacts verify {pin.user}")
+        for s in accepted:
+            click.echo(f"Accepted /Shared with me/{s.owner_name}/{s.name} ({s.access}).")
+        if not accepted:
+            click.echo(f"Accepted {user}; no share from them is active now.")
 
     _with_drive(fn)
 
@@ -550,6 +579,11 @@ def contacts_verify(user: str) -> None:
                    "or over a channel you trust; if they differ, do not share with this account.")
 
     _with_drive(fn)
+
+
+def scrub_fragments(text: str) -> str:
+    """Cut every '#fragment' out of free text: a pasted link's key never leaves this machine, however written."""
+    return " ".join(w.split("#", 1)[0] + ("#" if "#" in w else "") for w in text.split())
 
 
 def parse_duration(text: str) -> float:
@@ -606,7 +640,7 @@ def report(url: str, reason: str) -> None:
         from .sharing import parse_link
 
         p = parse_link(url)
-        clean = " ".join(w.split("#", 1)[0] if "/l/" in w else w for w in reason.split())  # no pasted keys
+        clean = scrub_fragments(reason)
         r = Api(p.server).report_abuse(f"{p.server}/l/{p.link_id}", clean)
         click.echo(f"Reported (report {r.get('report_id', '?')}).")
 

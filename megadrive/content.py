@@ -12,21 +12,50 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from . import crypto, format
 from .errors import IntegrityError, MegaDriveError, NetworkError, ServerError, StaleVersion
 from .format import CHUNK_SIZE, Manifest
 
-if TYPE_CHECKING:
-    from .drive import Drive
-
 READAHEAD = 4
 MAX_DIRTY = 4
 MAX_INFLIGHT = 6
+
+
+class ChunkIO(Protocol):
+    """Where ciphertext chunks come from and go to (the cache, the server, the I/O pool)."""
+
+    def fetch(self, chunk_id: str, *, use_cache: bool = True) -> bytes: ...
+
+    def discard(self, chunk_id: str) -> None: ...
+
+    def put(self, chunk_id: str, blob: bytes, owner: str) -> None: ...
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]: ...
+
+
+class Journal(Protocol):
+    """The local journal: sealed chunks and versions kept on this machine until the server has them."""
+
+    def put_chunk(self, chunk_id: str, node_id: str, blob: bytes) -> None: ...
+
+    def get_chunk(self, chunk_id: str) -> bytes | None: ...
+
+    def put_version(self, node_id: str, base_version: int, sealed_manifest: bytes, chunk_ids: list[str]) -> None: ...
+
+    def done(self, node_id: str) -> None: ...
+
+
+class Committer(Protocol):
+    """What turns a staged version into the file's next version (the Drive), and keeps it if that fails."""
+
+    def commit(self, w: FileWriter, manifest: Manifest) -> None: ...
+
+    def keep_conflict(self, w: FileWriter, manifest: Manifest) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -54,8 +83,8 @@ def n_chunks(size: int, chunk_size: int = CHUNK_SIZE) -> int:
 class FileReader:
     """Random-access, verified reads of one file version. Thread-safe."""
 
-    def __init__(self, drive: Drive, keys: FileKeys, manifest: Manifest | None, *, cache: bool = True) -> None:
-        self._drive = drive
+    def __init__(self, io: ChunkIO, keys: FileKeys, manifest: Manifest | None, *, cache: bool = True) -> None:
+        self._io = io
         self._use_cache = cache
         self._keys = keys
         self._ckey = keys.chunk_key
@@ -76,13 +105,13 @@ class FileReader:
         cid = m.chunks[index]
         last = index == len(m.chunks) - 1
         expect = chunk_len(m.size, index, m.chunk_size)
-        blob = self._drive._fetch_blob(cid.hex(), use_cache=self._use_cache)
+        blob = self._io.fetch(cid.hex(), use_cache=self._use_cache)
         try:
             return format.open_chunk(self._ckey, self._keys.file_id, index, last, cid, blob, expect)
         except IntegrityError:
             # The cached copy may be the corrupt one: drop it and ask the server once more.
-            self._drive._cache.discard(cid.hex())
-            blob = self._drive._fetch_blob(cid.hex(), use_cache=False)
+            self._io.discard(cid.hex())
+            blob = self._io.fetch(cid.hex(), use_cache=False)
             return format.open_chunk(self._ckey, self._keys.file_id, index, last, cid, blob, expect)
 
     def _chunk(self, index: int) -> bytes:
@@ -100,7 +129,7 @@ class FileReader:
                 stop = len(m.chunks) if self.end_hint is None else n_chunks(self.end_hint, m.chunk_size)
                 for i in range(index + 1, min(index + 1 + READAHEAD, stop)):
                     if i not in self._ahead and i not in self._plain:
-                        self._ahead[i] = self._drive._pool.submit(self._verified, i)
+                        self._ahead[i] = self._io.submit(self._verified, i)
             for stale in [i for i in self._ahead if i < index or i > index + READAHEAD]:
                 self._ahead.pop(stale).cancel()
         pt = fut.result() if fut is not None else self._verified(index)
@@ -168,18 +197,27 @@ class _Clean:
 class FileWriter:
     """Stage a new version of a file; nothing is visible until commit() succeeds."""
 
-    def __init__(self, drive: Drive, keys: FileKeys, base: Manifest | None, *, truncate: bool,
-                 parent_id: str, name: str, create: bool, mtime_ns: int | None = None,
-                 journal: bool = False) -> None:
-        self._drive = drive
-        self.journal = journal  # keep sealed chunks in the local journal until committed (FUSE)
+    def __init__(self, io: ChunkIO, committer: Committer, keys: FileKeys, base: Manifest | None, *,
+                 truncate: bool, parent_id: str, name: str, create: bool, mtime_ns: int | None = None,
+                 journal: Journal | None = None, origin: tuple[bytes, bytes] | None = None,
+                 parent_key: bytes | None = None) -> None:
+        self._io = io
+        self._committer = committer
+        self.journal = journal  # keeps sealed chunks on this machine until committed (FUSE)
         self.keys = keys
         self._ckey = keys.chunk_key
         self.base_version = base.version if base else 0
+        # The content key and file id of the meta this writer started from: the commit refuses to seal
+        # this version's key into a meta that names other keys (a node the server swapped under us).
+        self.origin = origin
         self.parent_id = parent_id
+        self.parent_key = parent_key  # the folder's key when the writer started (where a conflict copy may go)
         self.name = name
         self.create = create
         self.mtime_ns = mtime_ns
+        self.mode = 0o644  # attributes of a file created at commit
+        self.props: dict[str, str] = {}
+        self.link: str | None = None
         self._clean: list[_Clean | None] = []
         self._dirty: dict[int, bytearray] = {}
         self._inflight: list[Future[None]] = []
@@ -321,12 +359,12 @@ class FileWriter:
         blob = format.seal_chunk(self._ckey, self.keys.file_id, idx, last, bytes(buf))
         cid = crypto.content_id(blob)
         self._clean[idx] = _Clean(bytes.fromhex(cid), last, len(buf))
-        if self.journal:
-            self._drive.index.journal_put(cid, self.keys.node_id, blob)
+        if self.journal is not None:
+            self.journal.put_chunk(cid, self.keys.node_id, blob)
         self._unsent[cid] = blob  # readable again before its upload is confirmed
         self._sem.acquire()
         try:
-            fut = self._drive._pool.submit(self._upload, cid, blob)
+            fut = self._io.submit(self._upload, cid, blob)
         except BaseException:
             self._sem.release()
             raise
@@ -336,14 +374,13 @@ class FileWriter:
     def _sealed_blob(self, cid: str) -> bytes:
         """A chunk this version reuses or sealed: still in flight, journaled, cached, or on the server."""
         blob = self._unsent.get(cid)
-        if blob is None and self.journal:
-            blob = self._drive.index.journal_get(cid)
-        return blob if blob is not None else self._drive._fetch_blob(cid)
+        if blob is None and self.journal is not None:
+            blob = self.journal.get_chunk(cid)
+        return blob if blob is not None else self._io.fetch(cid)
 
     def _upload(self, cid: str, blob: bytes) -> None:
         try:
-            owner = self.keys.owner if self.keys.owner != self._drive.owner else None
-            self._drive.api.put_chunk(cid, blob, owner=owner)
+            self._io.put(cid, blob, self.keys.owner)
             self.uploaded_bytes += len(blob)
             self._unsent.pop(cid, None)
         finally:
@@ -358,14 +395,6 @@ class FileWriter:
         self._inflight = []
         if err is not None:
             raise err
-
-    def flush_chunks(self) -> None:
-        """Seal every staged chunk so that it is only held encrypted (and sent)."""
-        with self._lock:
-            self._finalize_layout()
-            for idx in sorted(self._dirty):
-                self._seal(idx)
-            self._wait_uploads()
 
     def _finalize_layout(self) -> None:
         """Make every chunk match the final layout: right length, last flag only on the last."""
@@ -396,7 +425,7 @@ class FileWriter:
         this process dies before close() or fsync() commits for real.
         """
         with self._lock:
-            if self.closed or not self.modified or not self.journal:
+            if self.closed or not self.modified or self.journal is None:
                 return
             self._finalize_layout()
             for idx in sorted(self._dirty):
@@ -404,7 +433,13 @@ class FileWriter:
             chunks = [c.cid for c in self._clean if c is not None]
             manifest = Manifest(self.keys.node_id, self.keys.file_id, self.base_version + 1, self.size, chunks,
                                 crypto.key_commitment(self.keys.content_key, self.keys.file_id))
-            self._drive._journal_pending(self, manifest)
+            self._journal_version(manifest)
+
+    def _journal_version(self, manifest: Manifest) -> None:
+        assert self.journal is not None
+        self.journal.put_version(self.keys.node_id, manifest.version - 1,
+                                 format.seal_manifest(self.keys.content_key, self.keys.owner, manifest),
+                                 manifest.chunk_ids())
 
     # -- commit -------------------------------------------------------------------------------
 
@@ -423,28 +458,28 @@ class FileWriter:
                 version = self.base_version + 1
                 manifest = Manifest(self.keys.node_id, self.keys.file_id, version, self.size, chunks,
                                     crypto.key_commitment(self.keys.content_key, self.keys.file_id))
-                if self.journal:
+                if self.journal is not None:
                     # From here a crash loses nothing: the next mount uploads and commits this version.
-                    self._drive._journal_pending(self, manifest)
+                    self._journal_version(manifest)
                 self._wait_uploads()
-                self._drive._commit_file(self, manifest)
-                if self.journal:
-                    self._drive.index.journal_done(self.keys.node_id)
+                self._committer.commit(self, manifest)
+                if self.journal is not None:
+                    self.journal.done(self.keys.node_id)
             except (NetworkError, ServerError):
                 self.abort()  # the journal keeps the version: the next mount retries it
                 raise
             except StaleVersion:
                 self.abort()
-                if not self.journal:
+                if self.journal is None:
                     raise
                 # An open file (FUSE) lost the race: never drop what the program wrote.
-                kept = self._drive._keep_conflict(self, manifest)
-                self._drive.index.journal_done(self.keys.node_id)
+                kept = self._committer.keep_conflict(self, manifest)
+                self.journal.done(self.keys.node_id)
                 raise StaleVersion(f"the file was changed elsewhere; this version was kept as {kept!r}") from None
             except BaseException:
                 self.abort()
-                if self.journal:
-                    self._drive.index.journal_done(self.keys.node_id)
+                if self.journal is not None:
+                    self.journal.done(self.keys.node_id)
                 raise
             self.base_version = version
             self.create = False

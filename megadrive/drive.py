@@ -3,23 +3,32 @@
 "What MegaDrive looks like as a file system", defined once (borg's vfs.py
 idea). Paths are absolute POSIX strings from the drive's root. Lookups,
 listings and stat are answered from the local index (kept current by the
-change feed) and decrypted in memory; content goes through
-:class:`~megadrive.content.FileReader` / :class:`~megadrive.content.FileWriter`.
+change feed) and decrypted in memory, every meta verified by
+:class:`~megadrive.tree.Tree` on the path it was reached by; content goes
+through :class:`~megadrive.content.FileReader` /
+:class:`~megadrive.content.FileWriter`.
+
+Keys never wander: a key this client holds is sealed only under the parent
+it was verified under (or where the user moved it), a copy gets fresh keys,
+and a commit refuses to seal a file's key into a meta that names other keys.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
-from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from . import crypto, format
 from .api import Api, RemoteNode
 from .cache import DEFAULT_MAX_BYTES, ChunkCache
+from .chunkio import IndexJournal, ServerChunks
 from .content import FileKeys, FileReader, FileWriter
 from .errors import (
     AlreadyExists,
@@ -35,11 +44,12 @@ from .errors import (
     StaleVersion,
     TakenDown,
 )
-from .format import Manifest, NodeMeta
+from .format import CHUNK_SIZE, Manifest, NodeMeta
 from .index import Index, IndexRow
 from .names import check_name
-from .sharing import SHARED_DIR, Sharing
+from .sharing import PENDING_SUFFIX, SHARED_DIR, Sharing
 from .state import Session, home, load_session
+from .tree import Orphan, Tree, short
 
 log = logging.getLogger(__name__)
 
@@ -94,26 +104,28 @@ class LocalRecords:
     caller needs to list them.
     """
 
-    def __init__(self, drive: Drive, ns: str) -> None:
-        self._d = drive
+    def __init__(self, index: Index, master: bytes, owner: str, ns: str) -> None:
+        self._index = index
+        self._master = master
+        self._owner = owner
         self.ns = ns
 
     def put(self, key: str, value: bytes) -> None:
-        h = format.record_key_hash(self._d._master, self.ns, key)
-        self._d.index.record_put(self.ns, h, format.seal_record(self._d._master, self._d.owner, self.ns, h, value))
+        h = format.record_key_hash(self._master, self.ns, key)
+        self._index.record_put(self.ns, h, format.seal_record(self._master, self._owner, self.ns, h, value))
 
     def delete(self, key: str) -> None:
-        self._d.index.record_delete(self.ns, format.record_key_hash(self._d._master, self.ns, key))
+        self._index.record_delete(self.ns, format.record_key_hash(self._master, self.ns, key))
 
     def values(self) -> list[bytes]:
         """Every record that still authenticates (a tampered one is dropped and logged)."""
         out = []
-        for h, blob in self._d.index.record_all(self.ns):
+        for h, blob in self._index.record_all(self.ns):
             try:
-                out.append(format.open_record(self._d._master, self._d.owner, self.ns, h, blob))
+                out.append(format.open_record(self._master, self._owner, self.ns, h, blob))
             except IntegrityError as e:
                 log.error("dropping local %s record: %s", self.ns, e)
-                self._d.index.record_delete(self.ns, h)
+                self._index.record_delete(self.ns, h)
         return out
 
 
@@ -138,6 +150,24 @@ def join(parent: str, name: str) -> str:
     return str(PurePosixPath("/", parent.lstrip("/"), name))
 
 
+@dataclass(frozen=True)
+class Located:
+    """A node reached by a path, with the meta verified on the way down (None for a virtual folder)."""
+
+    row: IndexRow
+    path: str
+    meta: NodeMeta | None
+
+    @property
+    def virtual(self) -> bool:
+        return self.meta is None
+
+    def verified(self) -> NodeMeta:
+        if self.meta is None:
+            raise PermissionDenied(f"{SHARED_DIR!r} only lists what others share with you; it cannot be changed")
+        return self.meta
+
+
 class Drive:
     """One logged-in account's drive. Thread-safe."""
 
@@ -148,15 +178,15 @@ class Drive:
         self._master = session.master
         self._hkey = format.name_hash_key(self._master)
         self.index = index
-        self._cache = cache
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="megadrive-io")
+        self.chunks = ServerChunks(api, cache, self.owner)
+        self.journal = IndexJournal(index)
         self._lock = threading.RLock()
-        self._metas: OrderedDict[str, tuple[bytes, NodeMeta]] = OrderedDict()
-        self._seen: dict[str, tuple[int, int]] = {}
         self._quota: tuple[float, Quota] | None = None
-        self._bad: dict[str, str] = {}  # node id -> why it failed (memory only: it may hold a name)
+        self._bad: dict[str, bytes] = {}  # node id -> the meta blob that failed (logged once per blob)
         self.last_refresh = 0.0
         self.sharing = Sharing(self)
+        self.tree = Tree(index, self.owner, self._master, session.root_node_id, self.sharing.root_meta)
+        self._load_root()
 
     @classmethod
     def open(cls, base: Path | None = None, *, cache_bytes: int = DEFAULT_MAX_BYTES,
@@ -167,13 +197,27 @@ class Drive:
         d = s.account_dir(base)
         drive = cls(Api(s.server, s.token), s, Index(d / "index.sqlite3"), ChunkCache(d / "cache", cache_bytes))
         if refresh:
-            drive.refresh()
+            try:
+                drive.refresh()
+            except BaseException:
+                drive.close()
+                raise
         return drive
 
+    def __enter__(self) -> Drive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.chunks.close()
         self.index.close()
         self.api.close()
+
+    @property
+    def master_key(self) -> bytes:
+        return self._master
 
     # -- sync -----------------------------------------------------------------------------------
 
@@ -183,14 +227,15 @@ class Drive:
         Returns how many node changes arrived in our own feed.
         """
         with self._lock:
-            count = self._pull_feed(None)
+            count = self.pull_feed(None)
             self.sharing.sync()
+            self._check_root()
             for row in self.index.pending_hash():
                 self._hash_row(row)
             self.last_refresh = time.monotonic()
             return count
 
-    def _pull_feed(self, owner: str | None) -> int:
+    def pull_feed(self, owner: str | None) -> int:
         key = f"seq:{owner}" if owner else "seq"
         since = int(self.index.get_state(key) or 0)
         count = 0
@@ -199,7 +244,7 @@ class Drive:
             with self.index.transaction():
                 for n in nodes:
                     if owner and n.owner != owner:
-                        log.error("ignoring node %s in %s's feed that claims another owner", n.node_id, owner)
+                        log.error("ignoring node %s in a shared feed that claims another owner", short(n.node_id))
                         continue
                     self._ingest(n)
                 if seq > since:
@@ -220,110 +265,114 @@ class Drive:
 
     def _hash_row(self, row: IndexRow) -> None:
         try:
-            meta = self._meta(row)
-            h = format.name_hash(self._hkey, row.parent_id or "", meta.name)
-            self.index.set_name_hash(row.node_id, h, False)
+            meta = self.tree.meta(row)
+        except Orphan:
+            return  # its parent has not arrived yet: stays pending, tried again at the next refresh
         except IntegrityError as e:
-            log.error("node %s fails integrity checks: %s", row.node_id, e)
-            self._bad[row.node_id] = e.message
+            self._failed(row, e)
             self.index.set_name_hash(row.node_id, None, True)
+            return
+        self.index.set_name_hash(row.node_id, format.name_hash(self._hkey, row.parent_id or "", meta.name), False)
 
-    def _apply(self, n: RemoteNode, meta: NodeMeta | None = None) -> None:
-        """Record a node the server returned after our own change."""
+    def _failed(self, row: IndexRow, e: IntegrityError) -> None:
+        """Report an entry that fails its checks once (by node id), and hide it: never its siblings."""
+        if self._bad.get(row.node_id) != row.meta:
+            self._bad[row.node_id] = row.meta
+            log.error("hiding node %s: %s", short(row.node_id), e.message)
+
+    def _apply(self, n: RemoteNode, meta: NodeMeta | None = None, parent_key: bytes | None = None) -> IndexRow:
+        """Record a node the server returned after our own change (and the meta we sealed for it)."""
         self._ingest(n)
         row = self.index.get(n.node_id)
         if row is None:
-            return
-        if meta is not None:
-            self._metas[n.node_id] = (row.meta, meta)
-            self._note_seen(n.node_id, meta.version, meta.rev)
+            raise NotFound("the node vanished while it was being changed")
+        if meta is not None and parent_key is not None and row.meta == n.meta:
+            self.tree.note(row, meta, parent_key)
             self.index.set_name_hash(n.node_id, format.name_hash(self._hkey, row.parent_id or "", meta.name), False)
         elif row.name_hash is None:
             self._hash_row(row)
+        return row
 
-    # -- keys and metadata ----------------------------------------------------------------------
+    # -- the root -------------------------------------------------------------------------------
 
-    def _note_seen(self, node_id: str, version: int, rev: int) -> None:
-        cur = self._seen.get(node_id) or self.index.seen(node_id)
-        if version > cur[0] or rev > cur[1]:
-            self.index.mark_seen(node_id, version, rev)
-            cur = (max(version, cur[0]), max(rev, cur[1]))
-        self._seen[node_id] = cur
+    def _load_root(self) -> None:
+        """Trust the root meta verified in an earlier run, so a later forgery cannot take it away."""
+        saved = self.index.get_state("root-meta")
+        if not saved:
+            return
+        seq, _, blob = saved.partition(":")
+        row = IndexRow(self.session.root_node_id, None, "dir", 0, 0, False, int(seq), bytes.fromhex(blob), None,
+                       False)
+        try:
+            self.tree.trust_root(row)
+        except IntegrityError as e:
+            log.error("the saved root folder fails its checks: %s", e.message)
 
-    def _meta(self, row: IndexRow) -> NodeMeta:
-        """Decrypt a node's meta under its parent's key; notices swapped blobs and rollbacks."""
-        with self._lock:
-            hit = self._metas.get(row.node_id)
-            if hit is not None and hit[0] == row.meta:
-                self._metas.move_to_end(row.node_id)
-                return hit[1]
-        if row.node_id.startswith(VIRTUAL):
-            raise PermissionDenied(f"{SHARED_DIR!r} only lists what others share with you; it cannot be changed")
-        shared_root = self.sharing.root_meta(row.node_id, row.owner)
-        if shared_root is not None:
-            return shared_root  # its own meta is sealed under the owner's parent key; the grant names it
-        if row.parent_id is None:
-            if row.node_id != self.session.root_node_id:
-                raise IntegrityError("integrity check failed: unexpected root node")
-            key, pid = self._master, ""
-        else:
-            parent = self.index.get(row.parent_id)
-            if parent is None or parent.kind != "dir":
-                raise IntegrityError(f"integrity check failed: node {row.node_id} has no valid parent")
-            key, pid = self._meta(parent).key, row.parent_id
-        meta = format.open_meta(key, self._owner_of(row), pid, row.node_id, row.meta)
-        if meta.kind != row.kind:
-            raise IntegrityError("integrity check failed: node kind does not match its metadata")
-        if row.parent_id is not None:
-            try:
-                check_name(meta.name)  # a co-writer could have sealed '..' or 'a/b'
-            except InvalidPath:
-                raise IntegrityError(f"integrity check failed: node {row.node_id} has an invalid name") from None
-        seen_v, seen_r = self._seen.get(row.node_id) or self.index.seen(row.node_id)
-        if meta.rev < seen_r or meta.version < seen_v:
-            raise IntegrityError(f"integrity check failed: {meta.name!r} was rolled back to an older state")
-        self._note_seen(row.node_id, meta.version, meta.rev)
-        with self._lock:
-            self._metas[row.node_id] = (row.meta, meta)
-            if len(self._metas) > 200_000:
-                self._metas.popitem(last=False)
-        return meta
+    def _check_root(self) -> None:
+        row = self.index.get(self.session.root_node_id)
+        if row is None:
+            return
+        try:
+            self.tree.meta(row)
+        except IntegrityError as e:
+            log.error("root folder: %s", e.message)
+            return
+        saved = f"{row.seq}:{row.meta.hex()}"
+        if self.index.get_state("root-meta") != saved:
+            self.index.set_state("root-meta", saved)
 
-    def _owner_of(self, row: IndexRow) -> str:
-        """Whose tree a node is in: ours, or a sharing owner's (their id is bound into every AAD)."""
-        return row.owner or self.owner
-
-    def _root(self) -> IndexRow:
+    def _root(self) -> tuple[IndexRow, NodeMeta]:
         row = self.index.get(self.session.root_node_id)
         if row is None:
             self.refresh()
             row = self.index.get(self.session.root_node_id)
             if row is None:
                 raise IntegrityError("integrity check failed: the server does not show this account's root folder")
-        return row
+        return row, self.tree.meta(row)
 
-    def _virtual(self, path: str) -> IndexRow:
-        return IndexRow(VIRTUAL + path, None, "dir", 0, 0, False, 0, b"", None, False)
+    # -- keys and metadata ----------------------------------------------------------------------
 
-    def _resolve(self, path: str) -> tuple[IndexRow, str]:
+    def verified_meta(self, row: IndexRow) -> NodeMeta:
+        """A node's meta, verified on its whole chain of parents up to a trusted root."""
+        if row.node_id.startswith(VIRTUAL):
+            raise PermissionDenied(f"{SHARED_DIR!r} only lists what others share with you; it cannot be changed")
+        return self.tree.meta(row)
+
+    def _owner_of(self, row: IndexRow) -> str:
+        """Whose tree a node is in: ours, or a sharing owner's (their id is bound into every AAD)."""
+        return row.owner or self.owner
+
+    def _virtual(self, path: str) -> Located:
+        return Located(IndexRow(VIRTUAL + path, None, "dir", 0, 0, False, 0, b"", None, False), path, None)
+
+    def resolve(self, path: str) -> Located:
         parts = split_path(path)
         if parts and parts[0] == SHARED_DIR:
-            if len(parts) == 1:
-                return self._virtual("/" + SHARED_DIR), "/" + SHARED_DIR
-            owners = {s.owner_name for s in self.sharing.incoming.values()}
-            if parts[1] not in owners:
-                raise NotFound(f"no such file or folder: /{SHARED_DIR}/{parts[1]}")
-            if len(parts) == 2:
-                p = f"/{SHARED_DIR}/{parts[1]}"
-                return self._virtual(p), p
-            share = self.sharing.by_path(parts[1], parts[2])
-            root = self.index.get(share.node_id) if share else None
-            if root is None:
-                raise NotFound(f"no such file or folder: /{SHARED_DIR}/{parts[1]}/{parts[2]}")
-            return self._walk(root, f"/{SHARED_DIR}/{parts[1]}/{parts[2]}", parts[3:])
-        return self._walk(self._root(), "/", parts)
+            return self._resolve_shared(parts)
+        row, meta = self._root()
+        return self._walk(row, meta, "/", parts)
 
-    def _walk(self, row: IndexRow, cur: str, names: list[str]) -> tuple[IndexRow, str]:
+    def _resolve_shared(self, parts: list[str]) -> Located:
+        if len(parts) == 1:
+            return self._virtual("/" + SHARED_DIR)
+        owners = {s.owner_name for s in self.sharing.all_incoming()}
+        if parts[1] not in owners:
+            raise NotFound(f"no such file or folder: /{SHARED_DIR}/{parts[1]}")
+        base = f"/{SHARED_DIR}/{parts[1]}"
+        if len(parts) == 2:
+            return self._virtual(base)
+        pending = self.sharing.pending_by_path(parts[1], parts[2])
+        if pending is not None:
+            if len(parts) > 3:
+                raise NotFound(f"no such file or folder: {join(base, parts[2])}/{parts[3]}")
+            return self._virtual(join(base, parts[2]))
+        share = self.sharing.by_path(parts[1], parts[2])
+        root = self.index.get(share.node_id) if share else None
+        if root is None:
+            raise NotFound(f"no such file or folder: {join(base, parts[2])}")
+        return self._walk(root, self.tree.meta(root), join(base, parts[2]), parts[3:])
+
+    def _walk(self, row: IndexRow, meta: NodeMeta, cur: str, names: list[str]) -> Located:
         for name in names:
             if row.kind != "dir":
                 raise NotADirectory(f"not a folder: {cur}")
@@ -337,77 +386,96 @@ class Drive:
                     child = self.index.lookup(row.node_id, h)
             cur = join(cur, name)
             if child is None:
-                if self.index.has_bad_children(row.node_id):
-                    why = self._why_bad(row.node_id)
-                    raise IntegrityError(f"integrity check failed: folder {str(PurePosixPath(cur).parent)!r} "
-                                         f"holds entries that fail authentication{why}")
                 raise NotFound(f"no such file or folder: {cur}")
+            meta = self.tree.child_meta(child, row, meta)
             row = child
-        return row, cur
+        return Located(row, cur, meta)
 
-    def _why_bad(self, parent_id: str) -> str:
-        reasons = sorted({self._bad[c.node_id].removeprefix("integrity check failed: ")
-                          for c in self.index.children(parent_id) if c.bad and c.node_id in self._bad})
-        return f" ({'; '.join(reasons)})" if reasons else ""
-
-    def _entry(self, row: IndexRow, path: str) -> Entry:
-        if row.node_id.startswith(VIRTUAL):
+    def _entry(self, row: IndexRow, path: str, meta: NodeMeta | None) -> Entry:
+        if meta is None:
             return Entry(path=path, name=PurePosixPath(path).name, node_id=row.node_id, kind="dir", size=0,
                          mtime_ns=0, mode=0o555, version=0)
-        m = self._meta(row)
-        return Entry(path=path, name=m.name, node_id=row.node_id, kind=row.kind, size=m.size,
-                     mtime_ns=m.mtime_ns, mode=m.mode, version=m.version, props=dict(m.props), removed=row.removed,
-                     link=m.link)
+        return Entry(path=path, name=meta.name, node_id=row.node_id, kind=row.kind, size=meta.size,
+                     mtime_ns=meta.mtime_ns, mode=meta.mode, version=meta.version, props=dict(meta.props),
+                     removed=row.removed, link=meta.link)
 
     # -- reading the tree -----------------------------------------------------------------------
 
     def stat(self, path: str) -> Entry:
-        row, p = self._resolve(path)
-        return self._entry(row, p)
+        loc = self.resolve(path)
+        return self._entry(loc.row, loc.path, loc.meta)
 
     def exists(self, path: str) -> bool:
         try:
-            self._resolve(path)
+            self.resolve(path)
             return True
         except NotFound:
             return False
 
     def listdir(self, path: str) -> list[Entry]:
-        row, p = self._resolve(path)
-        if row.kind != "dir":
-            raise NotADirectory(f"not a folder: {p}")
-        if row.node_id.startswith(VIRTUAL):
-            return self._list_virtual(p)
+        """A folder's entries; one that fails its checks is hidden (and logged once), never its siblings."""
+        loc = self.resolve(path)
+        if loc.row.kind != "dir":
+            raise NotADirectory(f"not a folder: {loc.path}")
+        if loc.meta is None:
+            return self._list_virtual(loc.path)
         out = []
-        bad = 0
-        for child in self.index.children(row.node_id):
+        for child in self.index.children(loc.row.node_id):
             if child.bad:
-                bad += 1
                 continue
-            out.append(self._entry(child, join(p, self._meta(child).name)))
-        if bad:
-            raise IntegrityError(f"integrity check failed: {bad} entr{'y' if bad == 1 else 'ies'} in {p!r} "
-                                 f"fail authentication (tampered by the server?){self._why_bad(row.node_id)}")
-        if row.parent_id is None and self.sharing.incoming and all(e.name != SHARED_DIR for e in out):
-            out.append(self._entry(self._virtual("/" + SHARED_DIR), "/" + SHARED_DIR))
+            try:
+                meta = self.tree.child_meta(child, loc.row, loc.meta)
+            except Orphan:
+                continue
+            except IntegrityError as e:
+                self._failed(child, e)
+                continue
+            out.append(self._entry(child, join(loc.path, meta.name), meta))
+        if loc.row.node_id == self.session.root_node_id and self.sharing.all_incoming() \
+                and all(e.name != SHARED_DIR for e in out):
+            out.append(self._entry(self._virtual("/" + SHARED_DIR).row, "/" + SHARED_DIR, None))
         out.sort(key=lambda e: e.name)
         return out
 
+    def hidden(self, path: str) -> list[str]:
+        """Node ids of a folder's entries that fail their checks (hidden from its listing)."""
+        loc = self.resolve(path)
+        if loc.meta is None or loc.row.kind != "dir":
+            return []
+        out = []
+        for child in self.index.children(loc.row.node_id):
+            try:
+                if child.bad:
+                    raise IntegrityError("integrity check failed")
+                self.tree.child_meta(child, loc.row, loc.meta)
+            except Orphan:
+                continue
+            except IntegrityError:
+                out.append(child.node_id)
+        return sorted(out)
+
     def _list_virtual(self, p: str) -> list[Entry]:
-        shares = list(self.sharing.incoming.values())
+        shares = self.sharing.all_incoming()
         if p == "/" + SHARED_DIR:
             owners = sorted({s.owner_name for s in shares})
-            return [self._entry(self._virtual(f"{p}/{o}"), f"{p}/{o}") for o in owners]
+            return [self._entry(self._virtual(f"{p}/{o}").row, f"{p}/{o}", None) for o in owners]
         owner = PurePosixPath(p).name
         out = []
-        for s in shares:
+        for s in self.sharing.pending_from(owner):
+            vp = join(p, s.name + PENDING_SUFFIX)
+            out.append(self._entry(self._virtual(vp).row, vp, None))
+        for s in self.sharing.incoming.values():
             row = self.index.get(s.node_id)
-            if s.owner_name == owner and row is not None:
-                out.append(self._entry(row, f"{p}/{s.name}"))
+            if s.owner_name != owner or row is None:
+                continue
+            try:
+                out.append(self._entry(row, join(p, s.name), self.tree.meta(row)))
+            except IntegrityError as e:
+                self._failed(row, e)
         return sorted(out, key=lambda e: e.name)
 
     def local_records(self, ns: str) -> LocalRecords:
-        return LocalRecords(self, ns)
+        return LocalRecords(self.index, self._master, self.owner, ns)
 
     def pending_uploads(self) -> int:
         """Encrypted chunks staged locally but not yet confirmed by the server."""
@@ -422,28 +490,37 @@ class Drive:
 
     # -- changing the tree ----------------------------------------------------------------------
 
-    def _parent_for_new(self, path: str) -> tuple[IndexRow, NodeMeta, str]:
+    def _parent_for_new(self, path: str) -> tuple[Located, str]:
         parts = split_path(path)
         if not parts:
             raise AlreadyExists("the root folder already exists")
-        parent, _ = self._resolve("/" + "/".join(parts[:-1]))
-        if parent.kind != "dir":
+        parent = self.resolve("/" + "/".join(parts[:-1]))
+        if parent.row.kind != "dir":
             raise NotADirectory(f"not a folder: /{'/'.join(parts[:-1])}")
-        return parent, self._meta(parent), parts[-1]
+        parent.verified()
+        return parent, parts[-1]
+
+    def _existing(self, parent: Located, name: str) -> IndexRow | None:
+        return self.index.lookup(parent.row.node_id, format.name_hash(self._hkey, parent.row.node_id, name))
+
+    def _create_node(self, parent: IndexRow, pmeta: NodeMeta, meta: NodeMeta, node_id: str | None = None) -> IndexRow:
+        """Seal a new node's meta under its parent's key, create it on the server, record it."""
+        node_id = node_id or crypto.random_id().hex()
+        owner = self._owner_of(parent)
+        n = self.api.create_node(node_id, parent.node_id, meta.kind,
+                                 format.seal_meta(pmeta.key, owner, parent.node_id, node_id, meta))
+        return self._apply(n, meta, pmeta.key)
 
     def mkdir(self, path: str, *, exist_ok: bool = False, mtime_ns: int | None = None) -> Entry:
-        parent, pmeta, name = self._parent_for_new(path)
-        existing = self.index.lookup(parent.node_id, format.name_hash(self._hkey, parent.node_id, name))
+        parent, name = self._parent_for_new(path)
+        existing = self._existing(parent, name)
         if existing is not None:
             if exist_ok and existing.kind == "dir":
-                return self._entry(existing, join(self._path_of(parent), name))
+                return self.stat(join(parent.path, name))
             raise AlreadyExists(f"already exists: {path}")
-        node_id = crypto.random_id().hex()
         meta = NodeMeta(name=name, kind="dir", key=crypto.random_key(), mtime_ns=mtime_ns or time.time_ns(),
                         mode=0o755)
-        n = self.api.create_node(node_id, parent.node_id, "dir",
-                                 format.seal_meta(pmeta.key, self._owner_of(parent), parent.node_id, node_id, meta))
-        self._apply(n, meta)
+        self._create_node(parent.row, parent.verified(), meta)
         return self.stat(path)
 
     def makedirs(self, path: str) -> Entry:
@@ -453,34 +530,45 @@ class Drive:
             self.mkdir(cur, exist_ok=True)
         return self.stat(cur)
 
-    def _path_of(self, row: IndexRow) -> str:
-        names = []
+    def path_of(self, row: IndexRow) -> str:
+        """Where a node is now, from its verified chain (under "Shared with me" for a shared owner's node)."""
         if row.node_id.startswith(VIRTUAL):
             return row.node_id[len(VIRTUAL):]
-        while row.parent_id is not None:
-            share = self.sharing.incoming.get(row.node_id)
-            if share is not None:
-                names.append(share.name)
-                return f"/{SHARED_DIR}/{share.owner_name}/" + "/".join(reversed(names))
-            names.append(self._meta(row).name)
-            parent = self.index.get(row.parent_id)
-            if parent is None:
-                raise NotFound("node is no longer in the tree")
-            row = parent
-        return "/" + "/".join(reversed(names))
+        chain = self.tree.chain(row)
+        top = chain[0][0]
+        names = [m.name for _, m in chain[1:]]
+        if top.node_id == self.session.root_node_id and not top.owner:
+            return "/" + "/".join(names)
+        share = self.sharing.incoming[top.node_id]
+        return f"/{SHARED_DIR}/{share.owner_name}/" + "/".join([share.name, *names])
 
-    def _rewrite_meta(self, row: IndexRow, meta: NodeMeta, parent: IndexRow | None = None,
-                      replace: str | None = None) -> None:
-        """Re-seal a node's meta (new name/attributes and/or new parent) with rev+1."""
-        target = parent or (self.index.get(row.parent_id) if row.parent_id else None)
-        meta.rev += 1
-        if target is None:
+    def _parent_of(self, row: IndexRow) -> tuple[IndexRow, NodeMeta]:
+        """The verified parent of a node, as its chain reaches it (not the root, not a share root)."""
+        chain = self.tree.chain(row)
+        if len(chain) < 2:
+            if row.node_id == self.session.root_node_id:
+                raise Conflict("the root folder has no parent")
+            raise PermissionDenied("the root of a share is managed by its owner")
+        return chain[-2]
+
+    def rewrite_meta(self, row: IndexRow, meta: NodeMeta, *, parent: tuple[IndexRow, NodeMeta] | None = None,
+                     move: bool = False, replace: str | None = None) -> None:
+        """Re-seal a node's meta (new name/attributes) with rev+1, under its verified parent.
+
+        ``parent``: seal under this (verified) parent instead: the new folder of
+        a move (``move``), or the node's own folder just re-keyed (a rotation).
+        """
+        new = dataclasses.replace(meta, rev=meta.rev + 1, props=dict(meta.props))
+        if parent is not None:
+            key, pid = parent[1].key, parent[0].node_id
+        elif row.node_id == self.session.root_node_id and not row.owner:
             key, pid = self._master, ""
         else:
-            key, pid = self._meta(target).key, target.node_id
-        blob = format.seal_meta(key, self._owner_of(row), pid, row.node_id, meta)
-        n = self.api.update_node(row.node_id, blob, parent_id=parent.node_id if parent else None, replace=replace)
-        self._apply(n, meta)
+            prow, pmeta = self._parent_of(row)
+            key, pid = pmeta.key, prow.node_id
+        blob = format.seal_meta(key, self._owner_of(row), pid, row.node_id, new)
+        n = self.api.update_node(row.node_id, blob, parent_id=pid if move else None, replace=replace)
+        self._apply(n, new, key)
 
     def rename(self, src: str, dst: str, *, overwrite: bool = False, replace_nonempty: bool = False) -> Entry:
         """Move and/or rename; metadata only, nothing is re-uploaded.
@@ -490,70 +578,77 @@ class Drive:
         MOVE wants) goes to the trash in the same server transaction as the
         move, so it is never lost half-way.
         """
-        row, src_path = self._resolve(src)
-        if row.parent_id is None:
+        loc = self.resolve(src)
+        meta = loc.verified()
+        if loc.row.node_id == self.session.root_node_id or loc.row.parent_id is None:
             raise Conflict("cannot move the root folder")
-        new_parent, _pmeta, name = self._parent_for_new(dst)
-        dst_path = join(self._path_of(new_parent), name)
-        if dst_path == src_path:
-            return self._entry(row, src_path)
-        if (dst_path + "/").startswith(src_path + "/"):
+        new_parent, name = self._parent_for_new(dst)
+        dst_path = join(new_parent.path, name)
+        if dst_path == loc.path:
+            return self._entry(loc.row, loc.path, meta)
+        if (dst_path + "/").startswith(loc.path + "/"):
             raise Conflict("cannot move a folder into itself")
-        existing = self.index.lookup(new_parent.node_id, format.name_hash(self._hkey, new_parent.node_id, name))
+        existing = self._existing(new_parent, name)
         replace = None
-        if existing is not None and existing.node_id != row.node_id:
+        if existing is not None and existing.node_id != loc.row.node_id:
             if not overwrite:
                 raise AlreadyExists(f"already exists: {dst_path}")
             if not replace_nonempty:
-                if existing.kind == "dir" and row.kind != "dir":
+                if existing.kind == "dir" and loc.row.kind != "dir":
                     raise IsADirectory(f"is a folder: {dst_path}")
-                if existing.kind != "dir" and row.kind == "dir":
+                if existing.kind != "dir" and loc.row.kind == "dir":
                     raise NotADirectory(f"not a folder: {dst_path}")
                 if existing.kind == "dir" and self.index.children(existing.node_id):
                     raise NotEmpty(f"folder not empty: {dst_path}")
             replace = existing.node_id
-        meta = self._meta(row)
-        new = NodeMeta(**{**meta.__dict__, "name": name, "props": dict(meta.props)})
-        self._rewrite_meta(row, new, parent=new_parent if new_parent.node_id != row.parent_id else None,
-                           replace=replace)
+        moved = new_parent.row.node_id != loc.row.parent_id
+        self.rewrite_meta(loc.row, dataclasses.replace(meta, name=name),
+                          parent=(new_parent.row, new_parent.verified()) if moved else None, move=moved,
+                          replace=replace)
         if replace:
             self._apply(self.api.get_node(replace))
+        if moved:
+            self.sharing.after_move(loc.row.node_id, loc.row.parent_id, new_parent.row.node_id)
         return self.stat(dst_path)
 
     def delete(self, path: str) -> None:
         """Move a file or folder (with its contents) to the trash."""
-        row, p = self._resolve(path)
-        if row.parent_id is None:
+        loc = self.resolve(path)
+        loc.verified()
+        if loc.row.parent_id is None or loc.row.node_id == self.session.root_node_id:
             raise Conflict("cannot delete the root folder")
-        self.api.trash_node(row.node_id)
-        self._apply(self.api.get_node(row.node_id))
+        self.api.trash_node(loc.row.node_id)
+        self._apply(self.api.get_node(loc.row.node_id))
 
     def remove(self, path: str) -> None:
         """Delete a file (not a folder)."""
-        row, p = self._resolve(path)
-        if row.kind == "dir":
-            raise IsADirectory(f"is a folder: {p}")
-        self.delete(p)
+        loc = self.resolve(path)
+        if loc.row.kind == "dir":
+            raise IsADirectory(f"is a folder: {loc.path}")
+        self.delete(loc.path)
 
     def rmdir(self, path: str) -> None:
-        row, p = self._resolve(path)
-        if row.kind != "dir":
-            raise NotADirectory(f"not a folder: {p}")
-        if self.index.children(row.node_id):
-            raise NotEmpty(f"folder not empty: {p}")
-        self.delete(p)
+        loc = self.resolve(path)
+        if loc.row.kind != "dir":
+            raise NotADirectory(f"not a folder: {loc.path}")
+        if self.index.children(loc.row.node_id):
+            raise NotEmpty(f"folder not empty: {loc.path}")
+        self.delete(loc.path)
 
     def set_attrs(self, path: str, *, mtime_ns: int | None = None, mode: int | None = None,
                   props: dict[str, str | None] | None = None) -> Entry:
         """Change mtime, mode and/or dead properties (encrypted in the node's meta)."""
-        row, p = self._resolve(path)
-        self._set_attrs_row(row, mtime_ns, mode, props)
-        return self.stat(p)
+        loc = self.resolve(path)
+        self._set_attrs_row(loc.row, loc.verified(), mtime_ns, mode, props)
+        return self.stat(loc.path)
 
-    def _set_attrs_row(self, row: IndexRow, mtime_ns: int | None, mode: int | None,
+    def set_attrs_id(self, node_id: str, *, mtime_ns: int | None = None, mode: int | None = None) -> None:
+        row = self._row_by_id(node_id)
+        self._set_attrs_row(row, self.tree.meta(row), mtime_ns, mode, None)
+
+    def _set_attrs_row(self, row: IndexRow, meta: NodeMeta, mtime_ns: int | None, mode: int | None,
                        props: dict[str, str | None] | None) -> None:
-        meta = self._meta(row)
-        new = NodeMeta(**{**meta.__dict__, "props": dict(meta.props)})
+        new = dataclasses.replace(meta, props=dict(meta.props))
         if mtime_ns is not None:
             new.mtime_ns = mtime_ns
         if mode is not None:
@@ -563,7 +658,31 @@ class Drive:
                 new.props.pop(k, None)
             else:
                 new.props[k] = v
-        self._rewrite_meta(row, new)
+        self.rewrite_meta(row, new)
+
+    def create_file(self, path: str, *, mode: int = 0o644, exclusive: bool = True) -> Entry:
+        """Create an empty file (version 0) now, so it is visible before any content is committed."""
+        parent, name = self._parent_for_new(path)
+        if self._existing(parent, name) is not None:
+            if exclusive:
+                raise AlreadyExists(f"already exists: {path}")
+            return self.stat(path)
+        meta = NodeMeta(name=name, kind="file", key=crypto.random_key(), file_id=crypto.random_id(),
+                        mtime_ns=time.time_ns(), mode=mode & 0o7777)
+        self._create_node(parent.row, parent.verified(), meta)
+        return self.stat(path)
+
+    def symlink(self, path: str, target: str) -> Entry:
+        """A symbolic link: a node whose encrypted meta holds the target (like its name, never in clear)."""
+        if not target or "\0" in target or len(target.encode("utf-8", "surrogateescape")) > 4095:
+            raise InvalidPath("invalid symbolic link target")
+        parent, name = self._parent_for_new(path)
+        if self._existing(parent, name) is not None:
+            raise AlreadyExists(f"already exists: {path}")
+        meta = NodeMeta(name=name, kind="file", key=crypto.random_key(), file_id=crypto.random_id(),
+                        mtime_ns=time.time_ns(), mode=0o777, size=0, link=target)
+        self._create_node(parent.row, parent.verified(), meta)
+        return self.stat(path)
 
     # -- content --------------------------------------------------------------------------------
 
@@ -574,7 +693,7 @@ class Drive:
         if meta.version == 0:
             return None
         if row.removed:
-            raise TakenDown(f"{meta.name!r} was removed by the operator after an abuse notice")
+            raise TakenDown(f"node {short(row.node_id)} was removed by the operator after an abuse notice")
         version, blob = self.api.get_manifest(row.node_id, meta.version)
         if version != meta.version:
             raise IntegrityError("integrity check failed: server returned another version's manifest")
@@ -583,41 +702,33 @@ class Drive:
             raise IntegrityError("integrity check failed: file size does not match its manifest")
         return m
 
-    def _fetch_blob(self, chunk_id: str, use_cache: bool = True) -> bytes:
-        """A chunk's ciphertext, from the local cache or the server (verified by the caller)."""
-        if use_cache:
-            blob = self._cache.get(chunk_id)
-            if blob is not None:
-                return blob
-        try:
-            blob = self.api.get_chunk(chunk_id)
-        except NotFound:
-            raise IntegrityError(f"integrity check failed: chunk {chunk_id[:12]}… is missing on the server") from None
-        if use_cache:
-            self._cache.put(chunk_id, blob)
-        return blob
+    def manifest(self, path: str) -> Manifest | None:
+        """The verified manifest of a file's current version (None before its first version)."""
+        loc = self.resolve(path)
+        if loc.row.kind == "dir":
+            raise IsADirectory(f"is a folder: {loc.path}")
+        return self._manifest(loc.row, loc.verified())
 
     def open_read(self, path: str, *, cache: bool = True) -> FileReader:
         """A verified random-access reader of the file's current version.
 
         ``cache=False`` for one-shot streaming (``megadrive get``): nothing is kept.
         """
-        row, p = self._resolve(path)
-        if row.kind == "dir":
-            raise IsADirectory(f"is a folder: {p}")
-        return self._reader(row, self._meta(row), cache=cache)
+        loc = self.resolve(path)
+        if loc.row.kind == "dir":
+            raise IsADirectory(f"is a folder: {loc.path}")
+        return self._reader(loc.row, loc.verified(), cache=cache)
 
     def _reader(self, row: IndexRow, meta: NodeMeta, *, cache: bool = True) -> FileReader:
-        return FileReader(self, self._file_keys(row, meta), self._manifest(row, meta), cache=cache)
+        return FileReader(self.chunks, self._file_keys(row, meta), self._manifest(row, meta), cache=cache)
 
-    def _copy_content(self, row: IndexRow, meta: NodeMeta, w: FileWriter) -> None:
-        """Stream a file's current content into a writer (re-encrypting it under the writer's keys)."""
+    def _content(self, row: IndexRow, meta: NodeMeta) -> Iterator[bytes]:
+        """A file's current plaintext, chunk by chunk (verified as it streams)."""
         if meta.link is not None or not meta.version:
             return
         src = self._reader(row, meta, cache=False)
         try:
-            for piece in src.iter_range():
-                w.write(piece)
+            yield from src.iter_range()
         finally:
             src.close()
 
@@ -628,40 +739,52 @@ class Drive:
         finally:
             r.close()
 
-    def _writer(self, row: IndexRow, meta: NodeMeta, *, truncate: bool, parent_id: str, name: str,
+    def _new_writer(self, keys: FileKeys, base: Manifest | None, *, truncate: bool, parent_id: str, name: str,
+                    create: bool, parent_key: bytes | None, origin: NodeMeta | None = None,
+                    mtime_ns: int | None = None, journal: bool = False) -> FileWriter:
+        return FileWriter(self.chunks, self, keys, base, truncate=truncate, parent_id=parent_id, name=name,
+                          create=create, mtime_ns=mtime_ns, journal=self.journal if journal else None,
+                          origin=(origin.key, origin.file_id) if origin is not None else None,
+                          parent_key=parent_key)
+
+    def _writer(self, row: IndexRow, meta: NodeMeta, parent: tuple[IndexRow, NodeMeta], *, truncate: bool,
                 journal: bool = False, mtime_ns: int | None = None) -> FileWriter:
         """A writer for an existing file; after a share was revoked (meta.rekey) the new version gets a
         fresh content key and file id, so its content is sealed under keys the former recipient never had."""
+        prow, pmeta = parent
         if not meta.rekey:
-            return FileWriter(self, self._file_keys(row, meta), self._manifest(row, meta), truncate=truncate,
-                              parent_id=parent_id, name=name, create=False, mtime_ns=mtime_ns, journal=journal)
+            return self._new_writer(self._file_keys(row, meta), self._manifest(row, meta), truncate=truncate,
+                                    parent_id=prow.node_id, name=meta.name, create=False, parent_key=pmeta.key,
+                                    origin=meta, mtime_ns=mtime_ns, journal=journal)
         keys = FileKeys(self._owner_of(row), row.node_id, crypto.random_id(), crypto.random_key())
-        w = FileWriter(self, keys, None, truncate=True, parent_id=parent_id, name=name, create=False,
-                       mtime_ns=mtime_ns, journal=journal)
+        w = self._new_writer(keys, None, truncate=True, parent_id=prow.node_id, name=meta.name, create=False,
+                             parent_key=pmeta.key, origin=meta, mtime_ns=mtime_ns, journal=journal)
         w.base_version = meta.version
         if not truncate:
-            self._copy_content(row, meta, w)
+            for piece in self._content(row, meta):
+                w.write(piece)
             w.pos = 0
         return w
 
     def open_write(self, path: str, *, truncate: bool = True, create: bool = True, exclusive: bool = False,
                    mtime_ns: int | None = None) -> FileWriter:
         """Stage a new version of ``path`` (created at commit if it does not exist)."""
-        parent, pmeta, name = self._parent_for_new(path)
-        existing = self.index.lookup(parent.node_id, format.name_hash(self._hkey, parent.node_id, name))
+        parent, name = self._parent_for_new(path)
+        pmeta = parent.verified()
+        existing = self._existing(parent, name)
         if existing is not None:
             if exclusive:
                 raise AlreadyExists(f"already exists: {path}")
             if existing.kind == "dir":
                 raise IsADirectory(f"is a folder: {path}")
-            meta = self._meta(existing)
-            return self._writer(existing, meta, truncate=truncate, parent_id=parent.node_id, name=name,
-                                mtime_ns=mtime_ns)
+            meta = self.tree.child_meta(existing, parent.row, pmeta)
+            return self._writer(existing, meta, (parent.row, pmeta), truncate=truncate, mtime_ns=mtime_ns)
         if not create:
             raise NotFound(f"no such file: {path}")
-        keys = FileKeys(self._owner_of(parent), crypto.random_id().hex(), crypto.random_id(), crypto.random_key())
-        return FileWriter(self, keys, None, truncate=True, parent_id=parent.node_id, name=name, create=True,
-                          mtime_ns=mtime_ns)
+        keys = FileKeys(self._owner_of(parent.row), crypto.random_id().hex(), crypto.random_id(),
+                        crypto.random_key())
+        return self._new_writer(keys, None, truncate=True, parent_id=parent.row.node_id, name=name, create=True,
+                                parent_key=pmeta.key, mtime_ns=mtime_ns)
 
     # -- by node id (for front-ends that hold open files across renames and unlinks) -----------
 
@@ -674,15 +797,13 @@ class Drive:
     def stat_id(self, node_id: str) -> Entry:
         """Attributes of a node held open, wherever it now is (even in the trash)."""
         row = self._row_by_id(node_id)
-        m = self._meta(row)
-        return Entry(path="", name=m.name, node_id=node_id, kind=row.kind, size=m.size, mtime_ns=m.mtime_ns,
-                     mode=m.mode, version=m.version, props=dict(m.props), removed=row.removed, link=m.link)
+        return self._entry(row, "", self.tree.meta(row))
 
     def open_read_id(self, node_id: str) -> FileReader:
         row = self._row_by_id(node_id)
         if row.kind == "dir":
             raise IsADirectory("is a folder")
-        return self._reader(row, self._meta(row))
+        return self._reader(row, self.tree.meta(row))
 
     def open_write_id(self, node_id: str, *, truncate: bool = False, journal: bool = False) -> FileWriter:
         """Stage a new version of an existing file node (renames meanwhile are fine).
@@ -693,232 +814,253 @@ class Drive:
         row = self._row_by_id(node_id)
         if row.kind == "dir":
             raise IsADirectory("is a folder")
-        meta = self._meta(row)
-        return self._writer(row, meta, truncate=truncate, parent_id=row.parent_id or "", name=meta.name,
-                            journal=journal)
+        chain = self.tree.chain(row)
+        if len(chain) < 2:
+            raise IsADirectory("is a folder")
+        return self._writer(row, chain[-1][1], chain[-2], truncate=truncate, journal=journal)
+
+    # -- committing (called by FileWriter) ------------------------------------------------------
+
+    def commit(self, w: FileWriter, manifest: Manifest) -> None:
+        """Create the node if new, then compare-and-swap the new version (FileWriter.commit calls this).
+
+        The meta sealed here carries the writer's content key: it goes only into
+        a meta whose current keys are the ones the writer started from, under the
+        folder the node is verified in now.
+        """
+        node_id = w.keys.node_id
+        mtime = w.mtime_ns or time.time_ns()
+        if w.create:
+            self._create_for(w, mtime)
+        row = self.index.get(node_id)
+        if row is None:
+            raise NotFound("the file was removed while it was being written")
+        chain = self.tree.chain(row)
+        if len(chain) < 2:
+            raise IntegrityError(f"integrity check failed: node {short(node_id)} is not a file in a folder")
+        (parent, pmeta), (_, cur) = chain[-2], chain[-1]
+        if w.origin is not None and (not crypto.ct_equal(cur.key, w.origin[0]) or cur.file_id != w.origin[1]):
+            if cur.version != w.base_version:
+                raise StaleVersion("the file was changed elsewhere; this version was not committed")
+            raise IntegrityError(f"integrity check failed: node {short(node_id)}'s keys changed while it was open")
+        new = dataclasses.replace(cur, props=dict(cur.props), size=manifest.size, version=manifest.version,
+                                  mtime_ns=mtime, rev=cur.rev + 1, key=w.keys.content_key,
+                                  file_id=w.keys.file_id, rekey=False)
+        blob = format.seal_meta(pmeta.key, self._owner_of(parent), parent.node_id, node_id, new)
+        n = self.api.commit_version(node_id, manifest.version - 1,
+                                    format.seal_manifest(w.keys.content_key, w.keys.owner, manifest),
+                                    manifest.chunk_ids(), meta=blob)
+        self._apply(n, new, pmeta.key)
+        self._quota = None
+
+    def _create_for(self, w: FileWriter, mtime: int) -> None:
+        parent = self.index.get(w.parent_id)
+        if parent is None:
+            raise NotFound("the folder was removed while the file was being written")
+        pmeta = self.tree.meta(parent)
+        if w.parent_key is not None and not crypto.ct_equal(pmeta.key, w.parent_key):
+            raise IntegrityError(f"integrity check failed: folder {short(parent.node_id)}'s key changed while a "
+                                 "file was being written into it")
+        if self.index.lookup(parent.node_id, format.name_hash(self._hkey, parent.node_id, w.name)):
+            raise AlreadyExists(f"a file named {w.name!r} appeared while this one was being written")
+        meta = NodeMeta(name=w.name, kind="file", key=w.keys.content_key, file_id=w.keys.file_id,
+                        mtime_ns=mtime, mode=w.mode, props=dict(w.props), link=w.link)
+        self._create_node(parent, pmeta, meta, node_id=w.keys.node_id)
+        w.create = False
+
+    def keep_conflict(self, w: FileWriter, manifest: Manifest) -> str:
+        """A staged version lost its compare-and-swap: keep it beside the file, under fresh keys.
+
+        It goes into the folder the writer started in if that folder still has
+        the key it had then, otherwise into the root: never into a folder the
+        node was moved to behind the writer's back.
+        """
+        home = self._conflict_home(w.parent_id, w.parent_key)
+        cur = self.index.get(w.keys.node_id)
+        try:
+            meta = self.tree.meta(cur) if cur is not None else None
+        except IntegrityError:
+            meta = None
+        name = conflict_name(meta.name if meta is not None else w.name)
+        size = manifest.size
+
+        def staged() -> Iterator[bytes]:
+            for off in range(0, size, CHUNK_SIZE):
+                yield w.pread(off, CHUNK_SIZE)
+
+        mode, props = (meta.mode, dict(meta.props)) if meta is not None else (0o644, {})
+        self._new_file(home, name, staged(), w.mtime_ns or time.time_ns(), mode, props)
+        return name
+
+    def _conflict_home(self, parent_id: str, parent_key: bytes | None) -> tuple[IndexRow, NodeMeta]:
+        parent = self.index.get(parent_id)
+        if parent is not None and parent_key is not None:
+            try:
+                pmeta = self.tree.meta(parent)
+                if crypto.ct_equal(pmeta.key, parent_key):
+                    return parent, pmeta
+            except IntegrityError:
+                pass
+        log.warning("the folder of node %s changed its key: keeping the conflicted copy in the root folder",
+                    short(parent_id))
+        return self._root()
+
+    def _new_file(self, parent: tuple[IndexRow, NodeMeta], name: str, content: Iterator[bytes], mtime_ns: int,
+                  mode: int = 0o644, props: dict[str, str] | None = None, link: str | None = None) -> str:
+        """A new file node under fresh keys holding ``content`` (re-encrypted: no key is shared with another
+        node). Returns its node id."""
+        prow, pmeta = parent
+        keys = FileKeys(self._owner_of(prow), crypto.random_id().hex(), crypto.random_id(), crypto.random_key())
+        w = self._new_writer(keys, None, truncate=True, parent_id=prow.node_id, name=name, create=True,
+                             parent_key=pmeta.key, mtime_ns=mtime_ns)
+        w.mode, w.props, w.link = mode, dict(props or {}), link
+        try:
+            for piece in content:
+                w.write(piece)
+            w.commit()
+        finally:
+            w.close()
+        return keys.node_id
 
     # -- the journal: versions sealed on this machine but not yet committed ----------------------
-
-    def _journal_pending(self, w: FileWriter, manifest: Manifest) -> None:
-        self.index.pending_put(w.keys.node_id, manifest.version - 1,
-                               format.seal_manifest(w.keys.content_key, w.keys.owner, manifest), manifest.chunk_ids())
 
     def replay_journal(self) -> list[str]:
         """Finish what a killed mount had sealed: upload its chunks and commit its versions.
 
         A version whose base was overtaken meanwhile is kept as a conflicted
-        copy beside the file, never dropped. Returns one line per file.
+        copy beside the file (under fresh keys), never dropped. Returns one
+        line per file, naming nodes by id (the lines go to the mount's log).
         """
         report: list[str] = []
         for node_id, base, mblob, chunks in self.index.pending_all():
-            mtime = time.time_ns()  # the journal keeps no plaintext attribute: a recovered version is stamped now
             try:
-                row = self._row_by_id(node_id)
-                meta = self._meta(row)
-                manifest = format.open_manifest(meta.key, self._owner_of(row), node_id, base + 1, meta.file_id, mblob)
-                for cid in self.api.missing_chunks(chunks):
-                    blob = self.index.journal_get(cid)
-                    if blob is None:
-                        raise IntegrityError(f"integrity check failed: the journal lacks chunk {cid[:12]}…")
-                    self.api.put_chunk(cid, blob)
-                parent = self.index.get(row.parent_id) if row.parent_id else None
-                if parent is None:
-                    raise NotFound("the file's folder is gone")
-                pmeta = self._meta(parent)
-                if meta.version > base:
-                    _, blob = self.api.get_manifest(node_id, base + 1)
-                    done = format.open_manifest(meta.key, self._owner_of(row), node_id, base + 1, meta.file_id, blob)
-                    if done.chunks == manifest.chunks and done.size == manifest.size:
-                        report.append(f"{meta.name!r} was already committed (version {base + 1})")
-                        continue  # the commit went through just before the crash
-                if meta.version == base:
-                    new = NodeMeta(**{**meta.__dict__, "props": dict(meta.props)})
-                    new.size, new.version, new.mtime_ns, new.rev = manifest.size, base + 1, mtime, meta.rev + 1
-                    try:
-                        n = self.api.commit_version(node_id, base, mblob, chunks, meta=format.seal_meta(
-                            pmeta.key, self._owner_of(parent), parent.node_id, node_id, new))
-                        self._apply(n, new)
-                        report.append(f"recovered {meta.name!r} (version {base + 1})")
-                        continue
-                    except StaleVersion:
-                        pass
-                name = conflict_name(meta.name)
-                self._clone_file(meta, parent, pmeta, name, manifest, mtime)
-                report.append(f"kept unsaved changes of {meta.name!r} as {name!r} (the file changed meanwhile)")
+                report.append(self._replay_one(node_id, base, mblob, chunks))
             except MegaDriveError as e:
-                log.error("could not recover a journaled version of node %s: %s", node_id, e.message)
-                report.append(f"lost a journaled version of node {node_id}: {e.message}")
+                log.error("could not recover a journaled version of node %s: %s", short(node_id), e.log_text())
+                report.append(f"lost a journaled version of node {short(node_id)}: {e.log_text()}")
             finally:
                 self.index.journal_done(node_id)
         for node_id in self.index.journal_orphans():
-            log.warning("dropping chunks of a write to node %s that never reached close() or fsync()", node_id)
+            log.warning("dropping chunks of a write to node %s that never reached close() or fsync()",
+                        short(node_id))
             self.index.journal_done(node_id)
         return report
 
-    def _keep_conflict(self, w: FileWriter, manifest: Manifest) -> str:
-        """A staged version lost its compare-and-swap: keep it beside the file instead of dropping it."""
-        row = self._row_by_id(w.keys.node_id)
-        parent = self.index.get(row.parent_id) if row.parent_id else None
-        if parent is None:
+    def _replay_one(self, node_id: str, base: int, mblob: bytes, chunks: list[str]) -> str:
+        mtime = time.time_ns()  # the journal keeps no plaintext attribute: a recovered version is stamped now
+        row = self._row_by_id(node_id)
+        chain = self.tree.chain(row)
+        if len(chain) < 2:
             raise NotFound("the file's folder is gone")
-        cur = self._meta(row)
-        mine = NodeMeta(**{**cur.__dict__, "key": w.keys.content_key, "file_id": w.keys.file_id,
-                           "props": dict(cur.props), "rekey": False})
-        name = conflict_name(cur.name)
-        self._clone_file(mine, parent, self._meta(parent), name, manifest, w.mtime_ns or time.time_ns())
-        return name
+        (parent, pmeta), (_, meta) = chain[-2], chain[-1]
+        # Opening the journaled manifest under the meta's key is the key-continuity check: a meta the
+        # server swapped in (other keys) cannot open it, and nothing is sealed anywhere then.
+        manifest = format.open_manifest(meta.key, self._owner_of(row), node_id, base + 1, meta.file_id, mblob)
+        for cid in self.api.missing_chunks(chunks, owner=row.owner or None):
+            blob = self.index.journal_get(cid)
+            if blob is None:
+                raise IntegrityError(f"integrity check failed: the journal lacks chunk {cid[:12]}…")
+            self.chunks.put(cid, blob, self._owner_of(row))
+        if meta.version > base:
+            _, blob = self.api.get_manifest(node_id, base + 1)
+            done = format.open_manifest(meta.key, self._owner_of(row), node_id, base + 1, meta.file_id, blob)
+            if done.chunks == manifest.chunks and done.size == manifest.size:
+                return f"node {short(node_id)} was already committed (version {base + 1})"
+        if meta.version == base:
+            new = dataclasses.replace(meta, props=dict(meta.props), size=manifest.size, version=base + 1,
+                                      mtime_ns=mtime, rev=meta.rev + 1)
+            try:
+                n = self.api.commit_version(node_id, base, mblob, chunks, meta=format.seal_meta(
+                    pmeta.key, self._owner_of(parent), parent.node_id, node_id, new))
+                self._apply(n, new, pmeta.key)
+                return f"recovered node {short(node_id)} (version {base + 1})"
+            except StaleVersion:
+                pass
+        keys = self._file_keys(row, meta)
+        reader = FileReader(_JournalFirst(self), keys, manifest, cache=False)
+        try:
+            copy = self._new_file((parent, pmeta), conflict_name(meta.name), reader.iter_range(), mtime,
+                                  meta.mode, dict(meta.props))
+        finally:
+            reader.close()
+        return f"kept unsaved changes of node {short(node_id)} as node {short(copy)} (the file changed meanwhile)"
 
-    def _clone_file(self, meta: NodeMeta, parent: IndexRow, pmeta: NodeMeta, name: str, m: Manifest,
-                    mtime_ns: int) -> None:
-        """A new file node holding version ``m``'s content (same content key: no chunk re-sent)."""
-        node_id = crypto.random_id().hex()
-        new = NodeMeta(**{**meta.__dict__, "name": name, "version": 0, "size": 0, "rev": 0, "mtime_ns": mtime_ns,
-                          "props": dict(meta.props)})
-        n = self.api.create_node(node_id, parent.node_id, "file",
-                                 format.seal_meta(pmeta.key, self._owner_of(parent), parent.node_id, node_id, new))
-        self._apply(n, new)
-        copy = Manifest(node_id, meta.file_id, 1, m.size, list(m.chunks), m.commitment)
-        final = NodeMeta(**{**new.__dict__, "version": 1, "size": m.size, "rev": 1, "props": dict(new.props)})
-        owner = self._owner_of(parent)
-        n = self.api.commit_version(node_id, 0, format.seal_manifest(meta.key, owner, copy), copy.chunk_ids(),
-                                    meta=format.seal_meta(pmeta.key, owner, parent.node_id, node_id, final))
-        self._apply(n, final)
-
-    def create_file(self, path: str, *, mode: int = 0o644, exclusive: bool = True) -> Entry:
-        """Create an empty file (version 0) now, so it is visible before any content is committed."""
-        parent, pmeta, name = self._parent_for_new(path)
-        if self.index.lookup(parent.node_id, format.name_hash(self._hkey, parent.node_id, name)) is not None:
-            if exclusive:
-                raise AlreadyExists(f"already exists: {path}")
-            return self.stat(path)
-        node_id = crypto.random_id().hex()
-        meta = NodeMeta(name=name, kind="file", key=crypto.random_key(), file_id=crypto.random_id(),
-                        mtime_ns=time.time_ns(), mode=mode & 0o7777)
-        n = self.api.create_node(node_id, parent.node_id, "file",
-                                 format.seal_meta(pmeta.key, self._owner_of(parent), parent.node_id, node_id, meta))
-        self._apply(n, meta)
-        return self.stat(path)
-
-    def symlink(self, path: str, target: str) -> Entry:
-        """A symbolic link: a node whose encrypted meta holds the target (like its name, never in clear)."""
-        if not target or "\0" in target or len(target.encode("utf-8", "surrogateescape")) > 4095:
-            raise InvalidPath("invalid symbolic link target")
-        parent, pmeta, name = self._parent_for_new(path)
-        if self.index.lookup(parent.node_id, format.name_hash(self._hkey, parent.node_id, name)) is not None:
-            raise AlreadyExists(f"already exists: {path}")
-        node_id = crypto.random_id().hex()
-        meta = NodeMeta(name=name, kind="file", key=crypto.random_key(), file_id=crypto.random_id(),
-                        mtime_ns=time.time_ns(), mode=0o777, size=0, link=target)
-        n = self.api.create_node(node_id, parent.node_id, "file",
-                                 format.seal_meta(pmeta.key, self._owner_of(parent), parent.node_id, node_id, meta))
-        self._apply(n, meta)
-        return self.stat(path)
-
-    def set_attrs_id(self, node_id: str, *, mtime_ns: int | None = None, mode: int | None = None) -> None:
-        self._set_attrs_row(self._row_by_id(node_id), mtime_ns, mode, None)
-
-    def _commit_file(self, w: FileWriter, manifest: Manifest) -> None:
-        """Called by FileWriter.commit: create the node if new, then CAS the new version."""
-        node_id = w.keys.node_id
-        mtime = w.mtime_ns or time.time_ns()
-        if w.create:
-            parent = self.index.get(w.parent_id)
-            if parent is None:
-                raise NotFound("the folder was removed while the file was being written")
-            pmeta = self._meta(parent)
-            if self.index.lookup(parent.node_id, format.name_hash(self._hkey, parent.node_id, w.name)):
-                raise AlreadyExists(f"a file named {w.name!r} appeared while this one was being written")
-            meta = NodeMeta(name=w.name, kind="file", key=w.keys.content_key, file_id=w.keys.file_id,
-                            mtime_ns=mtime, mode=0o644)
-            n = self.api.create_node(node_id, parent.node_id, "file",
-                                     format.seal_meta(pmeta.key, self._owner_of(parent), parent.node_id, node_id, meta))
-            self._apply(n, meta)
-        row = self.index.get(node_id)
-        if row is None:
-            raise NotFound("the file was removed while it was being written")
-        cur = self._meta(row)
-        parent = self.index.get(row.parent_id) if row.parent_id else None
-        if parent is None:
-            raise NotFound("the file's folder is gone")
-        pmeta = self._meta(parent)
-        new = NodeMeta(**{**cur.__dict__, "props": dict(cur.props)})
-        new.size, new.version, new.mtime_ns, new.rev = manifest.size, manifest.version, mtime, cur.rev + 1
-        new.key, new.file_id, new.rekey = w.keys.content_key, w.keys.file_id, False
-        blob = format.seal_meta(pmeta.key, self._owner_of(parent), parent.node_id, node_id, new)
-        n = self.api.commit_version(node_id, manifest.version - 1,
-                                    format.seal_manifest(w.keys.content_key, w.keys.owner, manifest),
-                                    [c.hex() for c in manifest.chunks], meta=blob)
-        self._apply(n, new)
-        self._quota = None
+    # -- whole-file helpers and copies ----------------------------------------------------------
 
     def write_file(self, path: str, data: bytes, *, mtime_ns: int | None = None) -> Entry:
         w = self.open_write(path, mtime_ns=mtime_ns)
-        w.write(data)
-        w.commit()
+        try:
+            w.write(data)
+            w.commit()
+        finally:
+            w.close()
         return self.stat(path)
 
     def truncate(self, path: str, size: int) -> Entry:
         w = self.open_write(path, truncate=False, create=False)
-        w.truncate(size)
-        w.commit()
+        try:
+            w.truncate(size)
+            w.commit()
+        finally:
+            w.close()
         return self.stat(path)
 
     def copy(self, src: str, dst: str, *, overwrite: bool = False, recursive: bool = True) -> Entry:
-        """Copy without re-uploading: a file copy shares content key, file id and chunks.
+        """Copy a file or folder; every file copy gets a fresh content key and file id (re-encrypted).
 
-        An existing destination is replaced only once the whole copy exists
+        No key is ever shared by two nodes, so whatever later happens to the
+        copy (shared, linked, revoked) says nothing about the original. An
+        existing destination is replaced only once the whole copy exists
         (built under a temporary name, then moved over it in one transaction).
         """
-        row, p = self._resolve(src)
-        parent, pmeta, name = self._parent_for_new(dst)
-        dst_path = join(self._path_of(parent), name)
-        if dst_path == p or (dst_path + "/").startswith(p + "/"):
+        loc = self.resolve(src)
+        loc.verified()
+        parent, name = self._parent_for_new(dst)
+        dst_path = join(parent.path, name)
+        if dst_path == loc.path or (dst_path + "/").startswith(loc.path + "/"):
             raise Conflict("cannot copy a folder into itself")
-        existing = self.index.lookup(parent.node_id, format.name_hash(self._hkey, parent.node_id, name))
+        existing = self._existing(parent, name)
         if existing is not None and not overwrite:
             raise AlreadyExists(f"already exists: {dst_path}")
         tmp = f".megadrive-copy-{crypto.random_id().hex()}" if existing is not None else name
-        self._copy_node(row, parent, pmeta, tmp, recursive)
+        self._copy_node(loc.row, (parent.row, parent.verified()), tmp, recursive)
         if existing is not None:
-            self.rename(join(self._path_of(parent), tmp), dst_path, overwrite=True, replace_nonempty=True)
+            self.rename(join(parent.path, tmp), dst_path, overwrite=True, replace_nonempty=True)
         return self.stat(dst_path)
 
-    def _copy_node(self, row: IndexRow, parent: IndexRow, pmeta: NodeMeta, name: str, recursive: bool) -> None:
-        meta = self._meta(row)
-        node_id = crypto.random_id().hex()
+    def _copy_node(self, row: IndexRow, parent: tuple[IndexRow, NodeMeta], name: str, recursive: bool) -> None:
+        meta = self.tree.meta(row)
+        prow, pmeta = parent
         if row.kind == "dir":
             new = NodeMeta(name=name, kind="dir", key=crypto.random_key(), mtime_ns=meta.mtime_ns, mode=meta.mode,
                            props=dict(meta.props))
-            n = self.api.create_node(node_id, parent.node_id, "dir",
-                                     format.seal_meta(pmeta.key, self._owner_of(parent), parent.node_id, node_id, new))
-            self._apply(n, new)
+            copy_row = self._create_node(prow, pmeta, new)
             if recursive:
-                copy_row = self.index.get(node_id)
-                assert copy_row is not None
                 for child in self.index.children(row.node_id):
                     if child.bad:
                         raise IntegrityError("integrity check failed: cannot copy an entry that fails authentication")
-                    self._copy_node(child, copy_row, new, self._meta(child).name, True)
+                    self._copy_node(child, (copy_row, new), self.tree.child_meta(child, row, meta).name, True)
             return
-        if self._owner_of(parent) != self._owner_of(row) or meta.link is not None or meta.rekey:
-            # Into or out of someone else's tree (or a file due a new key): re-encrypt under a fresh
-            # content key, so no key crosses from one owner's files to another's.
-            w = FileWriter(self, FileKeys(self._owner_of(parent), node_id, crypto.random_id(), crypto.random_key()),
-                           None, truncate=True, parent_id=parent.node_id, name=name, create=True,
-                           mtime_ns=meta.mtime_ns)
-            self._copy_content(row, meta, w)
-            w.commit()
-            copy_row = self._row_by_id(node_id)
-            done = self._meta(copy_row)
-            self._rewrite_meta(copy_row, NodeMeta(**{**done.__dict__, "link": meta.link, "mode": meta.mode,
-                                                     "props": dict(meta.props)}))
-            return
-        base = self._manifest(row, meta)
-        if base is not None:
-            self._clone_file(meta, parent, pmeta, name, base, meta.mtime_ns)
-            return
-        new = NodeMeta(**{**meta.__dict__, "name": name, "version": 0, "size": 0, "rev": 0,
-                          "props": dict(meta.props)})
-        n = self.api.create_node(node_id, parent.node_id, "file",
-                                 format.seal_meta(pmeta.key, self._owner_of(parent), parent.node_id, node_id, new))
-        self._apply(n, new)
+        self._new_file(parent, name, self._content(row, meta), meta.mtime_ns, meta.mode, dict(meta.props),
+                       meta.link)
+
+
+class _JournalFirst:
+    """Chunk I/O that looks in the local journal before the server (replaying a killed mount's version)."""
+
+    def __init__(self, drive: Drive) -> None:
+        self._chunks = drive.chunks
+        self._index = drive.index
+
+    def fetch(self, chunk_id: str, *, use_cache: bool = True) -> bytes:
+        blob = self._index.journal_get(chunk_id)
+        return blob if blob is not None else self._chunks.fetch(chunk_id, use_cache=use_cache)
+
+    def discard(self, chunk_id: str) -> None:
+        self._chunks.discard(chunk_id)
+
+    def put(self, chunk_id: str, blob: bytes, owner: str) -> None:
+        self._chunks.put(chunk_id, blob, owner)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        return self._chunks.submit(fn, *args)

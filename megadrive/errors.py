@@ -13,6 +13,7 @@ class MegaDriveError(Exception):
     """Something went wrong."""
 
     exit_code = 1
+    loggable = False  # True where messages never carry a file name or path (they may go to a log file)
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or (self.__doc__ or "error").strip())
@@ -21,11 +22,18 @@ class MegaDriveError(Exception):
     def message(self) -> str:
         return str(self.args[0])
 
+    def log_text(self) -> str:
+        """What a log line may say of this error: never a decrypted name or path (logs outlive sessions)."""
+        if self.loggable:
+            return self.message
+        return f"{type(self).__name__}: {(self.__doc__ or 'error').strip()}"
+
 
 class IntegrityError(MegaDriveError):
     """Integrity check failed: data was tampered with, corrupted, or rolled back."""
 
     exit_code = 3
+    loggable = True  # raised with node ids, chunk indexes and record kinds, never names
 
 
 class NotFound(MegaDriveError):

@@ -72,6 +72,20 @@ def open_record(master: bytes, owner: str, ns: str, key_hash: str, blob: bytes) 
                               aad("local-record", owner, ns, key_hash), "local record")
 
 
+# -- account records (kept on the server, sealed, shared by the account's devices) ---------------
+
+
+def seal_account_record(master: bytes, user_id: str, name: str, version: int, payload: bytes) -> bytes:
+    """A small record of the account's own (its contact pins): padded, bound to account, name and version."""
+    return crypto.seal(crypto.derive_key(master, "account-record", name.encode()), pad(payload),
+                       aad("account-record", user_id, name, version))
+
+
+def open_account_record(master: bytes, user_id: str, name: str, version: int, blob: bytes) -> bytes:
+    return unpad(crypto.open_sealed(crypto.derive_key(master, "account-record", name.encode()), blob,
+                                    aad("account-record", user_id, name, version), f"account record {name!r}"))
+
+
 # -- share grants -------------------------------------------------------------------------------
 
 

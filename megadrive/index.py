@@ -71,13 +71,18 @@ class Index:
         if "removed" not in cols:
             self._conn.execute("ALTER TABLE nodes ADD COLUMN removed INTEGER NOT NULL DEFAULT 0")
         if "seen" not in db.table_names():
-            db.table("seen").create({"node_id": str, "version": int, "rev": int}, pk="node_id")
+            db.table("seen").create({"node_id": str, "version": int, "rev": int, "seq": int}, pk="node_id")
+        if "seq" not in {c.name for c in db.table("seen").columns}:
+            self._conn.execute("ALTER TABLE seen ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
         if "state" not in db.table_names():
             db.table("state").create({"key": str, "value": str}, pk="key")
         if "contacts" not in db.table_names():
             # Identity keys pinned on first use (TOFU), by account name.
             db.table("contacts").create({"user": str, "user_id": str, "sign_pub": str, "verified": int,
-                                         "first_seen": float}, pk="user")
+                                         "first_seen": float, "accepted": int}, pk="user")
+        if "accepted" not in {c.name for c in db.table("contacts").columns}:
+            # Contacts pinned before first contact needed acceptance start out pending again.
+            self._conn.execute("ALTER TABLE contacts ADD COLUMN accepted INTEGER NOT NULL DEFAULT 0")
         if "records" not in db.table_names():
             # Small sealed records front-ends keep locally (WebDAV locks): keyed hash -> sealed blob.
             db.table("records").create({"ns": str, "key": str, "blob": bytes}, pk=("ns", "key"))
@@ -247,24 +252,25 @@ class Index:
                 "SELECT DISTINCT node_id FROM journal WHERE node_id NOT IN (SELECT node_id FROM pending)").fetchall()
         return [r[0] for r in rows]
 
-    def contact(self, user: str) -> tuple[str, str, bool] | None:
+    def contact(self, user: str) -> tuple[str, str, bool, bool, float] | None:
+        """(user_id, sign_pub hex, verified, accepted, first_seen) of a pinned contact."""
         with self._lock:
-            r = self._conn.execute("SELECT user_id, sign_pub, verified FROM contacts WHERE user=?", (user,)).fetchone()
-        return (r[0], r[1], bool(r[2])) if r else None
+            r = self._conn.execute("SELECT user_id, sign_pub, verified, accepted, first_seen FROM contacts "
+                                   "WHERE user=?", (user,)).fetchone()
+        return (r[0], r[1], bool(r[2]), bool(r[3]), float(r[4] or 0)) if r else None
 
-    def pin_contact(self, user: str, user_id: str, sign_pub: str, now: float) -> None:
+    def put_contact(self, user: str, user_id: str, sign_pub: str, verified: bool, accepted: bool,
+                    first_seen: float) -> None:
         with self._lock:
-            self._conn.execute("INSERT OR IGNORE INTO contacts(user, user_id, sign_pub, verified, first_seen) "
-                               "VALUES (?,?,?,0,?)", (user, user_id, sign_pub, now))
+            self._conn.execute("INSERT OR REPLACE INTO contacts(user, user_id, sign_pub, verified, accepted, "
+                               "first_seen) VALUES (?,?,?,?,?,?)",
+                               (user, user_id, sign_pub, int(verified), int(accepted), first_seen))
 
-    def verify_contact(self, user: str) -> None:
+    def contacts(self) -> list[tuple[str, str, str, bool, bool, float]]:
         with self._lock:
-            self._conn.execute("UPDATE contacts SET verified=1 WHERE user=?", (user,))
-
-    def contacts(self) -> list[tuple[str, str, str, bool]]:
-        with self._lock:
-            rows = self._conn.execute("SELECT user, user_id, sign_pub, verified FROM contacts ORDER BY user")
-            return [(r[0], r[1], r[2], bool(r[3])) for r in rows.fetchall()]
+            rows = self._conn.execute("SELECT user, user_id, sign_pub, verified, accepted, first_seen FROM contacts "
+                                      "ORDER BY user").fetchall()
+        return [(r[0], r[1], r[2], bool(r[3]), bool(r[4]), float(r[5] or 0)) for r in rows]
 
     def pending_uploads(self) -> int:
         with self._lock:
@@ -272,13 +278,15 @@ class Index:
 
     # -- rollback memory ----------------------------------------------------------------------
 
-    def seen(self, node_id: str) -> tuple[int, int]:
+    def seen(self, node_id: str) -> tuple[int, int, int]:
+        """The highest (version, revision) verified for a node, and the change seq that carried them."""
         with self._lock:
-            r = self._conn.execute("SELECT version, rev FROM seen WHERE node_id=?", (node_id,)).fetchone()
-        return (r[0], r[1]) if r else (0, 0)
+            r = self._conn.execute("SELECT version, rev, seq FROM seen WHERE node_id=?", (node_id,)).fetchone()
+        return (r[0], r[1], r[2]) if r else (0, 0, 0)
 
-    def mark_seen(self, node_id: str, version: int, rev: int) -> None:
+    def mark_seen(self, node_id: str, version: int, rev: int, seq: int) -> None:
         with self._lock:
             self._conn.execute(
-                "INSERT INTO seen(node_id, version, rev) VALUES (?,?,?) ON CONFLICT(node_id) DO UPDATE SET "
-                "version=max(version, excluded.version), rev=max(rev, excluded.rev)", (node_id, version, rev))
+                "INSERT INTO seen(node_id, version, rev, seq) VALUES (?,?,?,?) ON CONFLICT(node_id) DO UPDATE SET "
+                "version=max(version, excluded.version), rev=max(rev, excluded.rev), seq=max(seq, excluded.seq)",
+                (node_id, version, rev, seq))

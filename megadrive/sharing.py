@@ -11,17 +11,19 @@ under keys the former recipient never held.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from . import crypto, format
 from .api import Api, b64d
+from .contacts import ContactBook, Pin
 from .crypto import Identity
 from .errors import ConfigError, Conflict, IntegrityError, InvalidPath, MegaDriveError, NotFound
 from .format import NodeMeta
+from .index import IndexRow
 from .names import check_name
 
 if TYPE_CHECKING:
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SHARED_DIR = "Shared with me"
+PENDING_SUFFIX = " (pending)"  # how a share from an account not yet accepted is shown (an empty folder)
 ACCESS = ("read", "write")
 LINK_KDF = crypto.KDF_MODERATE
 
@@ -62,6 +65,7 @@ class Contact:
     sign_pub: bytes
     box_pub: bytes
     verified: bool
+    accepted: bool = False
 
     @property
     def fingerprint(self) -> str:
@@ -75,7 +79,9 @@ class KeyChanged(IntegrityError):
 class Sharing:
     def __init__(self, drive: Drive) -> None:
         self.d = drive
-        self.incoming: dict[str, IncomingShare] = {}  # share root node id -> share
+        self.book = ContactBook(drive.index, drive.api, drive.owner, drive.master_key)
+        self.incoming: dict[str, IncomingShare] = {}  # share root node id -> an accepted share
+        self.pending: dict[str, IncomingShare] = {}  # shares from accounts the user has not accepted yet
         self._identity: Identity | None = None
 
     # -- keys and contacts ------------------------------------------------------------------------
@@ -84,55 +90,76 @@ class Sharing:
         if self._identity is None:
             if not self.d.session.identity_hex:
                 raise ConfigError("this session predates sharing: run `megadrive login` again")
-            self._identity = format.unwrap_identity(self.d._master, bytes.fromhex(self.d.session.identity_hex),
+            self._identity = format.unwrap_identity(self.d.master_key, bytes.fromhex(self.d.session.identity_hex),
                                                     self.d.owner)
         return self._identity
 
-    def contact(self, user: str) -> Contact:
-        """The server's copy of ``user``'s keys, checked against the key pinned on first use."""
+    def contact(self, user: str, *, accept: bool = False) -> Contact:
+        """The server's copy of ``user``'s keys, checked against the key this account pinned (on any device)."""
         user = user.strip().lower()
         k = self.d.api.user_keys(user)
         user_id, sign_pub, box_pub = str(k["user_id"]), b64d(k["sign_pub"]), b64d(k["box_pub"])
         crypto.verify_signature(sign_pub, crypto.box_key_statement(user_id, box_pub), b64d(k["box_sig"]))
-        pinned = self.d.index.contact(user)
+        pinned = self.book.get(user)
         if pinned is None:
-            self.d.index.pin_contact(user, user_id, sign_pub.hex(), time.time())
+            self._pull_book()  # another device of ours may have met them already
+            pinned = self.book.get(user)
+        if pinned is None:
+            pinned = self.book.pin(user, user_id, sign_pub, accepted=accept)
             log.info("pinned %s's identity key %s", user, crypto.fingerprint(sign_pub))
-            verified = False
-        else:
-            pid, ppub, verified = pinned
-            if pid != user_id or ppub != sign_pub.hex():
-                raise KeyChanged(
-                    f"WARNING: the server now presents a DIFFERENT identity key for {user!r} "
-                    f"(pinned {crypto.fingerprint(bytes.fromhex(ppub))}, now {crypto.fingerprint(sign_pub)}). "
-                    "Nothing was shared. If they did not reset their account, the server may be attacking you.")
-        return Contact(user, user_id, sign_pub, box_pub, verified)
+        elif pinned.user_id != user_id or not crypto.ct_equal(pinned.sign_pub, sign_pub):
+            raise KeyChanged(
+                f"WARNING: the server now presents a DIFFERENT identity key for {user!r} "
+                f"(pinned {pinned.fingerprint}, now {crypto.fingerprint(sign_pub)}). "
+                "Nothing was shared. If they did not reset their account, the server may be attacking you.")
+        elif accept and not pinned.accepted:
+            pinned = self.book.mark(user, accepted=True)
+        return Contact(user, user_id, sign_pub, box_pub, pinned.verified, pinned.accepted)
 
     def contacts(self) -> list[Contact]:
-        return [Contact(u, uid, bytes.fromhex(pub), b"", v) for u, uid, pub, v in self.d.index.contacts()]
+        return [Contact(p.user, p.user_id, p.sign_pub, b"", p.verified, p.accepted) for p in self.book.all()]
 
     def verify_contact(self, user: str) -> Contact:
+        """Comparing fingerprints out of band also accepts the contact's shares."""
         c = self.contact(user)
-        self.d.index.verify_contact(c.user)
-        return Contact(c.user, c.user_id, c.sign_pub, c.box_pub, True)
+        self.book.mark(c.user, verified=True, accepted=True)
+        return dataclasses.replace(c, verified=True, accepted=True)
+
+    def accept(self, user: str) -> list[IncomingShare]:
+        """Accept shares from ``user`` (first contact): their folders appear and stay until unshared."""
+        user = user.strip().lower()
+        if self.book.get(user) is None:
+            self.d.refresh()  # their share may not have been seen yet
+        if self.book.get(user) is None:
+            raise NotFound(f"no share from {user!r} to accept")
+        self.book.mark(user, accepted=True)
+        self.d.refresh()
+        return [s for s in self.incoming.values() if s.owner_name == user]
+
+    def _pull_book(self) -> None:
+        try:
+            self.book.pull()
+        except MegaDriveError as e:
+            log.error("contact record: %s", e.log_text())
 
     # -- outgoing ---------------------------------------------------------------------------------
 
     def _own_folder(self, path: str) -> tuple[str, NodeMeta]:
-        row, p = self.d._resolve(path)
-        if row.kind != "dir":
-            raise InvalidPath(f"only folders can be shared: {p}")
-        if row.parent_id is None:
+        loc = self.d.resolve(path)
+        meta = loc.verified()
+        if loc.row.kind != "dir":
+            raise InvalidPath(f"only folders can be shared: {loc.path}")
+        if loc.row.parent_id is None or loc.row.node_id == self.d.session.root_node_id:
             raise InvalidPath("the root folder cannot be shared; share a folder in it")
-        if row.owner:
+        if loc.row.owner:
             raise Conflict("only the owner can share this folder")
-        return row.node_id, self.d._meta(row)
+        return loc.row.node_id, meta
 
     def share(self, path: str, user: str, access: str) -> OutgoingShare:
         if access not in ACCESS:
             raise InvalidPath("access must be 'read' or 'write'")
         node_id, meta = self._own_folder(path)
-        c = self.contact(user)  # key check happens before anything is sealed
+        c = self.contact(user, accept=True)  # the key check happens before anything is sealed
         if c.user_id == self.d.owner:
             raise InvalidPath("you cannot share with yourself")
         grant = format.Grant(self.d.owner, c.user_id, node_id, access, meta.name, meta.key)
@@ -145,7 +172,7 @@ class Sharing:
         for s in self.d.api.shares()["outgoing"]:
             row = self.d.index.get(str(s["node_id"]))
             try:
-                path = self.d._path_of(row) if row else "?"
+                path = self.d.path_of(row) if row else "?"
             except MegaDriveError:
                 path = "?"
             out.append(OutgoingShare(str(s["share_id"]), str(s["node_id"]), path, str(s["recipient_name"]),
@@ -164,18 +191,21 @@ class Sharing:
         for s in found:
             self.d.api.delete_share(s.share_id)
         rotated = self.rotate(node_id)
-        # Everyone who keeps access to a re-keyed folder gets a grant for its new key.
+        self._regrant(shares, found, rotated)
+        return len(rotated)
+
+    def _regrant(self, shares: list[OutgoingShare], dropped: list[OutgoingShare], rotated: set[str]) -> None:
+        """Everyone who keeps access to a re-keyed folder gets a grant for its new key."""
         for s in shares:
-            if s in found or s.node_id not in rotated:
+            if s in dropped or s.node_id not in rotated:
                 continue
             row = self.d.index.get(s.node_id)
             if row is None:
                 continue
-            meta = self.d._meta(row)
+            meta = self.d.verified_meta(row)
             c = self.contact(s.recipient)
             grant = format.Grant(self.d.owner, c.user_id, s.node_id, s.access, meta.name, meta.key)
             self.d.api.create_share(s.node_id, c.user, s.access, format.seal_grant(grant, self.identity(), c.box_pub))
-        return len(rotated)
 
     def rotate(self, node_id: str) -> set[str]:
         """New keys for a folder and every folder under it; files get a fresh content key at their next write.
@@ -186,68 +216,85 @@ class Sharing:
         """
         d = self.d
         done: set[str] = set()
-        todo = [node_id]
+        # (node, its parent's row and old meta to verify it with, its parent's new meta to seal it under)
+        todo: list[tuple[str, tuple[IndexRow, NodeMeta] | None, NodeMeta | None]] = [(node_id, None, None)]
         while todo:
-            nid = todo.pop(0)
+            nid, old_parent, new_pmeta = todo.pop(0)
             row = d.index.get(nid)
             if row is None:
                 continue
             try:
-                meta = d._meta(row)
+                meta = d.verified_meta(row) if old_parent is None else \
+                    d.tree.child_meta(row, old_parent[0], old_parent[1])
             except IntegrityError as e:
-                log.error("not re-keying node %s: %s", nid, e.message)
+                log.error("not re-keying node %s: %s", nid[:12], e.message)
                 continue
-            new = NodeMeta(**{**meta.__dict__, "props": dict(meta.props)})
             if row.kind == "dir":
-                new.key = crypto.random_key()
-                todo.extend(c.node_id for c in d.index.children(nid))
-                todo.extend(c.node_id for c in d.index.trashed_children(nid))
+                new = dataclasses.replace(meta, key=crypto.random_key())
+                todo.extend((c.node_id, (row, meta), new) for c in d.index.children(nid))
+                todo.extend((c.node_id, (row, meta), new) for c in d.index.trashed_children(nid))
             else:
-                new.rekey = True
-            d._rewrite_meta(row, new)
+                new = dataclasses.replace(meta, rekey=True)
+            assert (old_parent is None) == (new_pmeta is None)
+            d.rewrite_meta(row, new, parent=None if old_parent is None or new_pmeta is None
+                           else (old_parent[0], new_pmeta))
             done.add(nid)
         return done
 
+    def after_move(self, node_id: str, old_parent: str | None, new_parent: str) -> None:
+        """A node of ours left a folder shared with someone who cannot see where it went: re-key it.
+
+        Its keys were in the grant's reach; without a new key the former
+        recipient (with a server's help) could still read what is written to it.
+        """
+        if old_parent is None:
+            return
+        try:
+            before = self._recipients_over(old_parent)
+            if not before:
+                return
+            lost = before - self._recipients_over(new_parent)
+        except MegaDriveError as e:
+            log.error("could not check the shares around moved node %s: %s", node_id[:12], e.log_text())
+            return
+        if lost:
+            rotated = self.rotate(node_id)
+            self._regrant(self.outgoing(), [], rotated)
+
+    def _recipients_over(self, node_id: str) -> set[str]:
+        row = self.d.index.get(node_id)
+        if row is None or row.owner:
+            return set()
+        ancestors = {r.node_id for r, _ in self.d.tree.chain(row)}
+        return {s.recipient for s in self.outgoing() if s.node_id in ancestors}
+
     # -- incoming ---------------------------------------------------------------------------------
 
+    def all_incoming(self) -> list[IncomingShare]:
+        return [*self.incoming.values(), *self.pending.values()]
+
     def sync(self) -> None:
-        """Load incoming shares (verifying every grant) and pull each sharing owner's change feed."""
+        """Load incoming shares (verifying every grant) and pull each accepted owner's change feed.
+
+        A share from an account this account has not accepted yet stays
+        pending: its name is shown, nothing of its tree is loaded or trusted.
+        """
+        self._pull_book()
         try:
             listing = self.d.api.shares()["incoming"]
         except NotFound:
             return
         fresh: dict[str, IncomingShare] = {}
+        pending: dict[str, IncomingShare] = {}
         for s in listing:
             try:
-                name = str(s["owner_name"])
-                pinned = self.d.index.contact(name)
-                if pinned is None:
-                    c = self.contact(name)  # first contact: fetch, check the box-key signature, pin
-                    owner_id, sign_pub = c.user_id, c.sign_pub
-                else:
-                    owner_id, sign_pub = pinned[0], bytes.fromhex(pinned[1])
-                if owner_id != s["owner"]:
-                    raise IntegrityError("integrity check failed: share owner does not match their pinned key")
-                node_id = str(s["node_id"])
-                mine = self.d.index.get(node_id)
-                if node_id == self.d.session.root_node_id or (mine is not None and not mine.owner) \
-                        or owner_id == self.d.owner:
-                    raise IntegrityError("integrity check failed: a 'share' names one of our own folders")
-                g = format.open_grant(b64d(s["grant"]), owner_id, self.d.owner, node_id,
-                                      str(s["access"]), sign_pub, self.identity())
-                check_name(g.name)
-                seen = int(self.d.index.get_state(f"grant-epoch:{node_id}") or 0)
-                if g.epoch < seen:  # a revocation re-keyed this folder since: an old grant is a replay
-                    raise IntegrityError("integrity check failed: the server replays an outdated share grant")
-                if g.epoch > seen:
-                    self.d.index.set_state(f"grant-epoch:{node_id}", str(g.epoch))
+                share, accepted = self._open_incoming(s)
             except MegaDriveError as e:
-                log.error("ignoring a share from %s: %s", s.get("owner_name"), e.message)
+                log.error("ignoring a share from %s: %s", s.get("owner_name"), e.log_text())
                 continue
-            fresh[g.node_id] = IncomingShare(str(s["share_id"]), owner_id, name, g.node_id, g.access,
-                                             g.name, g.folder_key, float(s.get("created", 0)))
+            (fresh if accepted else pending)[share.node_id] = share
         gone = set(self.incoming) - set(fresh)
-        self.incoming = fresh
+        self.incoming, self.pending = fresh, pending
         for root in gone:  # revoked: forget the subtree we indexed
             row = self.d.index.get(root)
             if row is not None and row.owner:
@@ -258,10 +305,35 @@ class Sharing:
                 # A new (or lost) share root: its nodes may predate our cursor in that owner's feed.
                 self.d.index.set_state(f"seq:{owner}", "0")
                 self.d.index.set_state(f"roots:{owner}", roots)
-            self.d._pull_feed(owner)
+            self.d.pull_feed(owner)
+
+    def _open_incoming(self, s: dict[str, object]) -> tuple[IncomingShare, bool]:
+        name = str(s["owner_name"])
+        pin = self.book.get(name)
+        if pin is None:
+            c = self.contact(name)  # first contact: fetch, check the box-key signature, pin (not accepted)
+            pin = Pin(name, c.user_id, c.sign_pub, c.verified, c.accepted)
+        if pin.user_id != s["owner"]:
+            raise IntegrityError("integrity check failed: share owner does not match their pinned key")
+        node_id = str(s["node_id"])
+        mine = self.d.index.get(node_id)
+        if node_id == self.d.session.root_node_id or (mine is not None and not mine.owner) \
+                or pin.user_id == self.d.owner:
+            raise IntegrityError("integrity check failed: a 'share' names one of our own folders")
+        g = format.open_grant(b64d(s["grant"]), pin.user_id, self.d.owner, node_id, str(s["access"]),
+                              pin.sign_pub, self.identity())
+        check_name(g.name)
+        share = IncomingShare(str(s["share_id"]), pin.user_id, name, g.node_id, g.access, g.name, g.folder_key,
+                              float(str(s.get("created", 0))))
+        if not pin.accepted:
+            return share, False
+        if g.epoch < self.book.epoch(node_id):  # a revocation re-keyed this folder since: an old grant is a replay
+            raise IntegrityError("integrity check failed: the server replays an outdated share grant")
+        self.book.raise_epoch(node_id, g.epoch)
+        return share, True
 
     def root_meta(self, node_id: str, row_owner: str) -> NodeMeta | None:
-        """The grant's key for a share root — only for a node of that owner's tree, never one of ours."""
+        """The grant's key for an accepted share's root — only for a node of that owner's tree, never ours."""
         s = self.incoming.get(node_id)
         if s is None or row_owner != s.owner:
             return None
@@ -273,39 +345,49 @@ class Sharing:
                 return s
         return None
 
+    def pending_by_path(self, owner_name: str, shown: str) -> IncomingShare | None:
+        if not shown.endswith(PENDING_SUFFIX):
+            return None
+        name = shown[:-len(PENDING_SUFFIX)]
+        return next((s for s in self.pending.values() if s.owner_name == owner_name and s.name == name), None)
+
+    def pending_from(self, owner_name: str) -> list[IncomingShare]:
+        return [s for s in self.pending.values() if s.owner_name == owner_name]
+
     # -- public links ------------------------------------------------------------------------------
 
     def create_link(self, path: str, password: str | None = None, expires: float | None = None) -> str:
-        row, p = self.d._resolve(path)
-        if row.kind != "file":
-            raise InvalidPath(f"links are for files: {p}")
-        if row.owner:
+        loc = self.d.resolve(path)
+        meta = loc.verified()
+        if loc.row.kind != "file":
+            raise InvalidPath(f"links are for files: {loc.path}")
+        if loc.row.owner:
             raise Conflict("only the owner can link this file")
-        meta = self.d._meta(row)
-        record = format.LinkRecord(self.d.owner, row.node_id, meta.name, meta.key, meta.file_id)
+        record = format.LinkRecord(self.d.owner, loc.row.node_id, meta.name, meta.key, meta.file_id)
         if password:
             salt = crypto.random_salt()
             key = crypto.derive_link_key(password, salt, LINK_KDF)
-            link = self.d.api.create_link(row.node_id, format.seal_link(key, record), salt, LINK_KDF.to_json(),
+            link = self.d.api.create_link(loc.row.node_id, format.seal_link(key, record), salt, LINK_KDF.to_json(),
                                           expires)
             fragment = "p"
         else:
             key = crypto.random_key()
-            link = self.d.api.create_link(row.node_id, format.seal_link(key, record), None, None, expires)
+            link = self.d.api.create_link(loc.row.node_id, format.seal_link(key, record), None, None, expires)
             fragment = base64.urlsafe_b64encode(key).decode().rstrip("=")
         return f"{self.d.api.base_url}/l/{link['link_id']}#{fragment}"
 
     def remove_links(self, path: str) -> int:
-        row, _ = self.d._resolve(path)
+        loc = self.d.resolve(path)
+        meta = loc.verified()
         n = 0
         for link in self.d.api.links():
-            if link["node_id"] == row.node_id:
+            if link["node_id"] == loc.row.node_id:
                 self.d.api.delete_link(str(link["link_id"]))
                 n += 1
         if not n:
             raise NotFound(f"{path} has no link")
-        meta = self.d._meta(row)  # link holders had the content key: the next version gets a fresh one
-        self.d._rewrite_meta(row, NodeMeta(**{**meta.__dict__, "props": dict(meta.props), "rekey": True}))
+        # Link holders had the content key: the next version gets a fresh one.
+        self.d.rewrite_meta(loc.row, dataclasses.replace(meta, rekey=True))
         return n
 
 
@@ -322,7 +404,8 @@ class ParsedLink:
 def parse_link(url: str) -> ParsedLink:
     parts = urlsplit(url)
     segs = [s for s in parts.path.split("/") if s]
-    if parts.scheme not in ("http", "https") or len(segs) < 2 or segs[-2] != "l" or not parts.fragment:
+    if parts.scheme not in ("http", "https") or len(segs) < 2 or segs[-2].lower() != "l" \
+            or not parts.fragment:
         raise InvalidPath("not a MegaDrive link (expected https://HOST/l/ID#KEY)")
     base = f"{parts.scheme}://{parts.netloc}" + "/".join([""] + segs[:-2])
     return ParsedLink(base, segs[-1], parts.fragment)

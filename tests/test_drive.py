@@ -60,8 +60,8 @@ def test_tree_operations(drive: Drive) -> None:
 def test_rename_is_metadata_only(drive: Drive) -> None:
     data = os.urandom(3 * MiB + 5)
     drive.write_file("/big.bin", data)
-    before = drive.quota(max_age=0).used
     drive.mkdir("/dir")
+    before = drive.quota(max_age=0).used  # chunks, manifests and metas (a renamed meta keeps its size)
     drive.rename("/big.bin", "/dir/renamed.bin")
     assert drive.quota(max_age=0).used == before  # no chunk was uploaded again
     assert drive.read_file("/dir/renamed.bin") == data
@@ -191,13 +191,16 @@ def test_concurrent_readers_see_old_or_new_never_a_mix(drive: Drive) -> None:
     assert seen and all(s in (a, b) for s in seen)
 
 
-def test_copy_shares_chunks(drive: Drive) -> None:
+def test_copy_is_re_encrypted_under_fresh_keys(drive: Drive) -> None:
+    """No key is shared by two nodes: a copy gets its own content key, file id and chunks."""
     data = os.urandom(2 * MiB)
     drive.write_file("/src", data)
-    used = drive.quota(max_age=0).used
     drive.copy("/src", "/dst")
     assert drive.read_file("/dst") == data
-    assert drive.quota(max_age=0).used == used
+    src, dst = drive.resolve("/src").verified(), drive.resolve("/dst").verified()
+    assert src.key != dst.key and src.file_id != dst.file_id
+    ms, md = drive.manifest("/src"), drive.manifest("/dst")
+    assert ms is not None and md is not None and not set(ms.chunk_ids()) & set(md.chunk_ids())
     drive.write_file("/dst", b"changed")
     assert drive.read_file("/src") == data
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import sqlite3
@@ -50,6 +51,8 @@ def test_read_share_through_drive_and_webdav(pair: tuple[Drive, Drive]) -> None:
     a.write_file("/private.txt", b"not for bob")
     a.sharing.share("/proj", "bob", "read")
     b.refresh()
+    assert b.listdir("/Shared with me/alice")[0].name == "proj (pending)"  # first contact: bob decides
+    b.sharing.accept("alice")
     assert [e.name for e in b.listdir("/")] == ["Shared with me"]
     assert [e.name for e in b.listdir("/Shared with me")] == ["alice"]
     assert [e.name for e in b.listdir(_shared(b))] == ["a.txt", "sub"]
@@ -93,7 +96,7 @@ def test_write_share_counts_against_owner(pair: tuple[Drive, Drive]) -> None:
     a.mkdir("/team")
     a.write_file("/team/doc.txt", b"v1 by alice")
     a.sharing.share("/team", "bob", "write")
-    b.refresh()
+    b.sharing.accept("alice")
     a_used, b_used = a.quota(max_age=0).used, b.quota(max_age=0).used
     data = os.urandom(2 * MiB)
     b.write_file(_shared(b, "team") + "/from-bob.bin", data)
@@ -154,12 +157,11 @@ def test_unshare_cuts_access_and_rekeys(pair: tuple[Drive, Drive], server: Serve
     a.write_file("/proj/old.txt", b"old content bob may keep")
     a.write_file("/proj/sub/old2.txt", b"old2")
     a.sharing.share("/proj", "bob", "write")
-    b.refresh()
+    b.sharing.accept("alice")
     assert b.read_file(_shared(b) + "/sub/old2.txt") == b"old2"
     # Every key bob ever held: the grant's folder key and every key his client decrypted.
     held = {s.folder_key for s in b.sharing.incoming.values()}
-    for blob_meta in list(b._metas.values()):
-        held.add(blob_meta[1].key)
+    held |= {m.key for m in b.tree.cached_metas()}
     a.sharing.unshare("/proj", "bob")
     a.write_file("/proj/after.txt", b"written after the revocation")
     a.write_file("/proj/sub/after2.txt", b"also after")
@@ -173,8 +175,8 @@ def test_unshare_cuts_access_and_rekeys(pair: tuple[Drive, Drive], server: Serve
     assert b.listdir("/") == []
     # Nothing written afterwards opens with any key bob held (as if the server handed him the bytes).
     for path in ("/proj/after.txt", "/proj/sub/after2.txt", "/proj/old.txt"):
-        row, _ = a._resolve(path)
-        meta = a._meta(row)
+        loc = a.resolve(path)
+        row, meta = loc.row, loc.verified()
         assert meta.key not in held
         _, mblob = a.api.get_manifest(row.node_id)
         for k in held:
@@ -247,8 +249,8 @@ def test_takedown(server: Server, tmp_path: Path) -> None:
     ok(megadrive("put", str(src), "/bad.bin"))
     url = ok(megadrive("link", "/bad.bin")).strip()
     d = Drive.open(Path(os.environ["MEGADRIVE_HOME"]))
-    row, _ = d._resolve("/bad.bin")
-    chunks = d._manifest(row, d._meta(row)).chunk_ids()  # type: ignore[union-attr]
+    chunks = d.manifest("/bad.bin").chunk_ids()  # type: ignore[union-attr]
+    node_id = d.stat("/bad.bin").node_id
     d.close()
     assert all(any((server.data / "chunks").rglob(c)) for c in chunks)
     # Anyone can report; the #key part of a pasted URL is dropped before the server keeps anything.
@@ -260,7 +262,7 @@ def test_takedown(server: Server, tmp_path: Path) -> None:
     assert not any(any((server.data / "chunks").rglob(c)) for c in chunks)
     entry = json.loads((server.data / "audit.log").read_text().splitlines()[-1])
     assert entry["action"] == "takedown" and entry["operator"] == "ops-anna"
-    assert entry["reason"] == "court order 42" and entry["node_id"] == row.node_id
+    assert entry["reason"] == "court order 42" and entry["node_id"] == node_id
     assert entry["chunks_deleted"] == len(chunks)
     anon = {"MEGADRIVE_HOME": str(new_home(tmp_path)), "MEGADRIVE_PASSWORD": ""}
     r2 = megadrive("get", url, str(tmp_path / "x"), env=anon)
@@ -306,6 +308,7 @@ def test_incoming_share_in_the_fuse_mount(pair: tuple[Drive, Drive], tmp_path: P
     a.mkdir("/photos")
     a.write_file("/photos/cat.jpg", b"meow")
     a.sharing.share("/photos", "bob", "read")
+    b.sharing.accept("alice")
     mnt = tmp_path / "bob-mnt"
     env = {"MEGADRIVE_HOME": str(HOMES[id(b)])}
     ok(megadrive("mount", str(mnt), env=env))
@@ -337,14 +340,13 @@ def test_recipient_reaches_only_chunks_of_files_it_may_read(pair: tuple[Drive, D
     a.write_file("/private.bin", os.urandom(10))
 
     def chunks(path: str) -> list[str]:
-        row, _ = a._resolve(path)
-        m = a._manifest(row, a._meta(row))
+        m = a.manifest(path)
         assert m is not None
         return m.chunk_ids()
 
     a.sharing.share("/p1", "bob", "read")
     a.sharing.share("/p2", "bob", "read")
-    b.refresh()
+    b.sharing.accept("alice")
     assert b.api.get_chunk(chunks("/p1/one.bin")[0])  # inside an active share: served
     with pytest.raises((NotFound, PermissionDenied)):  # never shared, though alice shares other things
         b.api.get_chunk(chunks("/private.bin")[0])
@@ -373,8 +375,8 @@ def test_a_fake_share_of_our_own_folder_is_refused(pair: tuple[Drive, Drive], se
     a.refresh()
     assert a.sharing.incoming == {}
     a.write_file("/diary.txt", b"my private diary")
-    row, _ = a._resolve("/diary.txt")
-    format.open_meta(a._meta(a._root()).key, a.owner, a.session.root_node_id, row.node_id, row.meta)
+    row = a.resolve("/diary.txt").row
+    format.open_meta(a.resolve("/").verified().key, a.owner, a.session.root_node_id, row.node_id, row.meta)
     with pytest.raises(IntegrityError):
         format.open_meta(bait_key, a.owner, a.session.root_node_id, row.node_id, row.meta)
     assert a.read_file("/diary.txt") == b"my private diary"
@@ -384,8 +386,8 @@ def test_a_fake_share_of_our_own_folder_is_refused(pair: tuple[Drive, Drive], se
 def test_a_link_cannot_name_a_path_outside_the_download_folder(server: Server, tmp_path: Path) -> None:
     a = make_drive(server.url, new_home(tmp_path), "alice")
     a.write_file("/f.txt", b"payload")
-    row, _ = a._resolve("/f.txt")
-    meta = a._meta(row)
+    loc = a.resolve("/f.txt")
+    row, meta = loc.row, loc.verified()
     key = crypto.random_key()
     record = format.LinkRecord(a.owner, row.node_id, "../escaped.txt", meta.key, meta.file_id)
     link = a.api.create_link(row.node_id, format.seal_link(key, record), None, None, None)
@@ -406,7 +408,7 @@ def test_unshare_keeps_other_recipients_working(server: Server, tmp_path: Path) 
     a.write_file("/team/old.txt", b"old")
     a.sharing.share("/team", "bob", "read")
     a.sharing.share("/team", "carol", "write")
-    c.refresh()
+    c.sharing.accept("alice")
     a.sharing.unshare("/team", "bob")
     a.write_file("/team/new.txt", b"new")
     c.refresh()
@@ -425,17 +427,32 @@ def test_a_second_share_from_the_same_owner_appears(pair: tuple[Drive, Drive]) -
     a.write_file("/older/x.txt", b"x")  # older sequence numbers than what bob sees first
     a.mkdir("/first")
     a.sharing.share("/first", "bob", "read")
-    b.refresh()
+    b.sharing.accept("alice")
     a.sharing.share("/older", "bob", "read")
     b.refresh()
     assert b.read_file("/Shared with me/alice/older/x.txt") == b"x"
 
 
+def _same_chunks_copy(a: Drive, path: str, name: str) -> str:
+    """A second node naming the same chunks under the same keys, as clients did before copies were re-encrypted."""
+    src = a.resolve(path).verified()
+    root_id, root_key = a.session.root_node_id, a.resolve("/").verified().key
+    m = a.manifest(path)
+    assert m is not None
+    node_id = crypto.random_id().hex()
+    meta = dataclasses.replace(src, name=name, version=0, size=0, rev=0)
+    a.api.create_node(node_id, root_id, "file", format.seal_meta(root_key, a.owner, root_id, node_id, meta))
+    copy = format.Manifest(node_id, src.file_id, 1, m.size, list(m.chunks), m.commitment)
+    final = dataclasses.replace(meta, version=1, size=m.size, rev=1)
+    a.api.commit_version(node_id, 0, format.seal_manifest(src.key, a.owner, copy), copy.chunk_ids(),
+                         meta=format.seal_meta(root_key, a.owner, root_id, node_id, final))
+    return node_id
+
+
 def test_takedown_also_marks_files_with_the_same_ciphertext(server: Server, tmp_path: Path) -> None:
     a = make_drive(server.url, Path(os.environ["MEGADRIVE_HOME"]), "alice")
     a.write_file("/orig.bin", os.urandom(MiB + 9))
-    a.copy("/orig.bin", "/copy.bin")  # a copy shares the chunks (and so the content)
-    copy_id = a.stat("/copy.bin").node_id
+    copy_id = _same_chunks_copy(a, "/orig.bin", "copy.bin")
     ok(megadrive("server", "takedown", a.stat("/orig.bin").node_id, "--data", str(server.data), "--reason", "r"))
     entry = json.loads((server.data / "audit.log").read_text().splitlines()[-1])
     assert [n["node_id"] for n in entry["same_content_nodes"]] == [copy_id]
@@ -451,7 +468,7 @@ def test_a_replayed_outdated_grant_is_refused(server: Server, tmp_path: Path) ->
     a.mkdir("/team")
     a.sharing.share("/team", "bob", "read")
     s = a.sharing.share("/team", "carol", "write")
-    c.refresh()
+    c.sharing.accept("alice")
     conn = sqlite3.connect(server.data / "meta.sqlite3", isolation_level=None, timeout=10)
     (old_grant,) = conn.execute("SELECT grant FROM shares WHERE share_id=?", (s.share_id,)).fetchone()
     a.sharing.unshare("/team", "bob")  # re-keys /team and re-issues carol's grant
@@ -461,6 +478,6 @@ def test_a_replayed_outdated_grant_is_refused(server: Server, tmp_path: Path) ->
     conn.close()
     c.refresh()
     assert c.sharing.incoming == {}  # refused, rather than sealing new files under the key bob still holds
-    assert new_key == a._meta(a._resolve("/team")[0]).key
+    assert new_key == a.resolve("/team").verified().key
     for d in (a, b, c):
         d.close()

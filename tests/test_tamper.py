@@ -17,7 +17,7 @@ import pytest
 from mdtest import Server, make_drive, megadrive, new_home, one_line_error
 
 from megadrive.drive import Drive
-from megadrive.errors import IntegrityError
+from megadrive.errors import IntegrityError, NotFound
 
 MiB = 1 << 20
 
@@ -39,8 +39,7 @@ def chunk_path(server: Server, chunk_id: str) -> Path:
 
 def chunks_of(d: Drive, path: str) -> list[str]:
     """The chunk ids of a file's current version, in manifest order (read by the honest client)."""
-    row, _ = d._resolve(path)
-    m = d._manifest(row, d._meta(row))
+    m = d.manifest(path)
     assert m is not None
     return m.chunk_ids()
 
@@ -51,6 +50,15 @@ def fresh(server: Server, tmp_path: Path, user: str) -> Drive:
 
 def must_fail(d: Drive, path: str) -> None:
     with pytest.raises(IntegrityError):
+        d.read_file(path)
+
+
+def must_hide(d: Drive, path: str, node: str) -> None:
+    """A node whose meta fails its checks is hidden from its folder (and reported), its siblings unharmed."""
+    parent = path.rsplit("/", 1)[0] or "/"
+    assert node in d.hidden(parent)
+    assert all(e.node_id != node for e in d.listdir(parent))
+    with pytest.raises(NotFound):
         d.read_file(path)
 
 
@@ -145,7 +153,8 @@ def test_rollback_of_the_whole_node_is_noticed_by_a_client_that_saw_newer(
         c.execute("UPDATE users SET seq=? WHERE user_id=(SELECT owner FROM nodes WHERE node_id=?)", (top + 1, node))
     d.refresh()
     with pytest.raises(IntegrityError, match="rolled back"):
-        d.stat("/secret.bin")
+        d.stat_id(node)
+    must_hide(d, "/secret.bin", node)
 
 
 def test_swapped_names(server: Server, tmp_path: Path, setup: tuple[Drive, str, bytes]) -> None:
@@ -158,10 +167,12 @@ def test_swapped_names(server: Server, tmp_path: Path, setup: tuple[Drive, str, 
         c.execute("UPDATE nodes SET meta=? WHERE node_id=?", (mb, node_a))
         c.execute("UPDATE nodes SET meta=? WHERE node_id=?", (ma, node_b))
     f = fresh(server, tmp_path, "victim")
-    must_fail(f, "/public.txt")
-    must_fail(f, "/secret.bin")
-    with pytest.raises(IntegrityError):
-        f.listdir("/")
+    must_hide(f, "/public.txt", node_b)
+    must_hide(f, "/secret.bin", node_a)
+    assert f.listdir("/") == []
+    for node in (node_a, node_b):
+        with pytest.raises(IntegrityError, match="file name and attributes"):
+            f.stat_id(node)
 
 
 def test_cli_get_reports_integrity_error_and_writes_nothing(server: Server, tmp_path: Path,
@@ -188,13 +199,13 @@ def test_sealed_invalid_name_is_refused(server: Server, tmp_path: Path, setup: t
     from megadrive import format
 
     d, node, _ = setup
-    row, _ = d._resolve("/secret.bin")
-    root = d._root()
-    meta = d._meta(row)
+    meta = d.resolve("/secret.bin").verified()
     meta.name = ".."
-    blob = format.seal_meta(d._meta(root).key, d.owner, root.node_id, node, meta)
+    blob = format.seal_meta(d.resolve("/").verified().key, d.owner, d.session.root_node_id, node, meta)
     with db(server) as c:
         c.execute("UPDATE nodes SET meta=? WHERE node_id=?", (blob, node))
     f = fresh(server, tmp_path, "victim")
+    assert f.listdir("/") == []
     with pytest.raises(IntegrityError, match="invalid name"):
-        f.listdir("/")
+        f.stat_id(node)
+    must_hide(f, "/secret.bin", node)
