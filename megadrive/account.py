@@ -16,7 +16,7 @@ from pathlib import Path
 from . import crypto, format
 from .api import Api, b64d, b64e
 from .crypto import KdfParams
-from .errors import ConfigError, IntegrityError
+from .errors import ConfigError, IntegrityError, NotFound
 from .state import Session, get_pin, set_pin
 
 
@@ -77,6 +77,8 @@ def verify_root(api: Api, master: bytes, user_id: str, root_id: str) -> None:
     """
     try:
         node = api.get_node(root_id)
+    except NotFound:
+        raise IntegrityError("integrity check failed: the server's root folder is not this account's root") from None
     finally:
         api.close()
     if node.parent_id is not None or node.kind != "dir" or (node.owner and node.owner != user_id):

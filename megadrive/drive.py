@@ -313,13 +313,15 @@ class Drive:
         if row is None:
             return
         try:
-            self.tree.meta(row)
+            self.tree.meta(row)  # a forged root is refused (and logged) here; the verified one stays
         except IntegrityError as e:
             log.error("root folder: %s", e.message)
             return
-        saved = f"{row.seq}:{row.meta.hex()}"
-        if self.index.get_state("root-meta") != saved:
-            self.index.set_state("root-meta", saved)
+        good = self.tree.verified_root
+        if good is not None:
+            saved = f"{good.seq}:{good.meta.hex()}"
+            if self.index.get_state("root-meta") != saved:
+                self.index.set_state("root-meta", saved)
 
     def _root(self) -> tuple[IndexRow, NodeMeta]:
         row = self.index.get(self.session.root_node_id)

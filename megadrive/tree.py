@@ -78,6 +78,8 @@ class Tree:
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._seen: dict[str, tuple[int, int, int]] = {}
         self._root_meta: NodeMeta | None = None
+        self._root_row: IndexRow | None = None  # the root row last verified (what a later run trusts first)
+        self._root_refused: bytes | None = None  # the last root blob refused (reported once)
 
     # -- the two ways in --------------------------------------------------------------------------
 
@@ -146,13 +148,16 @@ class Tree:
             if shared is None or row.kind != "dir":
                 raise IntegrityError(f"integrity check failed: node {short(row.node_id)} is not a root")
             return shared
+        if self._root_meta is not None and row.meta == self._root_refused:
+            return self._root_meta
         try:
             return self._open_root(row)
         except IntegrityError as e:
             if self._root_meta is None:
                 raise
             # The root's key never changes: keep the one verified before, refuse what the server claims now.
-            log.error("ignoring the server's copy of the root folder (node %s): %s", short(row.node_id), e.message)
+            self._root_refused = row.meta
+            log.error("refusing the server's copy of the root folder (node %s): %s", short(row.node_id), e.message)
             return self._root_meta
 
     def _open_root(self, row: IndexRow) -> NodeMeta:
@@ -172,9 +177,14 @@ class Tree:
                                  "was rolled back")
         if self._root_meta is not None and not crypto.ct_equal(self._root_meta.key, meta.key):
             raise IntegrityError("integrity check failed: the root folder's key changed")
-        self._root_meta = meta
+        self._root_meta, self._root_row = meta, row
         self._remember(row, meta, self._master)
         return meta
+
+    @property
+    def verified_root(self) -> IndexRow | None:
+        """The root row as last verified (its blob opens under the master key with no parent)."""
+        return self._root_row
 
     def trust_root(self, row: IndexRow) -> NodeMeta:
         """Verify the root row now (at login / open), so later forgeries can be refused without losing it."""
