@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from . import crypto, format
-from .errors import IntegrityError, MegaDriveError, NetworkError, ServerError, StaleVersion
+from .errors import IntegrityError, InvalidPath, MegaDriveError, NetworkError, ServerError, StaleVersion
 from .format import CHUNK_SIZE, Manifest
 
 READAHEAD = 4
@@ -218,7 +218,7 @@ class FileWriter:
         self.mode = 0o644  # attributes of a file created at commit
         self.props: dict[str, str] = {}
         self.link: str | None = None
-        self._clean: list[_Clean | None] = []
+        self._clean: dict[int, _Clean] = {}  # sealed chunks by index; an index in neither map is a hole (zeros)
         self._dirty: dict[int, bytearray] = {}
         self._inflight: list[Future[None]] = []
         self._unsent: dict[str, bytes] = {}
@@ -229,48 +229,44 @@ class FileWriter:
         self.closed = False
         self.modified = truncate or create
         self.uploaded_bytes = 0
+        # Asked (old size, new size) before a hole grows the file: the size cap and the quota left.
+        self.room: Callable[[int, int], None] | None = None
         if base is not None and not truncate:
-            self.size = base.size
-            n = len(base.chunks)
-            self._clean = [_Clean(c, i == n - 1, chunk_len(base.size, i, base.chunk_size))
-                           for i, c in enumerate(base.chunks)]
             if base.chunk_size != CHUNK_SIZE:
                 raise MegaDriveError("cannot edit a file written with another chunk size")
+            self.size = base.size
+            n = len(base.chunks)
+            self._clean = {i: _Clean(c, i == n - 1, chunk_len(base.size, i)) for i, c in enumerate(base.chunks)}
 
     # -- staging ------------------------------------------------------------------------------
 
-    def _load(self, idx: int) -> bytearray:
-        """Plaintext of chunk idx as it stands in this staged version (dirty, sealed, or zeros)."""
+    def _plain(self, idx: int) -> bytes | bytearray:
+        """Plaintext of chunk idx as it stands (dirty, sealed, or a hole); may be shorter than the layout."""
         if idx in self._dirty:
             return self._dirty[idx]
-        c = self._clean[idx] if idx < len(self._clean) else None
+        c = self._clean.get(idx)
         if c is None:
-            buf = bytearray(chunk_len(self.size, idx))
-        else:
-            blob = self._sealed_blob(c.cid.hex())
-            buf = bytearray(format.open_chunk(self._ckey, self.keys.file_id, idx, c.last, c.cid, blob, c.length))
-        self._dirty[idx] = buf
-        return buf
+            return bytes(chunk_len(self.size, idx))
+        blob = self._sealed_blob(c.cid.hex())
+        return format.open_chunk(self._ckey, self.keys.file_id, idx, c.last, c.cid, blob, c.length)
+
+    def _load(self, idx: int) -> bytearray:
+        """Chunk idx made dirty (editable); its sealed copy no longer counts."""
+        if idx not in self._dirty:
+            self._dirty[idx] = bytearray(self._plain(idx))
+        self._clean.pop(idx, None)
+        return self._dirty[idx]
 
     def pread(self, offset: int, size: int) -> bytes:
         """Read the staged version (what a reader of this open file must see)."""
         with self._lock:
-            end = min(self.size, offset + size)
+            end = min(self.size, offset + max(0, size))
             out = []
             pos = offset
             while pos < end:
                 idx, off = divmod(pos, CHUNK_SIZE)
                 take = min(end - pos, CHUNK_SIZE - off)
-                if idx in self._dirty:
-                    buf: bytes | bytearray = self._dirty[idx]
-                else:
-                    c = self._clean[idx] if idx < len(self._clean) else None
-                    if c is None:
-                        buf = bytes(chunk_len(self.size, idx))
-                    else:
-                        blob = self._sealed_blob(c.cid.hex())
-                        buf = format.open_chunk(self._ckey, self.keys.file_id, idx, c.last, c.cid, blob, c.length)
-                piece = bytes(buf[off:off + take])
+                piece = bytes(self._plain(idx)[off:off + take])
                 piece += bytes(take - len(piece))  # a chunk shorter than the size says is zeros
                 out.append(piece)
                 pos += take
@@ -284,26 +280,26 @@ class FileWriter:
     def pwrite(self, offset: int, data: bytes | memoryview) -> int:
         if self.closed:
             raise MegaDriveError("writer is closed")
+        if offset < 0:
+            raise InvalidPath("negative file offset")
         mv = memoryview(data)
         total = len(mv)
         with self._lock:
-            self.modified = True
             if offset > self.size:
-                self._grow(offset)
+                self._grow(offset)  # a hole: checked against the room left before anything is staged
+            self.modified = True
             pos = offset
             while mv:
                 idx, off = divmod(pos, CHUNK_SIZE)
                 take = min(len(mv), CHUNK_SIZE - off)
-                if idx >= len(self._clean):
-                    self._clean.extend([None] * (idx + 1 - len(self._clean)))
                 if off == 0 and take == CHUNK_SIZE:  # the whole chunk is replaced: no need to load the old one
                     self._dirty[idx] = bytearray(mv[:take])
+                    self._clean.pop(idx, None)
                 else:
                     buf = self._load(idx)
                     if len(buf) < off + take:
                         buf.extend(bytes(off + take - len(buf)))
                     buf[off:off + take] = mv[:take]
-                self._clean[idx] = None
                 mv = mv[take:]
                 pos += take
                 self.size = max(self.size, pos)
@@ -311,35 +307,28 @@ class FileWriter:
         return total
 
     def _grow(self, new_size: int) -> None:
-        """Extend with zeros: the old last chunk is padded; whole new chunks stay holes (zeros)."""
-        last = n_chunks(self.size) - 1
-        if last >= 0:
-            buf = self._load(last)
-            if last < len(self._clean):
-                self._clean[last] = None
-            want = chunk_len(new_size, last)
-            if len(buf) < want:
-                buf.extend(bytes(want - len(buf)))
+        """Extend with zeros. Costs no memory: the old last chunk reads as zero-padded, new chunks are holes."""
+        if self.room is not None:
+            self.room(self.size, new_size)
         self.size = new_size
-        need = n_chunks(new_size)
-        if len(self._clean) < need:
-            self._clean.extend([None] * (need - len(self._clean)))
 
     def truncate(self, size: int) -> None:
+        if size < 0:
+            raise InvalidPath("negative file size")
         with self._lock:
-            self.modified = True
-            if size >= self.size:
-                if size > self.size:
-                    self._grow(size)
+            if size > self.size:
+                self._grow(size)
+                self.modified = True
                 return
+            self.modified = True
             need = n_chunks(size)
             for idx in [i for i in self._dirty if i >= need]:
                 del self._dirty[idx]
-            del self._clean[need:]
+            for idx in [i for i in self._clean if i >= need]:
+                del self._clean[idx]
             if need and size % CHUNK_SIZE:
                 buf = self._load(need - 1)
                 del buf[size - (need - 1) * CHUNK_SIZE:]
-                self._clean[need - 1] = None
             self.size = size
 
     def _spill(self) -> None:
@@ -396,27 +385,31 @@ class FileWriter:
         if err is not None:
             raise err
 
-    def _finalize_layout(self) -> None:
-        """Make every chunk match the final layout: right length, last flag only on the last."""
+    def _seal_layout(self) -> list[bytes]:
+        """Seal every chunk of the final layout, one at a time (holes too), and return their ids in order.
+
+        Memory stays bounded whatever the size: each chunk is built, sealed and
+        handed to the uploads (at most MAX_INFLIGHT in flight) before the next.
+        """
         need = n_chunks(self.size)
-        del self._clean[need:]
-        if len(self._clean) < need:
-            self._clean.extend([None] * (need - len(self._clean)))
+        for idx in [i for i in self._clean if i >= need]:
+            del self._clean[idx]
         for idx in range(need):
-            c = self._clean[idx]
             want_last, want_len = idx == need - 1, chunk_len(self.size, idx)
-            if idx in self._dirty:
-                buf = self._dirty[idx]
-            elif c is None:
-                buf = self._dirty[idx] = bytearray(want_len)
-            elif c.last != want_last or c.length != want_len:
-                buf = self._load(idx)
-            else:
+            c = self._clean.get(idx)
+            if c is not None and idx not in self._dirty and c.last == want_last and c.length == want_len:
                 continue
+            buf = self._load(idx)
             if len(buf) < want_len:
                 buf.extend(bytes(want_len - len(buf)))
             elif len(buf) > want_len:
                 del buf[want_len:]
+            self._seal(idx)
+        return [self._clean[i].cid for i in range(need)]
+
+    def _manifest(self, chunks: list[bytes]) -> Manifest:
+        return Manifest(self.keys.node_id, self.keys.file_id, self.base_version + 1, self.size, chunks,
+                        crypto.key_commitment(self.keys.content_key, self.keys.file_id))
 
     def checkpoint(self) -> None:
         """Seal everything staged into the local journal, as the version a crash would leave.
@@ -427,13 +420,7 @@ class FileWriter:
         with self._lock:
             if self.closed or not self.modified or self.journal is None:
                 return
-            self._finalize_layout()
-            for idx in sorted(self._dirty):
-                self._seal(idx)
-            chunks = [c.cid for c in self._clean if c is not None]
-            manifest = Manifest(self.keys.node_id, self.keys.file_id, self.base_version + 1, self.size, chunks,
-                                crypto.key_commitment(self.keys.content_key, self.keys.file_id))
-            self._journal_version(manifest)
+            self._journal_version(self._manifest(self._seal_layout()))
 
     def _journal_version(self, manifest: Manifest) -> None:
         assert self.journal is not None
@@ -449,15 +436,8 @@ class FileWriter:
             if self.closed:
                 raise MegaDriveError("writer is closed")
             try:
-                self._finalize_layout()
-                for idx in sorted(self._dirty):
-                    self._seal(idx)
-                chunks = [c.cid for c in self._clean if c is not None]
-                if len(chunks) != n_chunks(self.size):
-                    raise AssertionError("staged layout incomplete")
-                version = self.base_version + 1
-                manifest = Manifest(self.keys.node_id, self.keys.file_id, version, self.size, chunks,
-                                    crypto.key_commitment(self.keys.content_key, self.keys.file_id))
+                manifest = self._manifest(self._seal_layout())
+                version = manifest.version
                 if self.journal is not None:
                     # From here a crash loses nothing: the next mount uploads and commits this version.
                     self._journal_version(manifest)

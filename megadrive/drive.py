@@ -33,6 +33,7 @@ from .content import FileKeys, FileReader, FileWriter
 from .errors import (
     AlreadyExists,
     Conflict,
+    FileTooLarge,
     IntegrityError,
     InvalidPath,
     IsADirectory,
@@ -41,6 +42,7 @@ from .errors import (
     NotEmpty,
     NotFound,
     PermissionDenied,
+    QuotaExceeded,
     StaleVersion,
     TakenDown,
 )
@@ -54,6 +56,7 @@ from .tree import Orphan, Tree, short
 log = logging.getLogger(__name__)
 
 VIRTUAL = "virtual:"  # node ids of the synthetic "Shared with me" folders
+MAX_FILE_SIZE = 1 << 44  # 16 TiB: what a manifest of 1 MiB chunks reasonably holds (and far past any quota)
 
 
 @dataclass(frozen=True)
@@ -744,10 +747,21 @@ class Drive:
     def _new_writer(self, keys: FileKeys, base: Manifest | None, *, truncate: bool, parent_id: str, name: str,
                     create: bool, parent_key: bytes | None, origin: NodeMeta | None = None,
                     mtime_ns: int | None = None, journal: bool = False) -> FileWriter:
-        return FileWriter(self.chunks, self, keys, base, truncate=truncate, parent_id=parent_id, name=name,
-                          create=create, mtime_ns=mtime_ns, journal=self.journal if journal else None,
-                          origin=(origin.key, origin.file_id) if origin is not None else None,
-                          parent_key=parent_key)
+        w = FileWriter(self.chunks, self, keys, base, truncate=truncate, parent_id=parent_id, name=name,
+                       create=create, mtime_ns=mtime_ns, journal=self.journal if journal else None,
+                       origin=(origin.key, origin.file_id) if origin is not None else None,
+                       parent_key=parent_key)
+        w.room = self._room
+        return w
+
+    def _room(self, old_size: int, new_size: int) -> None:
+        """A file may grow by a hole only up to the size cap and the quota left: refused before it costs."""
+        if new_size > MAX_FILE_SIZE:
+            raise FileTooLarge(f"file too large: {new_size} bytes (the limit is {MAX_FILE_SIZE})")
+        q = self.quota()
+        if new_size - old_size > q.available:
+            raise QuotaExceeded(f"storage quota exceeded: growing a file by {new_size - old_size} bytes, "
+                                f"{q.available} available")
 
     def _writer(self, row: IndexRow, meta: NodeMeta, parent: tuple[IndexRow, NodeMeta], *, truncate: bool,
                 journal: bool = False, mtime_ns: int | None = None) -> FileWriter:

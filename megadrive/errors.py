@@ -86,6 +86,14 @@ class QuotaExceeded(MegaDriveError):
     """Storage quota exceeded."""
 
     exit_code = 9
+    loggable = True  # "storage quota exceeded (used U of Q bytes)": figures, never names
+
+
+class FileTooLarge(MegaDriveError):
+    """File too large."""
+
+    exit_code = 9
+    loggable = True
 
 
 class AuthError(MegaDriveError):

@@ -308,7 +308,14 @@ class Manifest:
                    commit, csize)
 
     def check_shape(self) -> None:
-        """The chunk count must be exactly what the size needs: no chunk dropped or added."""
+        """The chunk count must be exactly what the size needs: no chunk dropped or added.
+
+        Format version 1 has one chunk size: a manifest naming another (say 4 GiB
+        chunks, or 1-byte chunks of a huge size) would only make a reader allocate
+        what the server chose.
+        """
+        if self.chunk_size != CHUNK_SIZE:
+            raise IntegrityError("integrity check failed: manifest names another chunk size")
         expected = -(-self.size // self.chunk_size)
         if len(self.chunks) != expected:
             raise IntegrityError("integrity check failed: manifest chunk count does not match size")

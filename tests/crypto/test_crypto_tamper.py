@@ -392,6 +392,16 @@ def test_manifest_with_a_size_that_needs_other_chunks_is_refused(w3: World) -> N
             w3.open_manifest(sealed_manifest(w3, size=size))
 
 
+def test_manifest_with_another_chunk_size_is_refused() -> None:
+    """A sealed manifest claiming 1-byte or 4 GiB chunks must not steer what a reader allocates."""
+    m = fmt.Manifest("00" * 16, bytes(16), 1, 2**40, [bytes(32)], bytes(32), chunk_size=2**40)
+    with pytest.raises(IntegrityError, match="chunk size"):
+        m.check_shape()
+    m = fmt.Manifest("00" * 16, bytes(16), 1, 3, [bytes(32)] * 3, bytes(32), chunk_size=1)
+    with pytest.raises(IntegrityError, match="chunk size"):
+        m.check_shape()
+
+
 def test_check_shape_boundaries() -> None:
     def m(size: int, n: int) -> fmt.Manifest:
         return fmt.Manifest("00" * 16, bytes(16), 1, size, [bytes(32)] * n, bytes(32))
