@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 
 RETRIES = 4
 BACKOFF = 0.25
+# The most this client reads of one answer: a server that sends more is refused, never buffered whole.
+MAX_JSON_BYTES = 64 << 20  # a feed page of FEED_PAGE nodes with 64 KiB metas fits; a manifest of 8 MiB too
+MAX_CHUNK_BYTES = (1 << 20) + 4096  # one sealed 1 MiB chunk and its overhead
+FEED_PAGE = 500
+U63 = (1 << 63) - 1
 
 
 def b64e(b: bytes) -> str:
@@ -75,14 +80,26 @@ class RemoteNode:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> RemoteNode:
+        """Strict: ids of the right shape, integers in range, a known kind (the server is not trusted)."""
+        bad = ServerError("server sent a malformed node")
         try:
-            return cls(node_id=str(d["node_id"]), parent_id=d.get("parent_id"), kind=str(d["kind"]),
-                       meta=b64d(d.get("meta") or ""), version=int(d.get("version", 0)),
-                       size=int(d.get("size", 0)), trashed=bool(d.get("trashed", False)),
-                       gone=bool(d.get("gone", False)), seq=int(d.get("seq", 0)),
-                       owner=str(d.get("owner") or ""), removed=bool(d.get("removed", False)))
-        except (KeyError, TypeError, ValueError):
-            raise ServerError("server sent a malformed node") from None
+            parent = d.get("parent_id")
+            n = cls(node_id=str(d["node_id"]), parent_id=None if parent is None else str(parent),
+                    kind=str(d["kind"]), meta=b64d(d.get("meta") or ""), version=int(d.get("version", 0)),
+                    size=int(d.get("size", 0)), trashed=bool(d.get("trashed", False)),
+                    gone=bool(d.get("gone", False)), seq=int(d.get("seq", 0)),
+                    owner=str(d.get("owner") or ""), removed=bool(d.get("removed", False)))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise bad from None
+        ids = [n.node_id] + ([n.parent_id] if n.parent_id is not None else [])
+        if (n.kind not in ("dir", "file") or not all(_is_id(i) for i in ids)
+                or not all(0 <= x <= U63 for x in (n.version, n.size, n.seq))):
+            raise bad
+        return n
+
+
+def _is_id(s: str) -> bool:
+    return len(s) == 32 and all(c in "0123456789abcdef" for c in s)
 
 
 def _raise_for(resp: httpx.Response, authenticated: bool) -> None:
@@ -140,14 +157,15 @@ class Api:
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, *, idempotent: bool = True, **kw: Any) -> httpx.Response:
+    def _request(self, method: str, path: str, *, idempotent: bool = True, max_bytes: int = MAX_JSON_BYTES,
+                 **kw: Any) -> httpx.Response:
         headers = dict(kw.pop("headers", None) or {})
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         delay = BACKOFF
         for attempt in range(RETRIES + 1):
             try:
-                resp = self._http.request(method, path, headers=headers, **kw)
+                resp = self._send(method, path, headers, max_bytes, kw)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
                 err: Exception = e  # request never reached the server: always safe to retry
             except httpx.TransportError as e:
@@ -167,6 +185,27 @@ class Api:
             time.sleep(delay)
             delay *= 2
         raise AssertionError("unreachable")
+
+    def _send(self, method: str, path: str, headers: dict[str, str], max_bytes: int,
+              kw: dict[str, Any]) -> httpx.Response:
+        """One request whose answer is read up to ``max_bytes``: more is a malformed answer, not memory."""
+        req = self._http.build_request(method, path, headers=headers, **kw)
+        resp = self._http.send(req, stream=True)
+        try:
+            declared = resp.headers.get("Content-Length")
+            if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+                raise ServerError(f"server sent an answer of {declared} bytes (at most {max_bytes} expected)")
+            body = bytearray()
+            for piece in resp.iter_bytes():
+                body += piece
+                if len(body) > max_bytes:
+                    raise ServerError(f"server sent an answer over {max_bytes} bytes")
+        finally:
+            resp.close()
+        kept = [(k, v) for k, v in resp.headers.items() if k.lower() != "content-encoding"]  # decoded above
+        out = httpx.Response(resp.status_code, headers=kept, content=bytes(body), request=req)
+        out.read()
+        return out
 
     def _json(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
         resp = self._request(method, path, json=body, **kw)
@@ -250,12 +289,19 @@ class Api:
     def restore_node(self, node_id: str) -> RemoteNode:
         return RemoteNode.from_json(self._json("POST", f"/nodes/{node_id}/restore", {})["node"])
 
-    def changes(self, since: int, limit: int = 5000, owner: str | None = None) -> tuple[list[RemoteNode], int, bool]:
+    def changes(self, since: int, limit: int = FEED_PAGE,
+                owner: str | None = None) -> tuple[list[RemoteNode], int, bool]:
         params: dict[str, Any] = {"since": since, "limit": limit}
         if owner:
             params["owner"] = owner
         d = self._json("GET", "/changes", params=params)
-        return [RemoteNode.from_json(n) for n in d["changes"]], int(d["seq"]), bool(d.get("more"))
+        try:
+            nodes, seq = [RemoteNode.from_json(n) for n in d["changes"]], int(d["seq"])
+        except (KeyError, TypeError, ValueError):
+            raise ServerError("server sent a malformed change feed") from None
+        if len(nodes) > limit or not 0 <= seq <= U63:
+            raise ServerError("server sent a malformed change feed")
+        return nodes, seq, bool(d.get("more"))
 
     # -- versions and chunks ------------------------------------------------------------------------
 
@@ -288,7 +334,7 @@ class Api:
         self._request("PUT", f"/chunks/{chunk_id}", content=blob, headers=headers)
 
     def get_chunk(self, chunk_id: str) -> bytes:
-        return self._request("GET", f"/chunks/{chunk_id}").content
+        return self._request("GET", f"/chunks/{chunk_id}", max_bytes=MAX_CHUNK_BYTES).content
 
     # -- shares, links, abuse ---------------------------------------------------------------------
 
@@ -319,7 +365,7 @@ class Api:
         return dict(self._json("GET", f"/l/{link_id}"))
 
     def public_chunk(self, link_id: str, chunk_id: str) -> bytes:
-        return self._request("GET", f"/l/{link_id}/chunks/{chunk_id}").content
+        return self._request("GET", f"/l/{link_id}/chunks/{chunk_id}", max_bytes=MAX_CHUNK_BYTES).content
 
     def report_abuse(self, link: str, reason: str) -> dict[str, Any]:
         return dict(self._json("POST", "/abuse", {"link": link, "reason": reason}, idempotent=False))
