@@ -54,6 +54,10 @@ def b64d(s: object) -> bytes:
         raise ServerError("server sent malformed base64") from None
 
 
+class MetaChanged(StaleVersion):
+    """The node changed on the server since the state this change was based on (read it again)."""
+
+
 class MissingChunks(Conflict):
     """The server lacks chunks this commit names."""
 
@@ -132,6 +136,8 @@ def _raise_for(resp: httpx.Response, authenticated: bool) -> None:
         raise TakenDown("this content was removed after an abuse notice (HTTP 451)")
     if st == 410:
         raise NotFound("this link has expired")
+    if st == 412 and code == "stale_meta":
+        raise MetaChanged("the node was changed elsewhere; reading it again")
     if st == 412:
         raise StaleVersion("the file was changed elsewhere; this version was not committed")
     if st == 507:
@@ -271,8 +277,11 @@ class Api:
         return RemoteNode.from_json(self._json("GET", f"/nodes/{node_id}")["node"])
 
     def update_node(self, node_id: str, meta: bytes, parent_id: str | None = None,
-                    replace: str | None = None) -> RemoteNode:
+                    replace: str | None = None, base_seq: int | None = None) -> RemoteNode:
+        """``base_seq``: the node's seq this change is based on (412 ``stale_meta`` if it moved on)."""
         body: dict[str, Any] = {"meta": b64e(meta)}
+        if base_seq is not None:
+            body["base_seq"] = base_seq
         if parent_id is not None:
             body["parent_id"] = parent_id
         if replace is not None:
@@ -306,10 +315,13 @@ class Api:
     # -- versions and chunks ------------------------------------------------------------------------
 
     def commit_version(self, node_id: str, base_version: int, manifest: bytes, chunk_ids: list[str],
-                       meta: bytes | None = None) -> RemoteNode:
+                       meta: bytes | None = None, meta_seq: int | None = None) -> RemoteNode:
+        """``meta_seq``: the node's seq the new meta is based on (412 ``stale_meta`` if it moved on)."""
         body: dict[str, Any] = {"manifest": b64e(manifest), "chunks": chunk_ids}
         if meta is not None:
             body["meta"] = b64e(meta)
+        if meta_seq is not None:
+            body["meta_seq"] = meta_seq
         d = self._json("POST", f"/nodes/{node_id}/versions", body,
                        headers={"If-Match": f'"{base_version}"'}, idempotent=False)
         return RemoteNode.from_json(d["node"])

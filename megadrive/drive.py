@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from . import crypto, format
-from .api import Api, RemoteNode
+from .api import Api, MetaChanged, RemoteNode
 from .cache import DEFAULT_MAX_BYTES, ChunkCache
 from .chunkio import IndexJournal, ServerChunks
 from .content import FileKeys, FileReader, FileWriter
@@ -556,24 +556,40 @@ class Drive:
             raise PermissionDenied("the root of a share is managed by its owner")
         return chain[-2]
 
-    def rewrite_meta(self, row: IndexRow, meta: NodeMeta, *, parent: tuple[IndexRow, NodeMeta] | None = None,
-                     move: bool = False, replace: str | None = None) -> None:
-        """Re-seal a node's meta (new name/attributes) with rev+1, under its verified parent.
+    def rewrite_meta(self, row: IndexRow, change: Callable[[NodeMeta], NodeMeta], *,
+                     parent: tuple[IndexRow, NodeMeta] | None = None, move: bool = False, replace: str | None = None,
+                     verify: Callable[[IndexRow], NodeMeta] | None = None) -> NodeMeta:
+        """Re-seal a node's meta as ``change`` makes it from the current one, with rev+1, under its parent.
 
-        ``parent``: seal under this (verified) parent instead: the new folder of
-        a move (``move``), or the node's own folder just re-keyed (a rotation).
+        Compare-and-swap on the node's change seq: if another client changed
+        the node meanwhile, the node is read again and ``change`` applied to
+        what is there now (nothing another device wrote is overwritten with an
+        older state). ``parent``: seal under this verified parent instead (the
+        new folder of a ``move``, or the node's own folder just re-keyed);
+        ``verify``: how to verify the node's current meta (default: its chain).
         """
-        new = dataclasses.replace(meta, rev=meta.rev + 1, props=dict(meta.props))
-        if parent is not None:
-            key, pid = parent[1].key, parent[0].node_id
-        elif row.node_id == self.session.root_node_id and not row.owner:
-            key, pid = self._master, ""
-        else:
-            prow, pmeta = self._parent_of(row)
-            key, pid = pmeta.key, prow.node_id
-        blob = format.seal_meta(key, self._owner_of(row), pid, row.node_id, new)
-        n = self.api.update_node(row.node_id, blob, parent_id=pid if move else None, replace=replace)
-        self._apply(n, new, key)
+        verify = verify or self.tree.meta
+        for _ in range(8):
+            cur = verify(row)
+            new = change(dataclasses.replace(cur, props=dict(cur.props)))
+            new = dataclasses.replace(new, rev=cur.rev + 1)
+            if parent is not None:
+                key, pid = parent[1].key, parent[0].node_id
+            elif row.node_id == self.session.root_node_id and not row.owner:
+                key, pid = self._master, ""
+            else:
+                prow, pmeta = self._parent_of(row)
+                key, pid = pmeta.key, prow.node_id
+            blob = format.seal_meta(key, self._owner_of(row), pid, row.node_id, new)
+            try:
+                n = self.api.update_node(row.node_id, blob, parent_id=pid if move else None, replace=replace,
+                                         base_seq=row.seq)
+            except MetaChanged:
+                row = self._apply(self.api.get_node(row.node_id))
+                continue
+            self._apply(n, new, key)
+            return new
+        raise Conflict("the node keeps changing on the server; try again")
 
     def rename(self, src: str, dst: str, *, overwrite: bool = False, replace_nonempty: bool = False) -> Entry:
         """Move and/or rename; metadata only, nothing is re-uploaded.
@@ -607,7 +623,7 @@ class Drive:
                     raise NotEmpty(f"folder not empty: {dst_path}")
             replace = existing.node_id
         moved = new_parent.row.node_id != loc.row.parent_id
-        self.rewrite_meta(loc.row, dataclasses.replace(meta, name=name),
+        self.rewrite_meta(loc.row, lambda m: dataclasses.replace(m, name=name),
                           parent=(new_parent.row, new_parent.verified()) if moved else None, move=moved,
                           replace=replace)
         if replace:
@@ -644,26 +660,28 @@ class Drive:
                   props: dict[str, str | None] | None = None) -> Entry:
         """Change mtime, mode and/or dead properties (encrypted in the node's meta)."""
         loc = self.resolve(path)
-        self._set_attrs_row(loc.row, loc.verified(), mtime_ns, mode, props)
+        loc.verified()
+        self._set_attrs_row(loc.row, mtime_ns, mode, props)
         return self.stat(loc.path)
 
     def set_attrs_id(self, node_id: str, *, mtime_ns: int | None = None, mode: int | None = None) -> None:
-        row = self._row_by_id(node_id)
-        self._set_attrs_row(row, self.tree.meta(row), mtime_ns, mode, None)
+        self._set_attrs_row(self._row_by_id(node_id), mtime_ns, mode, None)
 
-    def _set_attrs_row(self, row: IndexRow, meta: NodeMeta, mtime_ns: int | None, mode: int | None,
+    def _set_attrs_row(self, row: IndexRow, mtime_ns: int | None, mode: int | None,
                        props: dict[str, str | None] | None) -> None:
-        new = dataclasses.replace(meta, props=dict(meta.props))
-        if mtime_ns is not None:
-            new.mtime_ns = mtime_ns
-        if mode is not None:
-            new.mode = mode & 0o7777
-        for k, v in (props or {}).items():
-            if v is None:
-                new.props.pop(k, None)
-            else:
-                new.props[k] = v
-        self.rewrite_meta(row, new)
+        def change(new: NodeMeta) -> NodeMeta:
+            if mtime_ns is not None:
+                new.mtime_ns = mtime_ns
+            if mode is not None:
+                new.mode = mode & 0o7777
+            for k, v in (props or {}).items():
+                if v is None:
+                    new.props.pop(k, None)
+                else:
+                    new.props[k] = v
+            return new
+
+        self.rewrite_meta(row, change)
 
     def create_file(self, path: str, *, mode: int = 0o644, exclusive: bool = True) -> Entry:
         """Create an empty file (version 0) now, so it is visible before any content is committed."""
@@ -848,26 +866,34 @@ class Drive:
         mtime = w.mtime_ns or time.time_ns()
         if w.create:
             self._create_for(w, mtime)
-        row = self.index.get(node_id)
-        if row is None:
-            raise NotFound("the file was removed while it was being written")
-        chain = self.tree.chain(row)
-        if len(chain) < 2:
-            raise IntegrityError(f"integrity check failed: node {short(node_id)} is not a file in a folder")
-        (parent, pmeta), (_, cur) = chain[-2], chain[-1]
-        if w.origin is not None and (not crypto.ct_equal(cur.key, w.origin[0]) or cur.file_id != w.origin[1]):
-            if cur.version != w.base_version:
-                raise StaleVersion("the file was changed elsewhere; this version was not committed")
-            raise IntegrityError(f"integrity check failed: node {short(node_id)}'s keys changed while it was open")
-        new = dataclasses.replace(cur, props=dict(cur.props), size=manifest.size, version=manifest.version,
-                                  mtime_ns=mtime, rev=cur.rev + 1, key=w.keys.content_key,
-                                  file_id=w.keys.file_id, rekey=False)
-        blob = format.seal_meta(pmeta.key, self._owner_of(parent), parent.node_id, node_id, new)
-        n = self.api.commit_version(node_id, manifest.version - 1,
-                                    format.seal_manifest(w.keys.content_key, w.keys.owner, manifest),
-                                    manifest.chunk_ids(), meta=blob)
-        self._apply(n, new, pmeta.key)
-        self._quota = None
+        sealed_manifest = format.seal_manifest(w.keys.content_key, w.keys.owner, manifest)
+        for _ in range(8):
+            row = self.index.get(node_id)
+            if row is None:
+                raise NotFound("the file was removed while it was being written")
+            chain = self.tree.chain(row)
+            if len(chain) < 2:
+                raise IntegrityError(f"integrity check failed: node {short(node_id)} is not a file in a folder")
+            (parent, pmeta), (_, cur) = chain[-2], chain[-1]
+            if w.origin is not None and (not crypto.ct_equal(cur.key, w.origin[0]) or cur.file_id != w.origin[1]):
+                if cur.version != w.base_version:
+                    raise StaleVersion("the file was changed elsewhere; this version was not committed")
+                raise IntegrityError(f"integrity check failed: node {short(node_id)}'s keys changed while it was "
+                                     "open")
+            new = dataclasses.replace(cur, props=dict(cur.props), size=manifest.size, version=manifest.version,
+                                      mtime_ns=mtime, rev=cur.rev + 1, key=w.keys.content_key,
+                                      file_id=w.keys.file_id, rekey=False)
+            blob = format.seal_meta(pmeta.key, self._owner_of(parent), parent.node_id, node_id, new)
+            try:
+                n = self.api.commit_version(node_id, manifest.version - 1, sealed_manifest, manifest.chunk_ids(),
+                                            meta=blob, meta_seq=row.seq)
+            except MetaChanged:  # renamed or re-moded elsewhere meanwhile: keep that, commit on top of it
+                self._apply(self.api.get_node(node_id))
+                continue
+            self._apply(n, new, pmeta.key)
+            self._quota = None
+            return
+        raise Conflict("the file keeps changing on the server; try again")
 
     def _create_for(self, w: FileWriter, mtime: int) -> None:
         parent = self.index.get(w.parent_id)
@@ -987,9 +1013,12 @@ class Drive:
                                       mtime_ns=mtime, rev=meta.rev + 1)
             try:
                 n = self.api.commit_version(node_id, base, mblob, chunks, meta=format.seal_meta(
-                    pmeta.key, self._owner_of(parent), parent.node_id, node_id, new))
+                    pmeta.key, self._owner_of(parent), parent.node_id, node_id, new), meta_seq=row.seq)
                 self._apply(n, new, pmeta.key)
                 return f"recovered node {short(node_id)} (version {base + 1})"
+            except MetaChanged:
+                self._apply(self.api.get_node(node_id))
+                return self._replay_one(node_id, base, mblob, chunks)
             except StaleVersion:
                 pass
         keys = self._file_keys(row, meta)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -223,21 +224,23 @@ class Sharing:
             row = d.index.get(nid)
             if row is None:
                 continue
+            verify = d.verified_meta if old_parent is None or new_pmeta is None \
+                else _under_either(d, old_parent[0], old_parent[1], new_pmeta)
             try:
-                meta = d.verified_meta(row) if old_parent is None else \
-                    d.tree.child_meta(row, old_parent[0], old_parent[1])
+                meta = verify(row)
             except IntegrityError as e:
                 log.error("not re-keying node %s: %s", nid[:12], e.message)
                 continue
+            new_key = crypto.random_key()
+
+            def change(m: NodeMeta, dir_key: bytes = new_key) -> NodeMeta:
+                return dataclasses.replace(m, key=dir_key) if m.kind == "dir" else dataclasses.replace(m, rekey=True)
+
+            new = d.rewrite_meta(row, change, verify=verify,
+                                 parent=None if old_parent is None or new_pmeta is None else (old_parent[0], new_pmeta))
             if row.kind == "dir":
-                new = dataclasses.replace(meta, key=crypto.random_key())
                 todo.extend((c.node_id, (row, meta), new) for c in d.index.children(nid))
                 todo.extend((c.node_id, (row, meta), new) for c in d.index.trashed_children(nid))
-            else:
-                new = dataclasses.replace(meta, rekey=True)
-            assert (old_parent is None) == (new_pmeta is None)
-            d.rewrite_meta(row, new, parent=None if old_parent is None or new_pmeta is None
-                           else (old_parent[0], new_pmeta))
             done.add(nid)
         return done
 
@@ -378,7 +381,7 @@ class Sharing:
 
     def remove_links(self, path: str) -> int:
         loc = self.d.resolve(path)
-        meta = loc.verified()
+        loc.verified()
         n = 0
         for link in self.d.api.links():
             if link["node_id"] == loc.row.node_id:
@@ -387,8 +390,20 @@ class Sharing:
         if not n:
             raise NotFound(f"{path} has no link")
         # Link holders had the content key: the next version gets a fresh one.
-        self.d.rewrite_meta(loc.row, dataclasses.replace(meta, rekey=True))
+        self.d.rewrite_meta(loc.row, lambda m: dataclasses.replace(m, rekey=True))
         return n
+
+
+def _under_either(d: Drive, parent: IndexRow, old: NodeMeta, new: NodeMeta) -> Callable[[IndexRow], NodeMeta]:
+    """Verify a child of a folder being re-keyed: sealed under its old key, or already under the new one."""
+
+    def verify(row: IndexRow) -> NodeMeta:
+        try:
+            return d.tree.child_meta(row, parent, old)
+        except IntegrityError:
+            return d.tree.child_meta(row, parent, new)
+
+    return verify
 
 
 # -- reading a link without an account -------------------------------------------------------------
