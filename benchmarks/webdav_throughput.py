@@ -2,7 +2,8 @@
 
 In one run, each of three WebDAV servers on loopback gets the same workloads:
 
-- megadrive     the real `megadrive webdav` gateway, logged in (real `megadrive signup`)
+- megadrive     the real `megadrive webdav` gateway (with its per-run password from gateway.json),
+                logged in (real `megadrive signup`)
                 to a real server process (tests/serverproc.py) on local storage;
 - wsgidav       the plain `wsgidav` CLI serving a plain folder, no auth, no crypto;
 - rclone-crypt  `rclone serve webdav` over an rclone crypt remote on the local backend
@@ -21,6 +22,7 @@ usage: python benchmarks/webdav_throughput.py [SIZE_MIB]   (default 256)
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import queue
 import re
@@ -37,6 +39,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import IO
+from urllib.parse import quote
 
 import httpx
 import psutil
@@ -182,7 +185,11 @@ def megadrive_dav(tmp: Path, procs: Procs, rss: dict[str, PeakRss]) -> Iterator[
         gw = procs.start_piped([str(BIN / "megadrive"), "webdav", "--listen", "127.0.0.1:0"], env, log)
         rss["gateway"] = PeakRss(gw.pid)
         try:
-            yield read_served_url(gw, log)
+            url = read_served_url(gw, log)
+            # Every request logs in: the run's password is in MEGADRIVE_HOME/gateway.json. A URL with
+            # user:password@ makes curl, httpx and dav_tree.py send it (HTTP Basic, preemptively).
+            state = json.loads((tmp / "md-home" / "gateway.json").read_text())
+            yield url.replace("://", f"://{quote(state['user'], safe='')}:{quote(state['password'], safe='')}@", 1)
         finally:
             procs.stop(gw)
 

@@ -1,4 +1,4 @@
-"""Front-end commands (webdav, up) added to the core CLI; the console script's entry point.
+"""Front-end commands (webdav, up, mount, unmount) added to the core CLI; the console script's entry point.
 
 They live here so the core package never imports the front-ends: this module
 imports ``megadrive.cli`` and adds to it, not the other way round.
@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -31,40 +32,103 @@ def _wait_for_signal() -> None:
     done.wait()
 
 
-def _parse_auth(auth: str | None) -> tuple[str, str] | None:
-    if not auth:
-        return None
-    user, sep, pw = auth.partition(":")
-    if not sep or not user or not pw:
-        raise ConfigError("--auth takes USER:PASSWORD")
-    return user, pw
+GATEWAY_PASSWORD_ENV = "MEGADRIVE_GATEWAY_PASSWORD"  # noqa: S105 - the variable's name, not a password
 
 
-def _howto(url: str) -> str:
+def _gateway_options(f: Callable[..., None]) -> Callable[..., None]:
+    """The gateway's access options, shared by `webdav` and `up` (no password ever comes from argv)."""
+    options = [
+        click.option("--auth-user", default=None, metavar="USER",
+                     help="Gateway user (default: 'megadrive' with a fresh random password each run). Its password "
+                          f"comes from --auth-password-file or ${GATEWAY_PASSWORD_ENV}; needed off loopback."),
+        click.option("--auth-password-file", default=None, type=click.Path(dir_okay=False),
+                     help="File holding the --auth-user password (first line)."),
+        click.option("--tls-cert", default=None, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                     help="PEM certificate: serve HTTPS (with --tls-key; needed off loopback)."),
+        click.option("--tls-key", default=None, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                     help="PEM private key of --tls-cert."),
+        click.option("--host-name", "host_names", multiple=True, metavar="NAME",
+                     help="Another name clients reach the gateway by (Host header), NAME or NAME:PORT; repeatable."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _gateway_access(auth_user: str | None, auth_password_file: str | None, tls_cert: Path | None,
+                    tls_key: Path | None) -> tuple[tuple[str, str] | None, tuple[Path, Path] | None]:
+    """(user, password) and (cert, key) from the options; one-line errors for half-given pairs."""
+    if (tls_cert is None) != (tls_key is None):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    tls = (tls_cert, tls_key) if tls_cert is not None and tls_key is not None else None
+    if auth_user is None:
+        if auth_password_file:
+            raise ConfigError("--auth-password-file needs --auth-user")
+        return None, tls
+    if not auth_user or ":" in auth_user:
+        raise ConfigError("--auth-user must be a non-empty name without ':'")
+    if auth_password_file:
+        try:
+            lines = Path(auth_password_file).read_text().splitlines()
+        except OSError as e:
+            raise ConfigError(f"cannot read --auth-password-file: {e.strerror}") from None
+        password = lines[0] if lines else ""
+    else:
+        password = os.environ.get(GATEWAY_PASSWORD_ENV, "")
+    if not password:
+        raise ConfigError(f"--auth-user needs a password: --auth-password-file FILE or ${GATEWAY_PASSWORD_ENV}")
+    return (auth_user, password), tls
+
+
+def _howto(gw: gateway.Gateway) -> str:
+    url = gw.url
+    scheme, rest = url.split("://", 1)
+    dav = ("davs" if scheme == "https" else "dav") + "://" + rest
+    user = gw.credentials.user
+    if gw.credentials.generated:
+        pw = gw.credentials.password
+        where = f" (also in {gw.state_file}, mode 0600)" if gw.state_file else ""
+        login = (f"  login:         user {user}, password {pw}\n"
+                 f"                 a new password every start{where}\n"
+                 f"  browser:       {scheme}://{user}:{pw}@{rest}\n")
+        windows, rclone_pw = f"/user:{user} {pw}", pw
+    else:
+        login = (f"  login:         user {user}, password from --auth-password-file or ${GATEWAY_PASSWORD_ENV}\n"
+                 f"  browser:       open {url} (log in as {user})\n")
+        windows, rclone_pw = f"/user:{user} *", "PASSWORD"
+    dav = dav.replace("://", f"://{user}@", 1)
     return (f"MegaDrive is served at {url}\n"
-            f"  browser:       open {url}\n"
-            f"  GNOME/KDE:     dav://{url.split('://', 1)[1]}  (Files > Other Locations > Connect to Server)\n"
-            f"  macOS Finder:  Go > Connect to Server > {url}\n"
-            f"  Windows:       net use Z: {url}\n"
-            f"  rclone:        rclone config create md webdav url={url} vendor=other\n"
+            + login
+            + f"  GNOME/KDE:     {dav}  (Files > Other Locations > Connect to Server)\n"
+            f"  macOS Finder:  Go > Connect to Server > {url}  (user {user})\n"
+            f"  Windows:       net use Z: {url} {windows}\n"
+            f"  rclone:        rclone config create md webdav url={url} vendor=other user={user} "
+            f"pass=$(rclone obscure {rclone_pw}) --no-obscure\n"
             "Press Ctrl-C to stop.")
 
 
 @cli.command()
 @click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT for the gateway.")
-@click.option("--auth", default=None, help="USER:PASSWORD required of WebDAV clients (needed off loopback).")
-def webdav(listen: str, auth: str | None) -> None:
-    """Serve the logged-in drive, decrypted, over WebDAV."""
+@_gateway_options
+def webdav(listen: str, auth_user: str | None, auth_password_file: str | None, tls_cert: Path | None,
+           tls_key: Path | None, host_names: tuple[str, ...]) -> None:
+    """Serve the logged-in drive, decrypted, over WebDAV (every client logs in; see the banner)."""
 
     def body() -> None:
         host, port = parse_listen(listen, 8080)
-        drive = Drive.open(home())
-        gw = gateway.start(drive, host, port, auth=_parse_auth(auth))
+        auth, tls = _gateway_access(auth_user, auth_password_file, tls_cert, tls_key)
+        gateway.check_exposure(host, auth=auth, tls=tls)
+        base = home()
+        drive = Drive.open(base)
         try:
-            click.echo(_howto(gw.url))
-            _wait_for_signal()
+            gw = gateway.start(drive, host, port, auth=auth, tls=tls, host_names=host_names,
+                               state_file=base / gateway.STATE_FILE)
+            try:
+                click.echo(_howto(gw))
+                _wait_for_signal()
+            finally:
+                gw.stop()
         finally:
-            gw.stop()
             drive.close()
 
     run(body)
@@ -77,12 +141,16 @@ def webdav(listen: str, auth: str | None) -> None:
 @click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT of the WebDAV gateway.")
 @click.option("--user", default="local", show_default=True, help="Account name on the local server.")
 @click.option("--quota", default="50G", show_default=True)
-@click.option("--auth", default=None, help="USER:PASSWORD required of WebDAV clients (needed off loopback).")
-@click.option("--password-file", default=None, type=click.Path(dir_okay=False))
+@_gateway_options
+@click.option("--password-file", default=None, type=click.Path(dir_okay=False),
+              help="The account password (first line); or MEGADRIVE_PASSWORD, or a prompt.")
 @click.option("--mount", "mount_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also mount the drive as a folder here (FUSE).")
-def up(data: Path | None, server_listen: str, listen: str, user: str, quota: str, auth: str | None,
-       password_file: str | None, mount_dir: Path | None) -> None:
+@click.option("--allow-other", is_flag=True,
+              help="With --mount: let other local users in (they get what the file modes allow).")
+def up(data: Path | None, server_listen: str, listen: str, user: str, quota: str, auth_user: str | None,
+       auth_password_file: str | None, tls_cert: Path | None, tls_key: Path | None, host_names: tuple[str, ...],
+       password_file: str | None, mount_dir: Path | None, allow_other: bool) -> None:
     """Run a local server and the WebDAV gateway in one process (creates the account on first run)."""
 
     def body() -> None:
@@ -92,9 +160,10 @@ def up(data: Path | None, server_listen: str, listen: str, user: str, quota: str
         base = home()
         shost, sport = parse_listen(server_listen, 8420)
         ghost, gport = parse_listen(listen, 8080)
-        gauth = _parse_auth(auth)
-        if not gateway.is_loopback(ghost) and not gauth:
-            raise ConfigError(f"refusing to serve the decrypted drive on {ghost} without --auth USER:PASSWORD")
+        gauth, tls = _gateway_access(auth_user, auth_password_file, tls_cert, tls_key)
+        gateway.check_exposure(ghost, auth=gauth, tls=tls)
+        if allow_other and mount_dir is None:
+            raise ConfigError("--allow-other goes with --mount")
         cfg = ServerConfig(data_dir=data or base / "server", host=shost, port=sport, quota=parse_size(quota))
         srv = start_server(cfg)
         try:
@@ -121,12 +190,13 @@ def up(data: Path | None, server_listen: str, listen: str, user: str, quota: str
                 save_session(base, session)
             drive = Drive.open(base)
             try:
-                gw = gateway.start(drive, ghost, gport, auth=gauth)
+                gw = gateway.start(drive, ghost, gport, auth=gauth, tls=tls, host_names=host_names,
+                                   state_file=base / gateway.STATE_FILE)
                 try:
                     click.echo(f"Local server (ciphertext only) at {srv.url}, data in {cfg.data_dir}")
                     if mount_dir is not None:
-                        _mount_here(base, mount_dir)
-                    click.echo(_howto(gw.url))
+                        _mount_here(base, mount_dir, allow_other=allow_other)
+                    click.echo(_howto(gw))
                     _wait_for_signal()
                 finally:
                     if mount_dir is not None and os.path.ismount(mount_dir):
@@ -154,7 +224,9 @@ def _pidfile(base: Path, mountpoint: Path) -> Path:
 @click.argument("mountpoint", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--foreground", is_flag=True, help="Stay in the foreground until unmounted.")
 @click.option("--debug", is_flag=True, help="libfuse debug output (with --foreground).")
-def mount_cmd(mountpoint: Path, foreground: bool, debug: bool) -> None:
+@click.option("--allow-other", is_flag=True,
+              help="Let other local users in (they get what the file modes allow; off by default, even as root).")
+def mount_cmd(mountpoint: Path, foreground: bool, debug: bool, allow_other: bool) -> None:
     """Mount the drive as a folder with FUSE (unmount with `megadrive unmount`)."""
 
     def body() -> None:
@@ -162,14 +234,14 @@ def mount_cmd(mountpoint: Path, foreground: bool, debug: bool) -> None:
 
         base = home()
         if not foreground:
-            _mount_here(base, mountpoint)
+            _mount_here(base, mountpoint, allow_other=allow_other)
             return
         _prepare_mountpoint(mountpoint)
         drive = Drive.open(base)
         pid = _pidfile(base, mountpoint)
         pid.write_text(str(os.getpid()))
         try:
-            fuse.mount(drive, mountpoint, foreground=True, debug=debug)
+            fuse.mount(drive, mountpoint, foreground=True, debug=debug, allow_other=allow_other)
         finally:
             drive.close()
             pid.unlink(missing_ok=True)
@@ -188,12 +260,12 @@ def _prepare_mountpoint(mountpoint: Path) -> None:
         raise ConfigError(f"{mountpoint} is already a mount point")
 
 
-def _mount_here(base: Path, mountpoint: Path) -> None:
+def _mount_here(base: Path, mountpoint: Path, *, allow_other: bool = False) -> None:
     _prepare_mountpoint(mountpoint)
-    _spawn_mount(base, mountpoint)
+    _spawn_mount(base, mountpoint, allow_other=allow_other)
 
 
-def _spawn_mount(base: Path, mountpoint: Path) -> None:
+def _spawn_mount(base: Path, mountpoint: Path, *, allow_other: bool = False) -> None:
     """Run the mount in a detached child (forking after threads exist is unsafe) and wait for it."""
     import subprocess
     import sys
@@ -201,7 +273,8 @@ def _spawn_mount(base: Path, mountpoint: Path) -> None:
 
     log = base / "mount.log"
     with open(log, "ab") as out:
-        child = subprocess.Popen([sys.argv[0], "mount", "--foreground", str(mountpoint)], stdout=out,
+        argv = [sys.argv[0], "mount", "--foreground", str(mountpoint), *(["--allow-other"] if allow_other else [])]
+        child = subprocess.Popen(argv, stdout=out,
                                  stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

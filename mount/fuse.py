@@ -513,8 +513,15 @@ def lazy_unmount(mountpoint: Path) -> None:
             continue
 
 
-def mount(drive: Drive, mountpoint: Path, *, foreground: bool = True, debug: bool = False) -> None:
-    """Mount and serve until unmounted (blocks). A stale mount from a crash is cleaned first."""
+def mount(drive: Drive, mountpoint: Path, *, foreground: bool = True, debug: bool = False,
+          allow_other: bool = False) -> None:
+    """Mount and serve until unmounted (blocks). A stale mount from a crash is cleaned first.
+
+    Only the mounting user can enter the mount unless ``allow_other`` (even
+    as root: the files are 0644, so with allow_other every local user could
+    read the plaintext); with it, the kernel applies the mode bits
+    (``default_permissions``).
+    """
     if is_stale(mountpoint):
         log.warning("cleaning a dead mount left at %s", mountpoint)
         lazy_unmount(mountpoint)
@@ -531,7 +538,7 @@ def mount(drive: Drive, mountpoint: Path, *, foreground: bool = True, debug: boo
         # truncate that would commit an empty version before the program writes anything.
         options.update(big_writes=True, max_write=1 << 17, max_read=1 << 20, atomic_o_trunc=True)
     # libfuse3 takes max_write from the kernel's max_pages (1 MiB on current kernels); it refuses the option.
-    if os.getuid() == 0:
+    if allow_other:
         options["allow_other"] = True
     if debug:
         options["debug"] = True

@@ -1,23 +1,37 @@
 """The WebDAV gateway: wsgidav on cheroot, serving one logged-in Drive.
 
-Without authentication it binds only to loopback; any other address needs a
-gateway user and password (HTTP Digest).
+Every request must name the gateway in its Host header, come from no other
+web origin, and carry the gateway's credentials (HTTP Basic or Digest), on
+loopback too: see :mod:`.guard`. Unless the operator sets a user and
+password, each run makes a fresh random one. Off loopback the gateway
+refuses to start without TLS and an operator-set password.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
+import ssl
 import threading
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import httpx
 from cheroot import wsgi
+from wsgidav.dir_browser import WsgiDavDirBrowser
+from wsgidav.error_printer import ErrorPrinter
+from wsgidav.http_authenticator import HTTPAuthenticator
+from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 from megadrive.drive import Drive
 from megadrive.errors import ConfigError
+from megadrive.state import write_private
 
+from .guard import Credentials, FileContentHeaders, Guard, HostPolicy
 from .locks import PersistentLockStorage
 from .props import DrivePropertyManager
 from .webdav import DriveProvider
@@ -25,6 +39,7 @@ from .webdav import DriveProvider
 log = logging.getLogger(__name__)
 
 REFRESH_INTERVAL = 2.0
+STATE_FILE = "gateway.json"
 
 
 def is_loopback(host: str) -> bool:
@@ -36,25 +51,33 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def build_app(drive: Drive, *, auth: tuple[str, str] | None = None, verbose: int = 1) -> WsgiDAVApp:
-    dc: dict[str, Any]
-    users: dict[str, Any]
-    if auth:
-        dc = {"domain_controller": None, "accept_basic": False, "accept_digest": True, "default_to_digest": True}
-        users = {"*": {auth[0]: {"password": auth[1]}}}
-    else:
-        dc = {"domain_controller": None, "accept_basic": True, "accept_digest": True, "default_to_digest": True}
-        users = {"*": True}
+def check_exposure(host: str, *, auth: tuple[str, str] | None, tls: tuple[Path, Path] | None) -> None:
+    """Off loopback the decrypted drive needs TLS and an operator-set password; refuse early otherwise."""
+    if is_loopback(host) or (auth and tls):
+        return
+    missing = " and ".join(w for w, have in (("TLS (--tls-cert/--tls-key)", tls),
+                                              ("a password (--auth-user with --auth-password-file or "
+                                               "MEGADRIVE_GATEWAY_PASSWORD)", auth)) if not have)
+    raise ConfigError(f"refusing to serve the decrypted drive on {host} without {missing}; or bind 127.0.0.1")
+
+
+def build_app(drive: Drive, *, verbose: int = 1) -> WsgiDAVApp:
+    """wsgidav over the Drive, anonymous inside: the Guard in front of it authenticates every request."""
     config = {
         "provider_mapping": {"/": DriveProvider(drive)},
-        "http_authenticator": dc,
-        "simple_dc": {"user_mapping": users},
+        "middleware_stack": [ErrorPrinter, HTTPAuthenticator, WsgiDavDirBrowser, FileContentHeaders,
+                             RequestResolver],
+        "http_authenticator": {"domain_controller": None, "accept_basic": False, "accept_digest": False,
+                               "default_to_digest": False},
+        "simple_dc": {"user_mapping": {"*": True}},
         "verbose": verbose,
         "logging": {"enable_loggers": []},
         "property_manager": DrivePropertyManager(drive),
         "lock_storage": PersistentLockStorage(drive),
         "mutable_live_props": ["{DAV:}getlastmodified"],
-        "dir_browser": {"enable": True, "response_trailer": "MegaDrive (decrypted on this machine)"},
+        # The listing runs no script: the SharePoint/LibreOffice links are the only thing its script.js serves.
+        "dir_browser": {"enable": True, "response_trailer": "MegaDrive (decrypted on this machine)",
+                        "ms_sharepoint_support": False, "libre_office_support": False, "show_user": False},
         "hotfixes": {"re_encode_path_info": True, "emulate_win32_lastmod": True},
         "honor_mtime_header": True,
         "block_size": 256 * 1024,
@@ -64,34 +87,91 @@ def build_app(drive: Drive, *, auth: tuple[str, str] | None = None, verbose: int
 
 @dataclass
 class Gateway:
+    """A running gateway: its ``url``, the ``credentials`` it accepts, and ``stop()``."""
+
     server: wsgi.Server
     thread: threading.Thread
     url: str
+    credentials: Credentials
     _stop: threading.Event
+    state_file: Path | None = None
+    _state: bytes = field(default=b"", repr=False)
+
+    @property
+    def user(self) -> str:
+        return self.credentials.user
+
+    @property
+    def password(self) -> str:
+        return self.credentials.password
+
+    @property
+    def auth(self) -> httpx.BasicAuth:
+        """For ``httpx.Client(auth=gw.auth)``."""
+        return httpx.BasicAuth(self.credentials.user, self.credentials.password)
+
+    def client(self, **kw: Any) -> httpx.Client:
+        """An httpx client logged in to this gateway (pass ``verify=`` for a self-signed TLS certificate)."""
+        return httpx.Client(base_url=self.url, auth=self.auth, timeout=kw.pop("timeout", 60), **kw)
 
     def stop(self) -> None:
         self._stop.set()
         self.server.stop()
         self.thread.join(timeout=10)
+        if self.state_file is not None:
+            try:
+                if self.state_file.read_bytes() == self._state:  # not a newer gateway's
+                    self.state_file.unlink()
+            except OSError:
+                pass
 
 
 def start(drive: Drive, host: str = "127.0.0.1", port: int = 8080, *, auth: tuple[str, str] | None = None,
+          tls: tuple[Path, Path] | None = None, host_names: Sequence[str] = (), state_file: Path | None = None,
           poll: bool = True) -> Gateway:
-    """Serve the drive in a background thread; port 0 picks a free port."""
-    if not is_loopback(host) and not auth:
-        raise ConfigError(f"refusing to serve the decrypted drive on {host} without a gateway password "
-                          "(use --auth USER:PASSWORD, or bind 127.0.0.1)")
-    server = wsgi.Server((host, port), build_app(drive, auth=auth), numthreads=16, timeout=60)
+    """Serve the drive in a background thread; port 0 picks a free port.
+
+    ``auth`` is the operator's (user, password); without it a fresh random
+    password for user ``megadrive`` is made. ``tls`` is (certificate, key)
+    PEM files. ``host_names`` are extra names clients may use in the Host
+    header. ``state_file`` (MEGADRIVE_HOME/gateway.json) gets the URL and the
+    credentials, mode 0600, and is removed by ``stop()``.
+    """
+    check_exposure(host, auth=auth, tls=tls)
+    credentials = Credentials(*auth) if auth else Credentials.fresh()
+    scheme = "https" if tls else "http"
+    guard = Guard(build_app(drive), credentials)
+    server = wsgi.Server((host, port), guard, numthreads=16, timeout=60)
     server.error_log = _one_line_error_log  # type: ignore[method-assign]
+    if tls:
+        from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+        try:
+            server.ssl_adapter = BuiltinSSLAdapter(str(tls[0]), str(tls[1]))
+        except (OSError, ssl.SSLError) as e:
+            raise ConfigError(f"cannot load the TLS certificate and key: {e}") from None
     server.prepare()
     bound = server.bind_addr[1] if isinstance(server.bind_addr, tuple) else port
+    try:
+        guard.listen_on(HostPolicy(host, bound, scheme, host_names))
+    except ValueError as e:
+        server.stop()
+        raise ConfigError(f"--host-name: {e}") from None
     thread = threading.Thread(target=server.serve, name="megadrive-webdav", daemon=True)
     thread.start()
     stop = threading.Event()
     if poll:
         threading.Thread(target=_poll, args=(drive, stop), name="megadrive-sync", daemon=True).start()
     shown = f"[{host}]" if ":" in host else host
-    return Gateway(server, thread, f"http://{shown}:{bound}/", stop)
+    gw = Gateway(server, thread, f"{scheme}://{shown}:{bound}/", credentials, stop)
+    if state_file is not None:
+        doc: dict[str, Any] = {"url": gw.url, "user": credentials.user}
+        if credentials.generated:  # the operator's own password is not copied anywhere
+            doc["password"] = credentials.password
+        gw._state = json.dumps(doc).encode()
+        write_private(state_file, gw._state)
+        gw.state_file = state_file
+    return gw
 
 
 def _one_line_error_log(msg: str = "", level: int = 20, traceback: bool = False) -> None:

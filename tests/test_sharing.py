@@ -73,7 +73,7 @@ def test_read_share_through_drive_and_webdav(pair: tuple[Drive, Drive]) -> None:
     # Through bob's WebDAV gateway: read works, a write is 403.
     gw = gateway.start(b, "127.0.0.1", 0)
     try:
-        with httpx.Client(base_url=gw.url, timeout=30) as c:
+        with httpx.Client(base_url=gw.url, timeout=30, auth=gw.auth) as c:
             r = c.get("/Shared%20with%20me/alice/proj/a.txt")
             assert r.status_code == 200 and r.content == b"hello bob"
             assert c.put("/Shared%20with%20me/alice/proj/evil.txt", content=b"x").status_code == 403

@@ -150,10 +150,11 @@ class Mount:
     pids: list[int] = field(default_factory=list)
     last: subprocess.CompletedProcess[str] | None = None
 
-    def mount(self) -> Mount:
+    def mount(self, *options: str) -> Mount:
+        """`megadrive mount PATH [options]` (e.g. --allow-other)."""
         if not mounted(self.path):  # (a dead mount is left for `megadrive mount` to clean)
             self.path.mkdir(parents=True, exist_ok=True)
-        r = md(self.acct.home, "mount", str(self.path), timeout=120)
+        r = md(self.acct.home, "mount", str(self.path), *options, timeout=120)
         self.last = r
         ok(r)
         assert mounted(self.path), f"not in /proc/mounts after `megadrive mount`: {r.stdout}{r.stderr}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -47,11 +48,12 @@ def account(dav_server: ServerProcess, tmp_path: Path) -> Account:
 
 @pytest.fixture
 def gateways() -> Iterator[Callable[..., GatewayProcess]]:
-    """Start `megadrive webdav` processes; all are stopped (SIGTERM, then kill) at teardown."""
+    """Start `megadrive webdav` processes (logged in with the credentials of their gateway.json, or ``auth=``);
+    all are stopped (SIGTERM, then kill) at teardown."""
     started: list[GatewayProcess] = []
 
-    def start(home: Path, *args: str, listen: str = "127.0.0.1:0") -> GatewayProcess:
-        gw = GatewayProcess(home, *args, listen=listen)
+    def start(home: Path, *args: str, listen: str = "127.0.0.1:0", **kw: Any) -> GatewayProcess:
+        gw = GatewayProcess(home, *args, listen=listen, **kw)
         started.append(gw)
         return gw
 

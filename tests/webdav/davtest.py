@@ -9,6 +9,7 @@ tests that count the gateway's round trips to the server, in this process
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, unquote, urlsplit
 from xml.etree.ElementTree import Element
 
@@ -91,15 +92,26 @@ def signup(server_url: str, parent: Path, user: str | None = None) -> Account:
     return Account(server_url, home, user)
 
 
-class GatewayProcess:
-    """``megadrive webdav --listen ...`` as a subprocess; ``url`` parsed from its stdout."""
+def basic_authorization(user: str, password: str) -> str:
+    """The value of an ``Authorization: Basic`` header."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
-    def __init__(self, home: Path, *args: str, listen: str = "127.0.0.1:0", timeout: float = 60) -> None:
+
+class GatewayProcess:
+    """``megadrive webdav --listen ...`` as a subprocess.
+
+    ``url`` is parsed from its stdout; the credentials (user ``megadrive`` and
+    the run's random password) come from the gateway.json it writes into
+    MEGADRIVE_HOME, unless ``auth`` gives the operator-set ones.
+    """
+
+    def __init__(self, home: Path, *args: str, listen: str = "127.0.0.1:0", timeout: float = 60,
+                 auth: tuple[str, str] | None = None, env: dict[str, str] | None = None) -> None:
         self.home = home
         self._err = tempfile.TemporaryFile()
         self.proc = subprocess.Popen([str(BIN / "megadrive"), "webdav", "--listen", listen, *args],
                                      stdout=subprocess.PIPE, stderr=self._err, stdin=subprocess.DEVNULL,
-                                     text=True, env=cli_env(home))
+                                     text=True, env=cli_env(home, **(env or {})))
         self.out: list[str] = []
         lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._pump, args=(lines,), daemon=True).start()
@@ -119,6 +131,21 @@ class GatewayProcess:
             self.stop()
             raise RuntimeError(f"gateway did not start; stdout:\n{''.join(self.out)}\nstderr:\n{self.stderr()}")
         self.url = url
+        state_file = home / "gateway.json"
+        self.state: dict[str, str] = json.loads(state_file.read_text()) if state_file.exists() else {}
+        self.user, self.password = auth or (self.state.get("user", ""), self.state.get("password", ""))
+
+    @property
+    def auth(self) -> httpx.BasicAuth | None:
+        return httpx.BasicAuth(self.user, self.password) if self.user else None
+
+    @property
+    def authorization(self) -> str:
+        """The Authorization header value, for raw-socket requests."""
+        return basic_authorization(self.user, self.password)
+
+    def banner(self) -> str:
+        return "".join(self.out)
 
     def _pump(self, lines: queue.Queue[str | None]) -> None:
         assert self.proc.stdout is not None
@@ -147,7 +174,9 @@ class GatewayProcess:
         return self.proc.returncode
 
     def client(self, **kw: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=kw.pop("timeout", 120), **kw)
+        """An httpx client logged in to the gateway (Basic: preemptive, so streamed bodies are sent once)."""
+        return httpx.Client(base_url=kw.pop("base_url", self.url), timeout=kw.pop("timeout", 120),
+                            auth=kw.pop("auth", self.auth), **kw)
 
 
 @dataclass
@@ -174,8 +203,12 @@ class InProcessGateway:
     def url(self) -> str:
         return self.gw.url  # type: ignore[no-any-return]
 
+    @property
+    def authorization(self) -> str:
+        return basic_authorization(self.gw.user, self.gw.password)
+
     def client(self, **kw: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=kw.pop("timeout", 120), **kw)
+        return self.gw.client(timeout=kw.pop("timeout", 120), **kw)  # type: ignore[no-any-return]
 
 
 @contextmanager
@@ -201,8 +234,8 @@ def inprocess_gateway(home: Path) -> Iterator[InProcessGateway]:
             counters.chunks.append(chunk_id)
         return real_get_chunk(chunk_id)  # type: ignore[no-any-return]
 
-    drive.api._request = counting_request
-    drive.api.get_chunk = counting_get_chunk
+    drive.api._request = counting_request  # type: ignore[method-assign]
+    drive.api.get_chunk = counting_get_chunk  # type: ignore[method-assign]
     gw = gateway.start(drive, "127.0.0.1", 0, poll=False)
     try:
         yield InProcessGateway(drive, gw, counters)
@@ -432,11 +465,22 @@ def read_response(s: socket.socket) -> tuple[int, dict[str, str], bytes]:
     return code, headers, body
 
 
-def raw_chunked_put(url: str, path: str, pieces: Iterable[bytes]) -> tuple[int, dict[str, str], bytes]:
+class RawTarget(Protocol):
+    """A gateway to talk raw HTTP to: its URL and an Authorization header value."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def authorization(self) -> str: ...
+
+
+def raw_chunked_put(gw: RawTarget, path: str, pieces: Iterable[bytes]) -> tuple[int, dict[str, str], bytes]:
     """PUT with Transfer-Encoding: chunked and no Content-Length, encoded by hand on a raw socket."""
-    u = urlsplit(url)
-    with raw_connect(url) as s:
+    u = urlsplit(gw.url)
+    with raw_connect(gw.url) as s:
         s.sendall(f"PUT {href(path)} HTTP/1.1\r\nHost: {u.netloc}\r\nTransfer-Encoding: chunked\r\n"
+                  f"Authorization: {gw.authorization}\r\n"
                   "Content-Type: application/octet-stream\r\nConnection: close\r\n\r\n".encode())
         for p in pieces:
             if p:
@@ -445,12 +489,13 @@ def raw_chunked_put(url: str, path: str, pieces: Iterable[bytes]) -> tuple[int, 
         return read_response(s)
 
 
-def interrupted_put(url: str, path: str, announced: int, data: bytes) -> None:
+def interrupted_put(gw: RawTarget, path: str, announced: int, data: bytes) -> None:
     """Announce ``announced`` bytes, send only ``data``, then drop the connection."""
-    u = urlsplit(url)
-    s = raw_connect(url)
+    u = urlsplit(gw.url)
+    s = raw_connect(gw.url)
     try:
         s.sendall(f"PUT {href(path)} HTTP/1.1\r\nHost: {u.netloc}\r\nContent-Length: {announced}\r\n"
+                  f"Authorization: {gw.authorization}\r\n"
                   "Content-Type: application/octet-stream\r\n\r\n".encode())
         s.sendall(data)
     finally:

@@ -61,8 +61,8 @@ def tree(c: httpx.Client, folder: str) -> dict[str, bytes | None]:
 def test_interrupted_put_keeps_previous_version(gw: GatewayProcess, dav: httpx.Client) -> None:
     old = seeded_bytes(1, 2 * MiB + 3)
     put(dav, "/keep.bin", old)
-    interrupted_put(gw.url, "/keep.bin", 8 * MiB, seeded_bytes(2, 3 * MiB))
-    interrupted_put(gw.url, "/never.bin", 8 * MiB, seeded_bytes(3, 3 * MiB))
+    interrupted_put(gw, "/keep.bin", 8 * MiB, seeded_bytes(2, 3 * MiB))
+    interrupted_put(gw, "/never.bin", 8 * MiB, seeded_bytes(3, 3 * MiB))
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:  # the gateway may still be handling the cut request: watch a while
         assert sha256(get(dav, "/keep.bin")) == sha256(old)

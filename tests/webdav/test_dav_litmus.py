@@ -1,4 +1,4 @@
-"""Acceptance: the WebDAV conformance suite litmus passes completely against a fresh gateway."""
+"""Acceptance: the WebDAV conformance suite litmus passes completely against a fresh gateway, logged in."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from davtest import GatewayProcess
@@ -17,9 +18,9 @@ SUMMARY_RE = re.compile(r"<- summary for `(\w+)': of (\d+) tests run: (\d+) pass
 
 @pytest.mark.skipif(shutil.which("litmus") is None and not os.environ.get("CI"),
                     reason="litmus is not installed (scripts/test.sh installs it); under CI its absence fails")
-def test_litmus_all_suites_pass(gw: GatewayProcess) -> None:
-    r = subprocess.run([LITMUS, gw.url], capture_output=True, text=True, timeout=240,
-                       env={"PATH": "/usr/bin:/bin", "TESTS": " ".join(SUITES)})
+def test_litmus_all_suites_pass(gw: GatewayProcess, tmp_path: Path) -> None:
+    r = subprocess.run([LITMUS, gw.url, gw.user, gw.password], capture_output=True, text=True, timeout=240,
+                       env={"PATH": "/usr/bin:/bin", "TESTS": " ".join(SUITES)}, cwd=tmp_path)  # its debug.log
     out = r.stdout + r.stderr
     summaries = {m.group(1): tuple(int(x) for x in m.groups()[1:]) for m in SUMMARY_RE.finditer(out)}
     assert set(summaries) == set(SUITES), f"missing suites in litmus output:\n{out}"

@@ -45,12 +45,12 @@ def test_put_chunked_transfer_encoding_20mib(dav: httpx.Client) -> None:
 def test_put_without_content_length_raw_socket(gw: GatewayProcess) -> None:
     data = seeded_bytes(11, 3 * MiB + 777)
     pieces = [data[i:i + 100_000] for i in range(0, len(data), 100_000)]
-    code, _headers, body = raw_chunked_put(gw.url, "/raw chunked.bin", pieces)
+    code, _headers, body = raw_chunked_put(gw, "/raw chunked.bin", pieces)
     assert code == 201, body
     with gw.client() as c:
         assert sha256(get(c, "/raw chunked.bin")) == sha256(data)
     # an empty chunked body makes an empty file
-    code, _headers, body = raw_chunked_put(gw.url, "/empty.bin", [])
+    code, _headers, body = raw_chunked_put(gw, "/empty.bin", [])
     assert code == 201, body
     with gw.client() as c:
         assert get(c, "/empty.bin") == b""
@@ -141,24 +141,24 @@ def test_range_get_fetches_only_the_chunk_it_needs(dav_server: ServerProcess, tm
     assert r.returncode == 0, r.stderr
     with inprocess_gateway(acct.home) as g, g.client() as c:
         g.counters.reset()
-        r = c.get("/sixteen.bin", headers={"Range": "bytes=5242880-5242889"})
-        assert r.status_code == 206, r.text
-        assert r.content == data[5242880:5242890]
-        assert r.headers["content-range"] == f"bytes 5242880-5242889/{len(data)}"
+        resp = c.get("/sixteen.bin", headers={"Range": "bytes=5242880-5242889"})
+        assert resp.status_code == 206, resp.text
+        assert resp.content == data[5242880:5242890]
+        assert resp.headers["content-range"] == f"bytes 5242880-5242889/{len(data)}"
         time.sleep(0.5)  # any read-ahead would have started by now
         assert len(g.counters.chunks) == 1, f"{len(g.counters.chunks)} chunks fetched for 10 bytes"
 
         g.counters.reset()
-        r = c.get("/sixteen.bin", headers={"Range": "bytes=-10"})
-        assert r.status_code == 206, r.text
-        assert r.content == data[-10:]
-        assert r.headers["content-range"] == f"bytes {len(data) - 10}-{len(data) - 1}/{len(data)}"
+        resp = c.get("/sixteen.bin", headers={"Range": "bytes=-10"})
+        assert resp.status_code == 206, resp.text
+        assert resp.content == data[-10:]
+        assert resp.headers["content-range"] == f"bytes {len(data) - 10}-{len(data) - 1}/{len(data)}"
         time.sleep(0.5)
         assert len(g.counters.chunks) == 1, f"{len(g.counters.chunks)} chunks fetched for the last 10 bytes"
 
         # A range across a chunk boundary needs exactly the two chunks.
         g.counters.reset()
-        r = c.get("/sixteen.bin", headers={"Range": f"bytes={3 * MiB - 5}-{3 * MiB + 4}"})
-        assert r.status_code == 206 and r.content == data[3 * MiB - 5:3 * MiB + 5]
+        resp = c.get("/sixteen.bin", headers={"Range": f"bytes={3 * MiB - 5}-{3 * MiB + 4}"})
+        assert resp.status_code == 206 and resp.content == data[3 * MiB - 5:3 * MiB + 5]
         time.sleep(0.5)
         assert len(g.counters.chunks) == 2, g.counters.chunks
