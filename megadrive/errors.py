@@ -142,3 +142,12 @@ class ConfigError(MegaDriveError):
     """Invalid configuration."""
 
     exit_code = 2
+
+
+def log_text(e: BaseException) -> str:
+    """What a log line may say of any failure: a MegaDriveError's name-free text, else only its type.
+
+    Logs (``mount.log``, a gateway's output) outlive sessions and logouts, so
+    they never carry a decrypted name or path (docs/THREAT_MODEL.md).
+    """
+    return e.log_text() if isinstance(e, MegaDriveError) else type(e).__name__

@@ -41,6 +41,7 @@ from megadrive.errors import (
     PermissionDenied,
     QuotaExceeded,
     StaleVersion,
+    log_text,
 )
 
 log = logging.getLogger(__name__)
@@ -134,9 +135,9 @@ class MegaDriveFS:
         except MegaDriveError as e:
             code = errno_for(e)
             if code in (errno.EIO, errno.ENOSPC):
-                log.error("%s", e.message)
+                log.error("%s", e.log_text())
             else:
-                log.debug("%s: %s", errno.errorcode.get(code, code), e.message)
+                log.debug("%s: %s", errno.errorcode.get(code, code), e.log_text())
             raise _fuse().FuseOSError(code) from None
 
     def _open(self, node_id: str) -> int:
@@ -209,7 +210,7 @@ class MegaDriveFS:
                             of.writer.checkpoint()
                             of.checkpointed = time.monotonic()
                 except MegaDriveError as e:
-                    log.warning("journal checkpoint failed: %s", e.message)
+                    log.warning("journal checkpoint failed: %s", e.log_text())
 
     def recover(self) -> None:
         """Before serving: finish versions a killed mount had sealed (its journal)."""
@@ -221,7 +222,7 @@ class MegaDriveFS:
             try:
                 self.drive.refresh()
             except Exception as e:  # noqa: BLE001 - the poller must survive a flaky network
-                log.warning("sync failed: %s", e)
+                log.warning("sync failed: %s", log_text(e))
 
     def destroy(self, path: str) -> None:
         """Unmount: commit whatever is still staged before the process goes away."""
@@ -230,7 +231,7 @@ class MegaDriveFS:
             try:
                 self._commit(of)
             except MegaDriveError as e:
-                log.error("could not commit %s at unmount: %s", of.node_id, e.message)
+                log.error("could not commit node %s at unmount: %s", of.node_id[:12], e.log_text())
 
     # -- metadata ---------------------------------------------------------------------------------
 
@@ -442,7 +443,7 @@ class MegaDriveFS:
             try:
                 self._commit(of)
             except MegaDriveError as e:
-                log.error("commit at release failed: %s", e.message)
+                log.error("commit of node %s at release failed: %s", of.node_id[:12], e.log_text())
             with of.lock:
                 if of.writer is not None:
                     of.writer.close()

@@ -28,7 +28,7 @@ from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 from megadrive.drive import Drive
-from megadrive.errors import ConfigError
+from megadrive.errors import ConfigError, log_text
 from megadrive.state import write_private
 
 from .guard import Credentials, FileContentHeaders, Guard, HostPolicy
@@ -185,4 +185,4 @@ def _poll(drive: Drive, stop: threading.Event) -> None:
         try:
             drive.refresh()
         except Exception as e:  # noqa: BLE001 - the poller must survive a flaky network
-            log.warning("sync failed: %s", e)
+            log.warning("sync failed: %s", log_text(e))

@@ -82,9 +82,9 @@ def dav_errors() -> Iterator[None]:
     except MegaDriveError as e:
         status = _status_for(e)
         if isinstance(e, IntegrityError):
-            log.error("INTEGRITY FAILURE: %s", e.message)
+            log.error("INTEGRITY FAILURE: %s", e.log_text())
         elif status >= 500:
-            log.error("%s", e.message)
+            log.error("%s", e.log_text())
         raise DAVError(status, context_info=e.message) from None
 
 
@@ -220,8 +220,7 @@ class FileResource(DAVNonCollection):
         received = self._stream.received if self._stream else 0
         if expected and expected.isdigit() and int(expected) != received:
             w.abort()  # the client went away mid-body: cheroot reports that as a short, clean EOF
-            log.warning("PUT %s: body ended after %d of %s bytes; nothing committed",
-                        self.path, received, expected)
+            log.warning("a PUT body ended after %d of %s bytes; nothing committed", received, expected)
             raise DAVError(HTTP_BAD_REQUEST, context_info="request body incomplete; nothing was stored")
         with dav_errors():
             w.commit()
