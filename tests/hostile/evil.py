@@ -123,6 +123,7 @@ class LyingProxy:
         self.upstream = upstream.rstrip("/")
         self.evil = evil
         self.lies: dict[str, dict[str, object]] = {}
+        self.received: list[bytes] = []  # every request line and body a client sent through the proxy
         self._http = httpx.Client(timeout=60)
         proxy = self
 
@@ -134,6 +135,7 @@ class LyingProxy:
 
             def _forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                proxy.received.append(self.requestline.encode() + b"\n" + body)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
                 r = proxy._http.request(self.command, proxy.upstream + self.path, content=body, headers=headers)
                 out = r.content
