@@ -140,6 +140,8 @@ def _raise_for(resp: httpx.Response, authenticated: bool) -> None:
         raise MetaChanged("the node was changed elsewhere; reading it again")
     if st == 412:
         raise StaleVersion("the file was changed elsewhere; this version was not committed")
+    if st == 507 and code in ("node_limit", "record_limit"):
+        raise QuotaExceeded(f"{text} (limit {body.get('limit', '?')})")
     if st == 507:
         raise QuotaExceeded(f"storage quota exceeded (used {body.get('used', '?')} of {body.get('quota', '?')} bytes)")
     if st >= 500:

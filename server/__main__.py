@@ -54,6 +54,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gc-interval", type=_non_negative(float), help="seconds between GC passes (0: none)")
     p.add_argument("--login-max-failures", type=_non_negative(int), help="failed logins allowed per window")
     p.add_argument("--login-window", type=_non_negative(float), help="failed-login window in seconds")
+    p.add_argument("--max-nodes", type=_non_negative(int), help="nodes per account, trash included (default 1000000)")
+    p.add_argument(
+        "--signup-limit", type=_non_negative(int), help="signups per source address per hour (default 10; 0: no limit)"
+    )
     p.add_argument("--gc", action="store_true", help="run one garbage collection pass, print JSON and exit")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = p.parse_args(argv)
@@ -73,6 +77,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         "gc_interval": args.gc_interval,
         "login_max_failures": args.login_max_failures,
         "login_window": args.login_window,
+        "max_nodes": args.max_nodes,
+        "signup_rate": args.signup_limit,
     }
     host, port = args.listen
     return ServerConfig(data_dir=args.data, host=host, port=port, **{k: v for k, v in options.items() if v is not None})

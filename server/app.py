@@ -16,11 +16,11 @@ from typing import Any
 import falcon
 
 from . import auth, validate
-from .auth import LoginLimiter
+from .auth import WindowLimiter
 from .chunkstore import ChunkStore, DirChunkStore
-from .config import ServerConfig
+from .config import MAX_RECORDS, SIGNUP_WINDOW, ServerConfig
 from .errors import BadRequest, TooLarge, Unauthorized, install_error_handlers
-from .metastore import MetaStore, SQLiteMetaStore
+from .metastore import Limits, MetaStore, SQLiteMetaStore
 
 log = logging.getLogger("megadrive.server")
 
@@ -33,7 +33,8 @@ class ServerContext:
     meta: MetaStore
     chunks: ChunkStore
     secret: bytes
-    limiter: LoginLimiter
+    limiter: WindowLimiter  # failed logins, per user name and per address
+    signup_limiter: WindowLimiter | None  # signups per address; None: no limit
 
 
 class TokenAuth:
@@ -127,21 +128,31 @@ def prepare_data_dir(config: ServerConfig) -> None:
         log.warning("data directory %s is accessible to other users (mode %o); chmod 700 it", data_dir, mode)
 
 
+def store_limits(config: ServerConfig) -> Limits:
+    """What the metadata store enforces per account, from the server's settings."""
+    return Limits(quota=config.quota, max_nodes=config.max_nodes, max_records=MAX_RECORDS)
+
+
 def open_stores(config: ServerConfig) -> tuple[SQLiteMetaStore, DirChunkStore]:
     """Create the data directory (0700) if needed and open its stores."""
     prepare_data_dir(config)
-    return SQLiteMetaStore(config.meta_path), DirChunkStore(config.chunks_dir)
+    return SQLiteMetaStore(config.meta_path, store_limits(config)), DirChunkStore(config.chunks_dir)
 
 
 def build_app(
     config: ServerConfig, metastore: MetaStore | None = None, chunkstore: ChunkStore | None = None
 ) -> falcon.App:
-    """The WSGI app over the given stores (by default those of ``config.data_dir``)."""
-    from . import routes_account, routes_chunks, routes_nodes, routes_sharing
+    """The WSGI app over the given stores (by default those of ``config.data_dir``).
+
+    A given ``metastore`` must enforce the limits of ``config`` (see :func:`store_limits`).
+    """
+    from . import routes_account, routes_chunks, routes_nodes, routes_records, routes_sharing
 
     prepare_data_dir(config)
     if metastore is None:
-        metastore = SQLiteMetaStore(config.meta_path)
+        metastore = SQLiteMetaStore(config.meta_path, store_limits(config))
+    if metastore.limits != store_limits(config):
+        raise ValueError("the metadata store's limits differ from the server configuration")
     if chunkstore is None:
         chunkstore = DirChunkStore(config.chunks_dir)
     ctx = ServerContext(
@@ -149,7 +160,14 @@ def build_app(
         meta=metastore,
         chunks=chunkstore,
         secret=auth.load_or_create_secret(config.secret_path),
-        limiter=LoginLimiter(config.login_max_failures, config.login_window),
+        limiter=WindowLimiter(config.login_max_failures, config.login_window),
+        signup_limiter=(
+            WindowLimiter(
+                config.signup_rate, SIGNUP_WINDOW, message="too many signups from this address, retry later"
+            )
+            if config.signup_rate
+            else None
+        ),
     )
     middleware: list[Any] = [BodyGuard(), SecurityHeaders(), TokenAuth(ctx)]
     app = falcon.App(middleware=middleware)
@@ -158,4 +176,5 @@ def build_app(
     routes_nodes.register(app, ctx)
     routes_chunks.register(app, ctx)
     routes_sharing.register(app, ctx)
+    routes_records.register(app, ctx)
     return app

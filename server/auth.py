@@ -1,4 +1,4 @@
-"""Authentication: auth-key hashing, bearer tokens, login throttling, fake salts.
+"""Authentication: auth-key hashing, bearer tokens, login and signup throttling, fake salts.
 
 The client derives ``auth_key`` from the password with a slow KDF and sends
 only that; the server hashes it once more with scrypt so a leaked database
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import math
 import os
 import secrets
@@ -101,40 +102,63 @@ def load_or_create_secret(path: Path) -> bytes:
     return secret
 
 
-class LoginLimiter:
-    """Counts failed logins per user name and per client address.
+def source_key(remote_addr: str | None) -> str:
+    """The limiter key of a client address: ``addr:`` plus the IPv4 address, or the IPv6 /64.
 
-    Once a key has ``max_failures`` failures within ``window`` seconds,
-    attempts are refused with 429 until the oldest of them leaves the window.
-    An attempt is counted *before* the credentials are checked and forgiven
-    if they were right, so parallel guesses cannot slip in while the slow
-    hash runs. Memory is bounded: at most ``max_keys`` keys are tracked, the
-    longest-idle ones are dropped first.
+    An IPv6 host is usually handed a whole /64 and can pick any address in
+    it, so counting per IPv6 address would let one host rotate through 2**64
+    of them; an IPv4-mapped IPv6 address counts as its IPv4 address.
+    """
+    text = remote_addr or ""
+    try:
+        ip = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return f"addr:{text}"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        return f"addr:{ipaddress.IPv6Network((ip, 64), strict=False)}"
+    return f"addr:{ip}"
+
+
+class WindowLimiter:
+    """Counts attempts per key (a user name, a client address) in a sliding window.
+
+    Once a key has ``max_attempts`` attempts within ``window`` seconds,
+    further ones are refused with 429 (``message``, and a Retry-After of
+    when the oldest of them leaves the window). An attempt is counted
+    *before* the work it guards, under one lock, so parallel requests can
+    never exceed the limit: logins count each attempt before the key is
+    checked and forgive it if it was right (so only failures count);
+    signups count every well-formed attempt. Memory is bounded: at most
+    ``max_keys`` keys are tracked, the longest-idle ones are dropped first.
     """
 
     def __init__(
         self,
-        max_failures: int,
+        max_attempts: int,
         window: float,
         max_keys: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
+        message: str | None = None,
     ) -> None:
-        self.max_failures = max_failures
+        self.max_attempts = max_attempts
         self.window = window
         self.max_keys = max_keys
+        self.message = message
         self._clock = clock
-        self._failures: dict[str, list[float]] = {}
+        self._stamps: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
     def _recent(self, key: str, now: float) -> list[float]:
-        stamps = self._failures.get(key)
+        stamps = self._stamps.get(key)
         if stamps is None:
             return []
         fresh = [t for t in stamps if t > now - self.window]
         if fresh:
-            self._failures[key] = fresh
+            self._stamps[key] = fresh
         else:
-            del self._failures[key]
+            del self._stamps[key]
         return fresh
 
     def begin(self, keys: list[str]) -> float:
@@ -144,14 +168,14 @@ class LoginLimiter:
             blocked_until = 0.0
             for key in keys:
                 recent = self._recent(key, now)
-                if len(recent) >= self.max_failures:
-                    blocked_until = max(blocked_until, recent[-self.max_failures] + self.window)
+                if len(recent) >= self.max_attempts:
+                    blocked_until = max(blocked_until, recent[-self.max_attempts] + self.window)
             if blocked_until:
-                raise RateLimited(retry_after=max(1, math.ceil(blocked_until - now)))
+                raise RateLimited(retry_after=max(1, math.ceil(blocked_until - now)), message=self.message)
             for key in keys:
-                stamps = self._failures.pop(key, [])
+                stamps = self._stamps.pop(key, [])
                 stamps.append(now)
-                self._failures[key] = stamps  # re-insert: dict order = least recently failed first
+                self._stamps[key] = stamps  # re-insert: dict order = least recently counted first
             self._evict(now)
             return now
 
@@ -159,16 +183,16 @@ class LoginLimiter:
         """The attempt stamped ``stamp`` succeeded: stop counting it."""
         with self._lock:
             for key in keys:
-                stamps = self._failures.get(key)
+                stamps = self._stamps.get(key)
                 if stamps and stamp in stamps:
                     stamps.remove(stamp)
                     if not stamps:
-                        del self._failures[key]
+                        del self._stamps[key]
 
     def _evict(self, now: float) -> None:
-        if len(self._failures) <= self.max_keys:
+        if len(self._stamps) <= self.max_keys:
             return
-        for key in list(self._failures):
+        for key in list(self._stamps):
             self._recent(key, now)
-        while len(self._failures) > self.max_keys:
-            del self._failures[next(iter(self._failures))]
+        while len(self._stamps) > self.max_keys:
+            del self._stamps[next(iter(self._stamps))]

@@ -11,6 +11,15 @@ from pathlib import Path
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8420
+DEFAULT_QUOTA = 50 * 2**30
+# Nodes per account (trashed ones count until purged): bounds what one
+# account can make every tree walk, feed and backup carry.
+DEFAULT_MAX_NODES = 1_000_000
+# Sealed records per account (GET/PUT /v1/records/{name}).
+MAX_RECORDS = 16
+# Signups accepted per source address per SIGNUP_WINDOW seconds.
+DEFAULT_SIGNUP_RATE = 10
+SIGNUP_WINDOW = 3600.0
 
 
 @dataclass(frozen=True)
@@ -18,15 +27,18 @@ class ServerConfig:
     """Settings of one server instance.
 
     ``data_dir`` holds everything the server persists (see "On disk" in
-    docs/SERVER_API.md). ``quota`` applies to every account. ``gc_grace``
-    protects chunks uploaded but not yet committed; ``gc_interval`` is the
-    pause between background collection passes (0 disables the thread).
+    docs/SERVER_API.md). ``quota`` applies to every account and counts
+    chunk bytes and metadata bytes alike; ``max_nodes`` caps the nodes of one
+    account. ``gc_grace`` protects chunks uploaded but not yet committed;
+    ``gc_interval`` is the pause between background collection passes (0
+    disables the thread). ``signup_rate`` is how many accounts one source
+    address may create per hour (0: no limit).
     """
 
     data_dir: Path
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
-    quota: int = 50 * 2**30
+    quota: int = DEFAULT_QUOTA
     versions_kept: int = 10
     token_ttl: int = 86400
     gc_grace: float = 3600.0
@@ -35,6 +47,8 @@ class ServerConfig:
     tls_key: Path | None = None
     login_max_failures: int = 5
     login_window: float = 60.0
+    max_nodes: int = DEFAULT_MAX_NODES
+    signup_rate: int = DEFAULT_SIGNUP_RATE
 
     def __post_init__(self) -> None:
         # Normalise paths given as str so callers can pass either.
@@ -57,6 +71,10 @@ class ServerConfig:
             raise ValueError("gc_grace and gc_interval must be >= 0")
         if self.login_max_failures < 1 or self.login_window <= 0:
             raise ValueError("login_max_failures must be >= 1 and login_window > 0")
+        if self.max_nodes < 1:
+            raise ValueError("max_nodes must be >= 1 (the root is a node)")
+        if self.signup_rate < 0:
+            raise ValueError("signup_rate must be >= 0 (0: no limit)")
 
     @property
     def meta_path(self) -> Path:

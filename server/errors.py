@@ -133,8 +133,8 @@ class RateLimited(ServerError):
     code = "rate_limited"
     default_message = "too many failed logins, retry later"
 
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(None, retry_after=retry_after)
+    def __init__(self, retry_after: int, message: str | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
         self.retry_after = retry_after
         self.headers["Retry-After"] = str(retry_after)
 
@@ -148,6 +148,28 @@ class QuotaExceeded(ServerError):
         super().__init__(None, quota=quota, used=used)
         self.quota = quota
         self.used = used
+
+
+class NodeLimit(ServerError):
+    """The account holds as many nodes as the server allows (trashed ones count until purged)."""
+
+    status = 507
+    code = "node_limit"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"node limit reached: an account holds at most {limit} nodes (trash included)", limit=limit)
+        self.limit = limit
+
+
+class RecordLimit(ServerError):
+    """The account holds as many sealed records as the server allows."""
+
+    status = 507
+    code = "record_limit"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"record limit reached: an account holds at most {limit} records", limit=limit)
+        self.limit = limit
 
 
 class Unavailable(ServerError):

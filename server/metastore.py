@@ -1,5 +1,5 @@
 """Metadata store: accounts, tokens, the node tree, versions, chunk ownership,
-shares, public links, abuse reports and takedowns.
+shares, public links, abuse reports, takedowns and sealed per-account records.
 
 The tree and versioning rules of docs/SERVER_API.md are enforced here, inside
 the transaction that applies a change, so a rule can never be checked against
@@ -9,6 +9,13 @@ on one SQLite file in WAL mode with one connection per thread.
 
 Every node change bumps the owning account's sequence counter in the same
 transaction and stamps the node with it, which is what the change feed reads.
+
+Quota: an account's ``used`` counts every byte it makes the server keep, not
+only chunks: node ``meta`` blobs (until purged), retained manifests and
+sealed records as well, so metadata cannot be used to store data for free.
+Each write checks its growth against :attr:`MetaStore.limits` and adjusts
+``used`` in the transaction that writes, so check and write are one unit;
+pruning, purging, takedown and garbage collection give the bytes back.
 
 Methods taking ``owner`` act on that account's nodes only; who may act for an
 owner (sharing) is decided by server/access.py, which callers run inside
@@ -33,16 +40,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import DEFAULT_MAX_NODES, DEFAULT_QUOTA, MAX_RECORDS
 from .errors import (
     BadRequest,
     Conflict,
     Exists,
     MissingChunks,
+    NodeLimit,
     NotFound,
     PreconditionFailed,
     QuotaExceeded,
+    RecordLimit,
     Unavailable,
 )
+from .schema import SCHEMA_VERSION as SCHEMA_VERSION
+from .schema import STORED_BYTES_SQL, upgrade
+from .validate import scrub_fragments
 
 # Deepest allowed node (the root is depth 0). Bounds every ancestor walk, so
 # a hostile account cannot make tree checks arbitrarily slow.
@@ -51,6 +64,20 @@ MAX_DEPTH = 1024
 MAX_TOKENS_PER_ACCOUNT = 100
 # Ids per SQL statement (stays far below SQLite's variable limit).
 _BATCH = 500
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one account may hold; enforced by the store on every write.
+
+    ``quota`` bounds the bytes of chunks, node metas, retained manifests and
+    records together; ``max_nodes`` the nodes not yet purged (the root and
+    the trash included); ``max_records`` the sealed records.
+    """
+
+    quota: int = DEFAULT_QUOTA
+    max_nodes: int = DEFAULT_MAX_NODES
+    max_records: int = MAX_RECORDS
 
 
 @dataclass(frozen=True)
@@ -164,6 +191,15 @@ class TakedownResult:
 
 
 @dataclass(frozen=True)
+class Record:
+    """A sealed per-account record; ``blob`` is opaque (sealed under a key the server never sees)."""
+
+    name: str
+    version: int
+    blob: bytes
+
+
+@dataclass(frozen=True)
 class VersionInfo:
     version: int
     size: int
@@ -186,7 +222,17 @@ BlobDeleter = Callable[[str], "int | None"]
 
 
 class MetaStore(ABC):
-    """Contract of a metadata store. Methods raising ServerError enforce API rules."""
+    """Contract of a metadata store. Methods raising ServerError enforce API rules.
+
+    Every write that makes an account store more bytes (a node's ``meta``, a
+    manifest, a record; chunks through :meth:`add_chunk`) refuses with
+    ``QuotaExceeded`` when ``used`` plus the growth would pass
+    ``limits.quota``, and changes nothing then; a write that does not grow
+    ``used`` is never refused for quota. ``used`` always equals
+    :meth:`stored_bytes`.
+    """
+
+    limits: Limits
 
     # -- transactions ------------------------------------------------------------
     @abstractmethod
@@ -204,7 +250,8 @@ class MetaStore(ABC):
     # -- accounts and tokens -------------------------------------------------
     @abstractmethod
     def create_account(self, account: NewAccount, now: float) -> None:
-        """Create the account and its root folder. ``Exists`` if name, user id or root id is taken."""
+        """Create the account and its root folder (its meta charged to the new account).
+        ``Exists`` if name, user id or root id is taken."""
 
     @abstractmethod
     def account_by_name(self, name: str) -> Account | None: ...
@@ -230,7 +277,9 @@ class MetaStore(ABC):
     @abstractmethod
     def create_node(self, owner: str, node_id: str, parent_id: str, kind: str, meta: bytes) -> Node:
         """``Exists`` if the id is taken, ``NotFound`` for an unknown parent, ``Conflict``
-        if the parent is a file or (inside) the trash, ``Unavailable`` if it was taken down."""
+        if the parent is a file or (inside) the trash, ``Unavailable`` if it was taken down;
+        ``NodeLimit`` if ``owner`` already has ``limits.max_nodes`` nodes not purged,
+        ``QuotaExceeded`` if ``meta`` does not fit."""
 
     @abstractmethod
     def get_node(self, owner: str, node_id: str) -> Node:
@@ -242,6 +291,7 @@ class MetaStore(ABC):
     ) -> Node:
         """Rename/re-encrypt, optionally move under ``parent_id`` and trash ``replace``, atomically.
 
+        A larger ``meta`` is charged the difference (``QuotaExceeded``), a smaller one gives it back.
         A move that changes which active share roots lie above the node also
         bumps every node of its subtree (so recipients' feeds see them arrive)
         and records the share roots they left (so those feeds show them leave).
@@ -256,7 +306,8 @@ class MetaStore(ABC):
     @abstractmethod
     def purge_node(self, owner: str, node_id: str, recursive: bool) -> int:
         """Delete the node, its subtree and their versions; tombstones stay. Shares of purged
-        folders are revoked and links to purged files deleted. Returns nodes purged."""
+        folders are revoked and links to purged files deleted; their metas and manifests are
+        given back to the quota and they stop counting as nodes. Returns nodes purged."""
 
     @abstractmethod
     def changes(self, owner: str, since: int, limit: int) -> tuple[list[Node], bool]:
@@ -357,7 +408,10 @@ class MetaStore(ABC):
     # -- abuse reports and takedown ----------------------------------------------
     @abstractmethod
     def add_abuse_report(self, link_id: str, reason: str, now: float) -> str:
-        """Store a report (the link id need not exist); returns its random id."""
+        """Store a report (the link id need not exist); returns its random id.
+
+        ``reason`` is stored without any URL fragment (validate.scrub_fragments),
+        whoever calls: a pasted link's key is never kept."""
 
     @abstractmethod
     def abuse_reports(self, link_ids: Sequence[str]) -> list[tuple[str, str, str, float]]:
@@ -368,7 +422,8 @@ class MetaStore(ABC):
         """Mark the node and its subtree removed (bumping the owner's seq for each),
         drop their versions, and delete every chunk those versions listed: the
         ownership rows of every account holding it (quota given back) and the
-        blob, through ``delete_blob`` under the write lock. The chunk ids are
+        blob, through ``delete_blob`` under the write lock. The dropped manifests are
+        given back to their owners' quota. The chunk ids are
         remembered so they cannot be stored again. ``NotFound`` for an unknown or
         purged node, ``Conflict`` for an account's root."""
 
@@ -386,7 +441,11 @@ class MetaStore(ABC):
         now: float,
     ) -> Node:
         """All-or-nothing commit of version expected+1 (see POST /v1/nodes/{id}/versions);
-        the chunks must be stored by ``owner``. ``Unavailable`` for a taken-down file."""
+        the chunks must be stored by ``owner``. ``Unavailable`` for a taken-down file.
+
+        The quota is charged the net growth: the new manifest plus the change of
+        ``meta``, less the manifests of the versions pruned beyond ``keep``
+        (``QuotaExceeded`` if that passes the quota)."""
 
     @abstractmethod
     def list_versions(self, owner: str, node_id: str) -> list[VersionInfo]:
@@ -410,7 +469,8 @@ class MetaStore(ABC):
     def add_chunk(
         self, owner: str, chunk_id: str, size: int, quota: int, now: float, ensure_stored: Callable[[], None]
     ) -> bool:
-        """Record that ``owner`` stores the chunk, True if new. Refuses with ``QuotaExceeded``,
+        """Record that ``owner`` stores the chunk, True if new. Refuses with ``QuotaExceeded``
+        (``used + size > quota``; the caller passes the server's quota, the one in ``limits``),
         or ``Unavailable`` for a chunk a takedown deleted.
 
         ``ensure_stored`` runs inside the transaction, after the quota check; it
@@ -420,7 +480,31 @@ class MetaStore(ABC):
 
     @abstractmethod
     def usage(self, owner: str) -> int:
-        """Bytes of the chunks ``owner`` stores."""
+        """``used``: bytes ``owner`` makes the server keep (chunks, metas, manifests, records)."""
+
+    @abstractmethod
+    def stored_bytes(self, owner: str) -> int:
+        """The same figure as :meth:`usage`, counted from the stored data (an audit of ``used``)."""
+
+    # -- sealed records ----------------------------------------------------------
+    @abstractmethod
+    def get_record(self, owner: str, name: str) -> Record | None:
+        """``owner``'s record of that name; records of other accounts are never reachable."""
+
+    @abstractmethod
+    def put_record(self, owner: str, name: str, expected_version: int, blob: bytes, now: float) -> int:
+        """Replace (or, with ``expected_version`` 0, create) a record; returns its new version.
+
+        Compare-and-swap: ``PreconditionFailed`` (with the current version, 0 if
+        there is none) unless ``expected_version`` is the current one.
+        ``RecordLimit`` for a new record past ``limits.max_records``;
+        ``QuotaExceeded`` if the growth does not fit.
+        """
+
+    @abstractmethod
+    def delete_record(self, owner: str, name: str, expected_version: int) -> None:
+        """Delete a record (its bytes given back); ``NotFound`` if there is none,
+        ``PreconditionFailed`` if ``expected_version`` is not the current one."""
 
     # -- garbage collection ----------------------------------------------------
     @abstractmethod
@@ -437,118 +521,6 @@ class MetaStore(ABC):
         """Release resources."""
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS users (
-    user_id         TEXT PRIMARY KEY,
-    name            TEXT NOT NULL UNIQUE,
-    salt            BLOB NOT NULL,
-    kdf             TEXT NOT NULL,
-    auth_salt       BLOB NOT NULL,
-    auth_hash       BLOB NOT NULL,
-    wrapped_master  BLOB NOT NULL,
-    sign_pub        BLOB NOT NULL,
-    box_pub         BLOB NOT NULL,
-    box_sig         BLOB NOT NULL,
-    wrapped_private BLOB NOT NULL,
-    root_node_id    TEXT NOT NULL,
-    seq             INTEGER NOT NULL DEFAULT 0,
-    used            INTEGER NOT NULL DEFAULT 0,
-    created         REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tokens (
-    token_hash TEXT PRIMARY KEY,
-    user_id    TEXT NOT NULL REFERENCES users(user_id),
-    created    REAL NOT NULL,
-    expires    REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens(user_id, created);
-CREATE INDEX IF NOT EXISTS tokens_by_expiry ON tokens(expires);
-CREATE TABLE IF NOT EXISTS nodes (
-    node_id   TEXT PRIMARY KEY,
-    owner     TEXT NOT NULL REFERENCES users(user_id),
-    parent_id TEXT,
-    kind      TEXT NOT NULL CHECK (kind IN ('dir', 'file')),
-    meta      BLOB NOT NULL,
-    version   INTEGER NOT NULL DEFAULT 0,
-    size      INTEGER NOT NULL DEFAULT 0,
-    trashed   INTEGER NOT NULL DEFAULT 0,
-    gone      INTEGER NOT NULL DEFAULT 0,
-    seq       INTEGER NOT NULL,
-    removed   INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS nodes_by_parent ON nodes(parent_id);
-CREATE UNIQUE INDEX IF NOT EXISTS nodes_by_seq ON nodes(owner, seq);
-CREATE TABLE IF NOT EXISTS versions (
-    node_id  TEXT NOT NULL REFERENCES nodes(node_id),
-    version  INTEGER NOT NULL,
-    size     INTEGER NOT NULL,
-    created  REAL NOT NULL,
-    manifest BLOB NOT NULL,
-    PRIMARY KEY (node_id, version)
-);
-CREATE TABLE IF NOT EXISTS version_chunks (
-    node_id  TEXT NOT NULL,
-    version  INTEGER NOT NULL,
-    chunk_id TEXT NOT NULL,
-    PRIMARY KEY (node_id, version, chunk_id),
-    FOREIGN KEY (node_id, version) REFERENCES versions(node_id, version)
-);
-CREATE INDEX IF NOT EXISTS version_chunks_by_chunk ON version_chunks(chunk_id);
-CREATE TABLE IF NOT EXISTS chunks (
-    owner    TEXT NOT NULL REFERENCES users(user_id),
-    chunk_id TEXT NOT NULL,
-    size     INTEGER NOT NULL,
-    created  REAL NOT NULL,
-    touched  REAL NOT NULL,
-    PRIMARY KEY (owner, chunk_id)
-);
-CREATE INDEX IF NOT EXISTS chunks_by_id ON chunks(chunk_id);
-CREATE TABLE IF NOT EXISTS shares (
-    share_id  TEXT PRIMARY KEY,
-    node_id   TEXT NOT NULL REFERENCES nodes(node_id),
-    owner     TEXT NOT NULL REFERENCES users(user_id),
-    recipient TEXT NOT NULL REFERENCES users(user_id),
-    access    TEXT NOT NULL CHECK (access IN ('read', 'write')),
-    "grant"   BLOB NOT NULL,
-    created   REAL NOT NULL,
-    revoked   REAL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS shares_active ON shares(node_id, recipient) WHERE revoked IS NULL;
-CREATE INDEX IF NOT EXISTS shares_by_recipient ON shares(recipient, owner);
-CREATE INDEX IF NOT EXISTS shares_by_owner ON shares(owner, revoked);
-CREATE TABLE IF NOT EXISTS share_exits (
-    node_id TEXT NOT NULL,
-    root_id TEXT NOT NULL,
-    PRIMARY KEY (node_id, root_id)
-);
-CREATE INDEX IF NOT EXISTS share_exits_by_root ON share_exits(root_id);
-CREATE TABLE IF NOT EXISTS links (
-    link_id TEXT PRIMARY KEY,
-    node_id TEXT NOT NULL REFERENCES nodes(node_id),
-    owner   TEXT NOT NULL REFERENCES users(user_id),
-    blob    BLOB NOT NULL,
-    salt    BLOB,
-    kdf     TEXT,
-    expires INTEGER,
-    created REAL NOT NULL,
-    deleted REAL
-);
-CREATE INDEX IF NOT EXISTS links_by_node ON links(node_id);
-CREATE INDEX IF NOT EXISTS links_by_owner ON links(owner);
-CREATE TABLE IF NOT EXISTS abuse_reports (
-    report_id TEXT PRIMARY KEY,
-    link_id   TEXT NOT NULL,
-    reason    TEXT NOT NULL,
-    created   REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS abuse_reports_by_link ON abuse_reports(link_id);
-CREATE TABLE IF NOT EXISTS removed_chunks (
-    chunk_id TEXT PRIMARY KEY,
-    node_id  TEXT NOT NULL,
-    created  REAL NOT NULL
-);
-"""
-SCHEMA_VERSION = 2
 
 _NODE_COLS = "node_id, owner, parent_id, kind, meta, version, size, trashed, gone, seq, removed"
 _SHARE_COLS = 's.share_id, s.node_id, s.owner, o.name, s.recipient, r.name, s.access, s."grant", s.created, s.revoked'
@@ -650,8 +622,9 @@ class SQLiteMetaStore(MetaStore):
     server).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, limits: Limits | None = None) -> None:
         self.path = Path(path)
+        self.limits = Limits() if limits is None else limits
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
@@ -665,14 +638,7 @@ class SQLiteMetaStore(MetaStore):
         if current > SCHEMA_VERSION:
             raise RuntimeError(f"{self.path}: schema version {current} is newer than this server")
         with self._write() as c:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    c.execute(statement)
-            # Version 1 databases predate takedowns.
-            columns = {row[1] for row in c.execute("PRAGMA table_info(nodes)")}
-            if "removed" not in columns:
-                c.execute("ALTER TABLE nodes ADD COLUMN removed INTEGER NOT NULL DEFAULT 0")
-            c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            upgrade(c, current)  # (re-checks the version under the write lock)
 
     # -- plumbing ----------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -770,6 +736,33 @@ class SQLiteMetaStore(MetaStore):
             raise NotFound("account not found")
         return int(row[0])
 
+    def _charge(self, conn: sqlite3.Connection, owner: str, delta: int) -> None:
+        """Add ``delta`` bytes to ``owner``'s ``used``, refusing growth past the quota.
+
+        Call it before the write it pays for, in the same transaction: the check
+        and the write are then one unit. Shrinking is never refused, so an
+        account over its quota (say, after the operator lowered it) can still
+        tidy up.
+        """
+        if delta > 0:
+            row = conn.execute("SELECT used FROM users WHERE user_id = ?", (owner,)).fetchone()
+            if row is None:
+                raise NotFound("account not found")
+            used = int(row[0])
+            if used + delta > self.limits.quota:
+                raise QuotaExceeded(quota=self.limits.quota, used=used)
+        if delta:
+            conn.execute("UPDATE users SET used = used + ? WHERE user_id = ?", (delta, owner))
+
+    @staticmethod
+    def _manifest_bytes(conn: sqlite3.Connection, node_id: str, below: int | None = None) -> int:
+        """Bytes of the node's retained manifests (only versions < ``below`` if given)."""
+        sql = "SELECT COALESCE(SUM(length(manifest)), 0) FROM versions WHERE node_id = ?"
+        args: tuple[Any, ...] = (node_id,)
+        if below is not None:
+            sql, args = sql + " AND version < ?", (node_id, below)
+        return int(conn.execute(sql, args).fetchone()[0])
+
     @staticmethod
     def _live(conn: sqlite3.Connection, owner: str, node_id: str, what: str = "node") -> Node:
         """A node that exists, belongs to ``owner`` and is not purged.
@@ -849,6 +842,8 @@ class SQLiteMetaStore(MetaStore):
                 raise Exists("user name or user id already taken")
             if c.execute("SELECT 1 FROM nodes WHERE node_id = ?", (account.root_node_id,)).fetchone():
                 raise Exists("node id already taken")
+            if len(account.root_meta) > self.limits.quota:
+                raise QuotaExceeded(quota=self.limits.quota, used=0)
             c.execute(
                 f"INSERT INTO users ({_ACCOUNT_COLS}) VALUES ({_marks(15)})",
                 (
@@ -865,7 +860,7 @@ class SQLiteMetaStore(MetaStore):
                     ident.wrapped_private,
                     account.root_node_id,
                     1,
-                    0,
+                    len(account.root_meta),  # the root's meta is the account's first stored bytes
                     now,
                 ),
             )
@@ -873,6 +868,7 @@ class SQLiteMetaStore(MetaStore):
                 "INSERT INTO nodes (node_id, owner, parent_id, kind, meta, seq) VALUES (?, ?, NULL, 'dir', ?, 1)",
                 (account.root_node_id, account.user_id, account.root_meta),
             )
+            c.execute("UPDATE users SET node_count = 1 WHERE user_id = ?", (account.user_id,))
 
     def account_by_name(self, name: str) -> Account | None:
         row = self._conn().execute(f"SELECT {_ACCOUNT_COLS} FROM users WHERE name = ?", (name,)).fetchone()
@@ -930,6 +926,11 @@ class SQLiteMetaStore(MetaStore):
                 raise Conflict("parent is in the trash")
             if len(chain) > MAX_DEPTH:
                 raise Conflict("folder tree too deep")
+            (count,) = c.execute("SELECT node_count FROM users WHERE user_id = ?", (owner,)).fetchone()
+            if count >= self.limits.max_nodes:
+                raise NodeLimit(self.limits.max_nodes)
+            self._charge(c, owner, len(meta))
+            c.execute("UPDATE users SET node_count = node_count + 1 WHERE user_id = ?", (owner,))
             seq = self._bump(c, owner)
             c.execute(
                 "INSERT INTO nodes (node_id, owner, parent_id, kind, meta, seq) VALUES (?, ?, ?, ?, ?, ?)",
@@ -977,6 +978,7 @@ class SQLiteMetaStore(MetaStore):
                 if not target.trashed:
                     seq = self._bump(c, owner)
                     c.execute("UPDATE nodes SET trashed = 1, seq = ? WHERE node_id = ?", (seq, target.node_id))
+            self._charge(c, owner, len(meta) - len(node.meta))
             if moved_to:
                 self._cross_share_boundaries(c, owner, node_id, moved_from, moved_to)
             seq = self._bump(c, owner)
@@ -1050,7 +1052,10 @@ class SQLiteMetaStore(MetaStore):
             # Deepest first, so a folder's tombstone follows its children's
             # in the change feed.
             subtree.sort(key=lambda item: -item[1])
+            released = 0
             for nid, _ in subtree:
+                (meta_len,) = c.execute("SELECT length(meta) FROM nodes WHERE node_id = ?", (nid,)).fetchone()
+                released += int(meta_len) + self._manifest_bytes(c, nid)
                 c.execute("DELETE FROM version_chunks WHERE node_id = ?", (nid,))
                 c.execute("DELETE FROM versions WHERE node_id = ?", (nid,))
                 c.execute("UPDATE shares SET revoked = ? WHERE node_id = ? AND revoked IS NULL", (now, nid))
@@ -1060,6 +1065,10 @@ class SQLiteMetaStore(MetaStore):
                     "UPDATE nodes SET gone = 1, meta = x'', version = 0, size = 0, seq = ? WHERE node_id = ?",
                     (seq, nid),
                 )
+            c.execute(
+                "UPDATE users SET used = used - ?, node_count = node_count - ? WHERE user_id = ?",
+                (released, len(subtree), owner),
+            )
             return len(subtree)
 
     def changes(self, owner: str, since: int, limit: int) -> tuple[list[Node], bool]:
@@ -1108,6 +1117,11 @@ class SQLiteMetaStore(MetaStore):
                 raise MissingChunks(missing)
             size = sum(sizes[cid] for cid in chunk_ids)
             version = node.version + 1
+            oldest_kept = version - keep + 1
+            growth = len(manifest) - self._manifest_bytes(c, node_id, below=oldest_kept)
+            if meta is not None:
+                growth += len(meta) - len(node.meta)
+            self._charge(c, owner, growth)
             c.execute(
                 "INSERT INTO versions (node_id, version, size, created, manifest) VALUES (?, ?, ?, ?, ?)",
                 (node_id, version, size, now, manifest),
@@ -1116,7 +1130,6 @@ class SQLiteMetaStore(MetaStore):
                 "INSERT INTO version_chunks (node_id, version, chunk_id) VALUES (?, ?, ?)",
                 ((node_id, version, cid) for cid in distinct),
             )
-            oldest_kept = version - keep + 1
             c.execute("DELETE FROM version_chunks WHERE node_id = ? AND version < ?", (node_id, oldest_kept))
             c.execute("DELETE FROM versions WHERE node_id = ? AND version < ?", (node_id, oldest_kept))
             seq = self._bump(c, owner)
@@ -1203,6 +1216,54 @@ class SQLiteMetaStore(MetaStore):
         if row is None:
             raise NotFound("account not found")
         return int(row[0])
+
+    def stored_bytes(self, owner: str) -> int:
+        with self._read() as c:
+            if c.execute("SELECT 1 FROM users WHERE user_id = ?", (owner,)).fetchone() is None:
+                raise NotFound("account not found")
+            return int(c.execute(f"SELECT {STORED_BYTES_SQL}", (owner,) * 4).fetchone()[0])
+
+    # -- sealed records ----------------------------------------------------------
+    def get_record(self, owner: str, name: str) -> Record | None:
+        row = (
+            self._conn()
+            .execute("SELECT version, blob FROM records WHERE owner = ? AND name = ?", (owner, name))
+            .fetchone()
+        )
+        return None if row is None else Record(name, int(row[0]), bytes(row[1]))
+
+    def put_record(self, owner: str, name: str, expected_version: int, blob: bytes, now: float) -> int:
+        with self._write() as c:
+            row = c.execute(
+                "SELECT version, length(blob) FROM records WHERE owner = ? AND name = ?", (owner, name)
+            ).fetchone()
+            current, old_len = (0, 0) if row is None else (int(row[0]), int(row[1]))
+            if current != expected_version:
+                raise PreconditionFailed(current)
+            if row is None:
+                (count,) = c.execute("SELECT COUNT(*) FROM records WHERE owner = ?", (owner,)).fetchone()
+                if count >= self.limits.max_records:
+                    raise RecordLimit(self.limits.max_records)
+            self._charge(c, owner, len(blob) - old_len)
+            c.execute(
+                "INSERT INTO records (owner, name, version, blob, updated) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (owner, name) DO UPDATE SET version = excluded.version, blob = excluded.blob,"
+                " updated = excluded.updated",
+                (owner, name, current + 1, blob, now),
+            )
+            return current + 1
+
+    def delete_record(self, owner: str, name: str, expected_version: int) -> None:
+        with self._write() as c:
+            row = c.execute(
+                "SELECT version, length(blob) FROM records WHERE owner = ? AND name = ?", (owner, name)
+            ).fetchone()
+            if row is None:
+                raise NotFound("record not found")
+            if int(row[0]) != expected_version:
+                raise PreconditionFailed(int(row[0]))
+            c.execute("DELETE FROM records WHERE owner = ? AND name = ?", (owner, name))
+            self._charge(c, owner, -int(row[1]))
 
     # -- garbage collection ------------------------------------------------------
     def collect_garbage(self, cutoff: float, delete_blob: BlobDeleter) -> GarbageReport:
@@ -1474,6 +1535,7 @@ class SQLiteMetaStore(MetaStore):
 
     # -- abuse reports and takedown ------------------------------------------------------
     def add_abuse_report(self, link_id: str, reason: str, now: float) -> str:
+        reason = scrub_fragments(reason)
         report_id = secrets.token_hex(16)
         with self._write() as c:
             c.execute(
@@ -1530,6 +1592,7 @@ class SQLiteMetaStore(MetaStore):
                         owner_row = c.execute("SELECT owner FROM nodes WHERE node_id = ?", (other,)).fetchone()
                         same_content.append((other, owner_row[0] if owner_row else ""))
             for nid, nid_owner in [(n, node.owner) for n in subtree] + same_content:
+                self._charge(c, nid_owner, -self._manifest_bytes(c, nid))
                 c.execute("DELETE FROM version_chunks WHERE node_id = ?", (nid,))
                 c.execute("DELETE FROM versions WHERE node_id = ?", (nid,))
                 c.execute("UPDATE nodes SET removed = 1, seq = ? WHERE node_id = ?", (self._bump(c, nid_owner), nid))

@@ -48,6 +48,16 @@ def _identity_json(identity: Identity) -> dict[str, str]:
 
 
 class Signup:
+    """Create an account. Each one gets a quota and a node allowance, so accounts
+    themselves are rationed: ``config.signup_rate`` per source address per hour.
+
+    Every well-formed attempt counts, one refused because the name is taken as
+    well (signup answers ``409`` for a taken name, so it must not become a fast
+    oracle of which names exist). It is counted before the slow hash runs and
+    before the account is written, under the limiter's lock, so parallel
+    requests cannot exceed the limit. Malformed bodies (``400``) do not count.
+    """
+
     public = True
 
     def __init__(self, ctx: ServerContext) -> None:
@@ -65,6 +75,8 @@ class Signup:
         root = get_object(body, "root")
         root_id = validate.node_id(get_field(root, "node_id"), "root.node_id")
         root_meta = b64decode(get_field(root, "meta"), "root.meta", max_len=MAX_META_BYTES)
+        if self.ctx.signup_limiter is not None:
+            self.ctx.signup_limiter.begin([auth.source_key(req.remote_addr)])
         auth_salt, auth_hash = auth.new_auth_hash(auth_key)
         self.ctx.meta.create_account(
             NewAccount(
@@ -115,7 +127,7 @@ class Login:
         body = validate.read_json(req)
         name = validate.user_name(get_field(body, "user"))
         auth_key = b64decode(get_field(body, "auth_key"), "auth_key", exact=AUTH_KEY_BYTES)
-        keys = [f"user:{name}", f"addr:{req.remote_addr}"]
+        keys = [f"user:{name}", auth.source_key(req.remote_addr)]
         stamp = self.ctx.limiter.begin(keys)
         account = self.ctx.meta.account_by_name(name)
         if account is None:

@@ -2,14 +2,14 @@
 
 Privacy of public links: a link URL's ``#fragment`` holds the key and
 browsers and clients never send it. The abuse endpoint, which receives
-pasted URLs in its body, cuts ``link`` at its first ``#`` before anything
-else looks at it. Request bodies are never logged, and error messages never
-echo a submitted value.
+pasted URLs in its body, scrubs every fragment from ``link`` and ``reason``
+(validate.scrub_fragments) right after the JSON is decoded, before anything
+else looks at them. Request bodies are never logged, and error messages
+never echo a submitted value.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +31,6 @@ from .validate import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from .app import ServerContext
-
-# A link pasted into the free-text reason: its fragment (the key) is cut too.
-_LINK_IN_TEXT_RE = re.compile(r"(l/[A-Za-z0-9_-]{22})#\S*")
 
 
 def share_json(share: Share) -> dict[str, Any]:
@@ -222,13 +219,17 @@ class Abuse:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = validate.read_json(req)
-        raw = get_field(body, "link")
+        raw, reason = get_field(body, "link"), get_field(body, "reason")
         if not isinstance(raw, str):
             raise BadRequest("link: expected a string")
-        # First of all: drop the fragment (the link's key), before any parsing.
-        raw = validate.strip_fragment(raw)
-        reason = validate.text_field(get_field(body, "reason"), "reason", MAX_REASON_BYTES)
-        reason = _LINK_IN_TEXT_RE.sub(r"\1#", reason)
+        if not isinstance(reason, str):
+            raise BadRequest("reason: expected a string")
+        # First of all: drop every fragment (a link's key), wherever it is and
+        # whatever precedes it, before any parsing. ``link`` is also cut at its
+        # first "#" (a link is one token; nothing after its fragment is needed).
+        raw = validate.scrub_fragments(validate.strip_fragment(raw))
+        reason = validate.scrub_fragments(reason)
+        reason = validate.text_field(reason, "reason", MAX_REASON_BYTES)
         link_id = validate.link_reference(raw[:4096])
         if link_id is None:
             raise BadRequest("link: expected a link URL (…/l/<id>) or a link id")

@@ -54,7 +54,7 @@ def resolve_target(target: str) -> tuple[str | None, str | None]:
     A pasted URL is cut at its first ``#`` first, so its key is never parsed
     or written anywhere.
     """
-    text = validate.strip_fragment(target).strip()
+    text = validate.scrub_fragments(validate.strip_fragment(target)).strip()
     if validate.is_hex32(text):
         return text, None
     link_id = validate.link_reference(text)
@@ -85,6 +85,7 @@ def takedown(config: ServerConfig, target: str, reason: str = "", operator: str 
     if not config.meta_path.is_file():
         raise TakedownError(f"no MegaDrive data in {config.data_dir}")
     node_id, link_id = resolve_target(target)
+    reason = validate.scrub_fragments(reason)  # an operator's pasted link keeps no key in the audit log
     meta = SQLiteMetaStore(config.meta_path)
     chunks = DirChunkStore(config.chunks_dir)
     try:

@@ -31,6 +31,7 @@ MAX_WRAPPED_BYTES = 4 * KIB
 MAX_GRANT_BYTES = 4 * KIB  # a share's sealed folder key
 MAX_LINK_BLOB_BYTES = 4 * KIB  # a public link's sealed record
 MAX_REASON_BYTES = 4 * KIB  # an abuse report's text (UTF-8)
+MAX_RECORD_BYTES = 256 * KIB  # a sealed per-account record (decoded)
 LINK_ID_BYTES = 16  # 22 url-safe base64 characters
 SALT_BYTES = 16
 AUTH_KEY_BYTES = 32
@@ -52,6 +53,10 @@ _HEX64_RE = re.compile(r"[0-9a-f]{64}")
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{43}")
 _UINT_RE = re.compile(r"[0-9]{1,19}")
 _LINK_ID_RE = re.compile(r"[A-Za-z0-9_-]{22}")
+_RECORD_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,31}")
+# A URL fragment in pasted text: a "#" (or its percent-encoding, as in a link
+# wrapped by a mail scanner) and everything after it up to the next whitespace.
+_FRAGMENT_RE = re.compile(r"(?:#|%23)\S*", re.IGNORECASE)
 # The path of a link URL ends in ".../l/<id>" (optionally with a slash).
 _LINK_PATH_RE = re.compile(r"(?:.*/)?l/([A-Za-z0-9_-]{22})/?", re.DOTALL)
 
@@ -99,6 +104,23 @@ def link_reference(text: str) -> str | None:
 def strip_fragment(text: str) -> str:
     """Everything before the first ``#``: a link's fragment (its key) is never parsed or kept."""
     return text.split("#", 1)[0]
+
+
+def scrub_fragments(text: str) -> str:
+    """``text`` without any URL fragment: every ``#`` (or ``%23``) and what follows it up to
+    the next whitespace is dropped, whatever precedes it.
+
+    A link's key lives in its fragment, and people paste links in many shapes
+    (``/l/ID/#KEY``, ``/L/ID?x#KEY``, a bare ``#KEY``), so no attempt is made
+    to recognise a link first: any fragment-like run goes.
+    """
+    return _FRAGMENT_RE.sub("", text)
+
+
+def record_name(value: object, field: str = "name") -> str:
+    if not isinstance(value, str) or _RECORD_NAME_RE.fullmatch(value) is None:
+        raise BadRequest(f"{field}: expected a lowercase letter, then up to 31 of a-z, 0-9 and '-'")
+    return value
 
 
 def user_name(value: object, field: str = "user") -> str:

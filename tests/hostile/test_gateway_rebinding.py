@@ -22,14 +22,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "webdav"))
 from davtest import GatewayProcess, assert_clean_body, get, put, signup  # noqa: E402
-from serverproc import ServerProcess  # noqa: E402
+from serverproc import NO_SIGNUP_LIMIT, ServerProcess  # noqa: E402
 
 PLAINTEXT = b"the decrypted plaintext of a private file"
 
 
 @pytest.fixture(scope="module")
 def hostile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = ServerProcess(tmp_path_factory.mktemp("hostile-server") / "data")
+    server = ServerProcess(tmp_path_factory.mktemp("hostile-server") / "data", extra_args=NO_SIGNUP_LIMIT)
     try:
         yield server
     finally:

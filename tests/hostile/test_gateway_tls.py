@@ -23,7 +23,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "webdav"))
 from davtest import Account, GatewayProcess, cli_env, get, put, signup  # noqa: E402
 from mdtest import BIN, one_line_error  # noqa: E402
-from serverproc import ServerProcess  # noqa: E402
+from serverproc import NO_SIGNUP_LIMIT, ServerProcess  # noqa: E402
 
 GATEWAY_PASSWORD = "tls-gateway-pass-6f1c2a"  # noqa: S105 - a test's throwaway password
 SECRET = b"plaintext that must only travel inside TLS"
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs t
 
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = ServerProcess(tmp_path_factory.mktemp("tls-server") / "data")
+    server = ServerProcess(tmp_path_factory.mktemp("tls-server") / "data", extra_args=NO_SIGNUP_LIMIT)
     try:
         yield server
     finally:

@@ -41,7 +41,7 @@ def test_signup_login_account(server_url: str) -> None:
         "user_id": user.user_id,
         "root_node_id": user.root,
         "quota": 1 << 20,
-        "used": 0,
+        "used": len(unb64(user.signup["root"]["meta"])),  # the root's meta is the first thing stored
         "seq": 1,
     }
     root = user.node(user.root).json()["node"]
@@ -242,3 +242,72 @@ def test_successful_logins_are_not_counted(make_server: Callable[..., ServerProc
     user = new_user(server.url, login=False)
     for _ in range(8):
         user.do_login()
+
+
+# -- signup limit per source address -------------------------------------------------------
+
+
+def fresh_signup() -> dict:
+    return signup_body("u" + secrets.token_hex(6))
+
+
+def exists(url: str, body: dict) -> bool:
+    """Whether the signup ``body`` created its account (prelogin answers its salt, not a fake one)."""
+    return httpx.post(url + "/v1/prelogin", json={"user": body["user"]}).json()["salt"] == body["salt"]
+
+
+def test_signup_limit_default_is_10_per_address_per_hour(make_server: Callable[..., ServerProcess]) -> None:
+    server = make_server()  # no --signup-limit: the default
+    bodies = [fresh_signup() for _ in range(11)]
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        codes = [c.post("/v1/signup", json=body).status_code for body in bodies[:10]]
+        assert codes == [201] * 10
+        r = c.post("/v1/signup", json=bodies[10])
+    body = assert_json_error(r, 429, "rate_limited")
+    assert 3590 <= int(r.headers["retry-after"]) <= 3600 and body["retry_after"] == int(r.headers["retry-after"])
+    assert body["message"] == "too many signups from this address, retry later"
+    assert not exists(server.url, bodies[10])
+    # Logging in is limited separately: the accounts made work.
+    r = httpx.post(server.url + "/v1/login", json={"user": bodies[0]["user"], "auth_key": bodies[0]["auth_key"]})
+    assert r.status_code == 200
+
+
+def test_signup_limit_holds_exactly_under_parallel_signups(make_server: Callable[..., ServerProcess]) -> None:
+    server = make_server(1 << 20, "--signup-limit", "5")
+    bodies = [fresh_signup() for _ in range(24)]
+
+    def attempt(body: dict) -> httpx.Response:
+        return httpx.post(server.url + "/v1/signup", json=body, timeout=60)
+
+    with ThreadPoolExecutor(24) as pool:
+        answers = list(pool.map(attempt, bodies))
+    codes = [r.status_code for r in answers]
+    assert codes.count(201) == 5 and codes.count(429) == 19, codes
+    for r in answers:
+        if r.status_code == 429:
+            assert_json_error(r, 429, "rate_limited")
+            assert 3590 <= int(r.headers["retry-after"]) <= 3600
+    created = [exists(server.url, body) for body in bodies]
+    assert created == [code == 201 for code in codes]  # exactly the five answered 201 exist
+
+
+def test_signup_limit_counts_taken_names_but_not_malformed_bodies(make_server: Callable[..., ServerProcess]) -> None:
+    server = make_server(1 << 20, "--signup-limit", "3")
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        for _ in range(5):
+            bad = fresh_signup()
+            bad["salt"] = b64(b"short")
+            assert_json_error(c.post("/v1/signup", json=bad), 400, "bad_request")
+        first = fresh_signup()
+        assert c.post("/v1/signup", json=first).status_code == 201
+        for _ in range(2):  # a taken name counts: signup is no free oracle of which names exist
+            again = fresh_signup()
+            again["user"] = first["user"]
+            assert_json_error(c.post("/v1/signup", json=again), 409, "exists")
+        assert_json_error(c.post("/v1/signup", json=fresh_signup()), 429, "rate_limited")
+
+
+def test_signup_limit_zero_turns_it_off(make_server: Callable[..., ServerProcess]) -> None:
+    server = make_server(1 << 20, "--signup-limit", "0")
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        assert [c.post("/v1/signup", json=fresh_signup()).status_code for _ in range(15)] == [201] * 15

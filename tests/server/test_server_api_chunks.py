@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
-from mdserver_helpers import User, assert_json_error, new_user
+from mdserver_helpers import User, assert_json_error, new_user, unb64
 from serverproc import ServerProcess
 
 from megadrive.server.config import ServerConfig
@@ -26,6 +26,7 @@ def chunk_path(data_dir: Path, cid: str) -> Path:
 
 
 def test_put_get_idempotent(alice: User, shared_server: ServerProcess) -> None:
+    base = alice.account()["used"]  # the root's meta
     data = os.urandom(3000)
     cid, r = alice.put_chunk(data)
     assert r.status_code == 201 and r.json() == {"chunk_id": cid, "size": 3000}
@@ -34,16 +35,17 @@ def test_put_get_idempotent(alice: User, shared_server: ServerProcess) -> None:
     got = alice.client.get(f"/v1/chunks/{cid}")
     assert got.status_code == 200 and got.content == data
     assert got.headers["content-type"] == "application/octet-stream"
-    assert alice.account()["used"] == 3000
+    assert alice.account()["used"] == base + 3000
     assert chunk_path(shared_server.data_dir, cid).read_bytes() == data
 
 
 def test_hash_mismatch_rejected(alice: User, shared_server: ServerProcess) -> None:
+    base = alice.account()["used"]
     data = b"real bytes"
     wrong_id = hashlib.sha256(b"other bytes").hexdigest()
     r = alice.client.put(f"/v1/chunks/{wrong_id}", content=data, headers={"Content-Type": "application/octet-stream"})
     assert_json_error(r, 400, "bad_request")
-    assert alice.account()["used"] == 0
+    assert alice.account()["used"] == base
     assert not chunk_path(shared_server.data_dir, wrong_id).exists()
     assert alice.client.post("/v1/chunks/missing", json={"ids": [wrong_id]}).json() == {"missing": [wrong_id]}
 
@@ -91,25 +93,26 @@ def test_missing_endpoint(alice: User, bob: User) -> None:
 
 
 def test_same_ciphertext_other_user_pays_too(alice: User, bob: User) -> None:
+    a0, b0 = alice.account()["used"], bob.account()["used"]
     data = os.urandom(1000)
     cid, r1 = alice.put_chunk(data)
     _, r2 = bob.put_chunk(data)
     assert r1.status_code == 201 and r2.status_code == 201  # bob did not have it
-    assert alice.account()["used"] == 1000 and bob.account()["used"] == 1000
+    assert alice.account()["used"] == a0 + 1000 and bob.account()["used"] == b0 + 1000
     assert bob.client.get(f"/v1/chunks/{cid}").content == data
 
 
 def test_quota_507_and_nothing_committed(alice: User, shared_server: ServerProcess) -> None:
-    quota = alice.account()["quota"]
+    quota, base = alice.account()["quota"], alice.account()["used"]
     first = os.urandom(quota // 2 + 1000)
     second = os.urandom(quota // 2)
     c1, r1 = alice.put_chunk(first)
     assert r1.status_code == 201
     c2, r2 = alice.put_chunk(second)
     body = assert_json_error(r2, 507, "quota_exceeded")
-    assert body["quota"] == quota and body["used"] == len(first)
+    assert body["quota"] == quota and body["used"] == base + len(first)
     acct = alice.account()
-    assert acct["used"] == len(first)
+    assert acct["used"] == base + len(first)
     assert not chunk_path(shared_server.data_dir, c2).exists()
     assert alice.client.post("/v1/chunks/missing", json={"ids": [c1, c2]}).json() == {"missing": [c2]}
     f = alice.mkfile()
@@ -118,7 +121,7 @@ def test_quota_507_and_nothing_committed(alice: User, shared_server: ServerProce
     assert alice.node(f["node_id"]).json()["node"]["version"] == 0
     assert alice.account()["seq"] == before
     # A chunk that fits exactly is still accepted.
-    rest = os.urandom(quota - len(first))
+    rest = os.urandom(quota - alice.account()["used"])
     _, r3 = alice.put_chunk(rest)
     assert r3.status_code == 201 and alice.account()["used"] == quota
 
@@ -158,7 +161,9 @@ def test_gc_cli_removes_unreferenced_keeps_referenced(make_server: Callable[...,
     assert user.client.get(f"/v1/chunks/{old}").status_code == 200
     assert_json_error(user.client.get(f"/v1/chunks/{dropped}"), 404)
     assert not chunk_path(server.data_dir, dropped).exists()
-    assert user.account()["used"] == len(b"referenced chunk") + len(b"only in a pruned version")
+    metas = len(unb64(user.signup["root"]["meta"])) + len(b"m")  # the root's and the file's
+    manifests = 2 * len(b"manifest")
+    assert user.account()["used"] == metas + manifests + len(b"referenced chunk") + len(b"only in a pruned version")
     # The file is still whole.
     assert user.client.get(f"/v1/nodes/{f['node_id']}/manifest").status_code == 200
 
@@ -173,7 +178,7 @@ def test_run_gc_after_purge_next_to_live_server(make_server: Callable[..., Serve
     assert user.client.delete(f"/v1/nodes/{f['node_id']}", params={"purge": 1}).json() == {"purged": 1}
     result = run_gc(ServerConfig(data_dir=server.data_dir), grace=0)
     assert result["chunks_deleted"] == 1 and result["refs_removed"] == 1
-    assert user.account()["used"] == 0
+    assert user.account()["used"] == len(unb64(user.signup["root"]["meta"]))  # the root's meta is all that is left
     assert not chunk_path(server.data_dir, c).exists()
     # The live server still works and can store the chunk again.
     _, r = user.put_chunk(b"purged soon")

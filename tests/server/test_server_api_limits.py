@@ -55,8 +55,9 @@ def test_commit_body_limit(alice: User) -> None:
     body = {"manifest": b64(b"m"), "chunks": [], "pad": "x" * (16 * MIB)}
     r = alice.client.post(f"/v1/nodes/{f['node_id']}/versions", json=body, headers={"If-Match": '"0"'})
     assert_json_error(r, 413, "too_large")
-    # The commit limit is not the 1 MiB one.
-    body = {"manifest": b64(b"m" * (2 * MIB)), "chunks": []}
+    # The commit limit is not the 1 MiB one (a manifest that fits the 1 MiB quota, over 1 MiB as base64).
+    body = {"manifest": b64(b"m" * (800 * 1024)), "chunks": []}
+    assert len(json.dumps(body)) > MIB
     r = alice.client.post(f"/v1/nodes/{f['node_id']}/versions", json=body, headers={"If-Match": '"0"'})
     assert r.status_code == 201
 
@@ -240,6 +241,7 @@ def _field_values() -> st.SearchStrategy[Any]:
             "ids": _field_values(),
             "user": _field_values(),
             "auth_key": _field_values(),
+            "blob": _field_values(),
         },
     )
 )
@@ -252,6 +254,8 @@ def test_fuzz_json_endpoints_never_500(alice: User, body: dict[str, Any]) -> Non
         ("POST", "/v1/chunks/missing", {}),
         ("POST", "/v1/prelogin", {}),
         ("POST", "/v1/signup", {}),
+        ("PUT", "/v1/records/fuzz", {"If-Match": '"0"'}),
+        ("DELETE", "/v1/records/fuzz", {"If-Match": '"1"'}),
     ):
         r = alice.client.request(method, path, json=body, headers=headers)
         assert r.status_code < 500, (method, path, r.status_code, r.text)
@@ -266,7 +270,13 @@ def test_fuzz_path_segments_never_500(alice: User, segment: str) -> None:
     from urllib.parse import quote
 
     seg = quote(segment, safe="")
-    for path in (f"/v1/nodes/{seg}", f"/v1/chunks/{seg}", f"/v1/users/{seg}/keys", f"/v1/nodes/{seg}/versions/{seg}"):
+    for path in (
+        f"/v1/nodes/{seg}",
+        f"/v1/chunks/{seg}",
+        f"/v1/users/{seg}/keys",
+        f"/v1/nodes/{seg}/versions/{seg}",
+        f"/v1/records/{seg}",
+    ):
         r = alice.client.get(path)
         assert r.status_code in (400, 404), (path, r.status_code, r.text)
         assert_json_error(r, r.status_code)

@@ -208,7 +208,7 @@ def test_users_cannot_see_each_other(alice: User, bob: User) -> None:
         assert_json_error(r, 404, "not_found")
     # Bob's feed and account show nothing of Alice's.
     assert [n["node_id"] for n in bob.changes()["changes"]] == [bob.root, bob_dir]
-    assert bob.account()["used"] == 0
+    assert bob.account()["used"] == len(unb64(bob.signup["root"]["meta"])) + len(b"m")  # his root and folder
     # And Alice's data is intact.
     assert alice.node(nid).json()["node"]["version"] == 1
     assert alice.client.get(f"/v1/chunks/{cid}").content == b"alice secret ciphertext"

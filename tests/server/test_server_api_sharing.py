@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from mdserver_helpers import User, assert_json_error, b64, chunk, hex32, new_user
+from mdserver_helpers import User, assert_json_error, b64, chunk, hex32, new_user, unb64
 
 
 @pytest.fixture
@@ -153,6 +153,9 @@ def test_write_share(alice: User, bob: User, tree: dict[str, Any]) -> None:
     assert r.status_code == 201, r.text
     g = r.json()["node"]
     assert g["owner"] == alice.user_id
+    # The new node's meta is alice's to pay for, like everything bob writes in her tree.
+    assert alice.account()["used"] == alice_used + len(unb64(g["meta"])) and bob.account()["used"] == bob_used
+    alice_used = alice.account()["used"]
     # Chunks for alice's file are stored for alice (her quota), then committed.
     r = bob.client.post("/v1/chunks/missing", json={"ids": [tree["chunk"], "0" * 64], "owner": alice.user_id})
     assert r.json() == {"missing": ["0" * 64]}

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from serverproc import READY_PREFIX, running_server
 
+from megadrive.server.__main__ import config_from_args, parse_args
 from megadrive.server.config import ServerConfig
 from megadrive.server.serve import start
 
@@ -71,12 +72,30 @@ def test_ready_line_and_clean_shutdown(tmp_path: Path, sig: signal.Signals) -> N
         ["--data", "x", "--quota", "-5"],
         ["--data", "x", "--tls-cert", "c.pem"],
         ["--data", "x", "--versions-kept", "0"],
+        ["--data", "x", "--max-nodes", "0"],
+        ["--data", "x", "--max-nodes", "-1"],
+        ["--data", "x", "--max-nodes", "many"],
+        ["--data", "x", "--signup-limit", "-1"],
+        ["--data", "x", "--signup-limit", "1.5"],
     ],
 )
 def test_bad_arguments(tmp_path: Path, args: list[str]) -> None:
     result = cli(*[a.replace("x", str(tmp_path / "x"), 1) if a == "x" else a for a in args])
     assert result.returncode == 2, result
     assert "Traceback" not in result.stderr
+
+
+def test_limit_options_reach_the_config(tmp_path: Path) -> None:
+    defaults = config_from_args(parse_args(["--data", str(tmp_path)]))
+    assert (defaults.max_nodes, defaults.signup_rate) == (1_000_000, 10)
+    set_ = config_from_args(parse_args(["--data", str(tmp_path), "--max-nodes", "7", "--signup-limit", "0"]))
+    assert (set_.max_nodes, set_.signup_rate) == (7, 0)
+    help_text = cli("--help").stdout
+    assert "--max-nodes" in help_text and "--signup-limit" in help_text
+    with pytest.raises(ValueError):
+        ServerConfig(data_dir=tmp_path, max_nodes=0)
+    with pytest.raises(ValueError):
+        ServerConfig(data_dir=tmp_path, signup_rate=-1)
 
 
 def test_port_in_use(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ Covers accounts and tokens, tree rules, compare-and-swap commits,
 atomicity (a refused operation changes nothing), chunk ownership and quota,
 the change feed and garbage collection (through megadrive.server.gc),
 nested transactions, shares and the shared change feed, public links, abuse
-reports and takedowns.
+reports and takedowns; metadata charged to the quota (``used`` always equals
+``stored_bytes``), the node cap, sealed records and schema upgrades.
 """
 
 from __future__ import annotations
@@ -27,15 +28,19 @@ from megadrive.server.errors import (
     Conflict,
     Exists,
     MissingChunks,
+    NodeLimit,
     NotFound,
     PreconditionFailed,
     QuotaExceeded,
+    RecordLimit,
     Unavailable,
 )
 from megadrive.server.metastore import (
     MAX_DEPTH,
     MAX_TOKENS_PER_ACCOUNT,
+    SCHEMA_VERSION,
     Identity,
+    Limits,
     MetaStore,
     NewAccount,
     Node,
@@ -44,24 +49,43 @@ from megadrive.server.metastore import (
 )
 
 BIG_QUOTA = 1 << 40
+ROOT_META = b"root-meta"  # every account's root meta: the bytes a fresh account already uses
+META = b"meta"  # what mk() gives a node
 
 
 def hex32() -> str:
     return secrets.token_hex(16)
 
 
-def make_sqlite(tmp_path: Path) -> MetaStore:
-    return SQLiteMetaStore(tmp_path / "meta.sqlite3")
+def make_sqlite(tmp_path: Path, limits: Limits | None = None) -> MetaStore:
+    return SQLiteMetaStore(tmp_path / "meta.sqlite3", limits)
 
 
-STORES: dict[str, Callable[[Path], MetaStore]] = {"sqlite": make_sqlite}
+STORES: dict[str, Callable[[Path, Limits | None], MetaStore]] = {"sqlite": make_sqlite}
 
 
 @pytest.fixture(params=sorted(STORES))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MetaStore]:
-    s = STORES[request.param](tmp_path)
+    s = STORES[request.param](tmp_path, None)
     yield s
     s.close()
+
+
+@pytest.fixture(params=sorted(STORES))
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., MetaStore]]:
+    """``make(limits, name=None)``: a store with those limits, each name its own data (a name
+    given again reopens that data, say with other limits); all closed at teardown."""
+    made: list[MetaStore] = []
+
+    def make(limits: Limits, name: str | None = None) -> MetaStore:
+        where = tmp_path / (name or f"limited{len(made)}")
+        where.mkdir(exist_ok=True)
+        made.append(STORES[request.param](where, limits))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.close()
 
 
 @pytest.fixture(params=["memory", "dir"])
@@ -83,7 +107,7 @@ def new_account(store: MetaStore, name: str | None = None) -> tuple[str, str]:
             wrapped_master=b"wm",
             identity=Identity(os.urandom(32), os.urandom(32), os.urandom(64), b"wp"),
             root_node_id=root,
-            root_meta=b"root-meta",
+            root_meta=ROOT_META,
         ),
         time.time(),
     )
@@ -96,7 +120,7 @@ def acct(store: MetaStore) -> tuple[str, str]:
 
 
 def mk(store: MetaStore, owner: str, parent: str, kind: str = "dir") -> Node:
-    return store.create_node(owner, hex32(), parent, kind, b"meta")
+    return store.create_node(owner, hex32(), parent, kind, META)
 
 
 def upload(store: MetaStore, chunks: ChunkStore | None, owner: str, data: bytes, quota: int = BIG_QUOTA) -> str:
@@ -125,7 +149,7 @@ class TestAccounts:
         by_name = store.account_by_name("alice")
         by_id = store.account_by_id(uid)
         assert by_name == by_id and by_name is not None
-        assert by_name.root_node_id == root and by_name.used == 0 and by_name.seq == 1
+        assert by_name.root_node_id == root and by_name.used == len(ROOT_META) and by_name.seq == 1
         assert by_name.kdf == {"alg": "argon2id13", "opslimit": 3, "memlimit": 268435456}
         rootnode = store.get_node(uid, root)
         assert rootnode.kind == "dir" and rootnode.parent_id is None and rootnode.meta == b"root-meta"
@@ -533,24 +557,26 @@ class TestVersions:
 class TestChunks:
     def test_add_and_usage(self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]) -> None:
         uid, _ = acct
+        base = len(ROOT_META)
         c = upload(store, chunks, uid, b"x" * 100)
-        assert store.owns_chunk(uid, c) and store.usage(uid) == 100
+        assert store.owns_chunk(uid, c) and store.usage(uid) == base + 100
         assert not store.add_chunk(uid, c, 100, BIG_QUOTA, time.time(), lambda: None)  # already owned
-        assert store.usage(uid) == 100
+        assert store.usage(uid) == base + 100
         other, _ = new_account(store)
         assert not store.owns_chunk(other, c)
         assert store.add_chunk(other, c, 100, BIG_QUOTA, time.time(), lambda: None)  # each owner pays
-        assert store.usage(other) == 100 and store.usage(uid) == 100
+        assert store.usage(other) == base + 100 and store.usage(uid) == base + 100
 
     def test_quota_refusal_changes_nothing(self, store: MetaStore, acct: tuple[str, str]) -> None:
         uid, _ = acct
         called: list[bool] = []
+        used = len(ROOT_META) + 60
         store.add_chunk(uid, "a" * 64, 60, 100, 1.0, lambda: None)
         with pytest.raises(QuotaExceeded) as info:
-            store.add_chunk(uid, "b" * 64, 41, 100, 1.0, lambda: called.append(True))
-        assert (info.value.quota, info.value.used) == (100, 60)
-        assert not called and not store.owns_chunk(uid, "b" * 64) and store.usage(uid) == 60
-        assert store.add_chunk(uid, "c" * 64, 40, 100, 1.0, lambda: None)  # exactly at quota is fine
+            store.add_chunk(uid, "b" * 64, 100 - used + 1, 100, 1.0, lambda: called.append(True))
+        assert (info.value.quota, info.value.used) == (100, used)
+        assert not called and not store.owns_chunk(uid, "b" * 64) and store.usage(uid) == used
+        assert store.add_chunk(uid, "c" * 64, 100 - used, 100, 1.0, lambda: None)  # exactly at quota is fine
 
     def test_failed_ensure_stored_records_nothing(self, store: MetaStore, acct: tuple[str, str]) -> None:
         uid, _ = acct
@@ -560,7 +586,7 @@ class TestChunks:
 
         with pytest.raises(OSError):
             store.add_chunk(uid, "d" * 64, 10, BIG_QUOTA, 1.0, broken)
-        assert not store.owns_chunk(uid, "d" * 64) and store.usage(uid) == 0
+        assert not store.owns_chunk(uid, "d" * 64) and store.usage(uid) == len(ROOT_META)
 
     def test_missing(self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]) -> None:
         uid, _ = acct
@@ -587,7 +613,7 @@ class TestGarbageCollection:
         assert result["chunks_deleted"] == 1 and result["bytes_freed"] == len(b"dropped")
         assert chunks.has(kept) and not chunks.has(dropped)
         assert store.owns_chunk(uid, kept) and not store.owns_chunk(uid, dropped)
-        assert store.usage(uid) == len(b"kept")
+        assert store.usage(uid) == len(ROOT_META) + len(META) + len(b"m") + len(b"kept") == store.stored_bytes(uid)
 
     def test_grace_protects_recent_uploads(self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]) -> None:
         uid, _ = acct
@@ -613,7 +639,7 @@ class TestGarbageCollection:
         assert not chunks.has(old) and chunks.has(new)
         store.purge_node(uid, f.node_id, False)
         gc.collect(store, chunks, grace=0, now=time.time() + 1)
-        assert not chunks.has(new) and store.usage(uid) == 0
+        assert not chunks.has(new) and store.usage(uid) == len(ROOT_META) == store.stored_bytes(uid)
 
     def test_trashed_files_keep_their_chunks(self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]) -> None:
         uid, root = acct
@@ -964,7 +990,10 @@ class TestTakedown:
         for cid in (c1, c2, c3):
             assert not chunks.has(cid) and store.is_removed_chunk(cid) and store.chunk_holders(cid) == []
         assert chunks.has(kept) and not store.is_removed_chunk(kept)
-        assert store.usage(uid) == len(b"unrelated") and store.usage(bob) == 0
+        # The file's manifests went with its chunks; its meta stays (the node stays, marked removed).
+        assert store.usage(uid) == len(ROOT_META) + 2 * len(META) + len(b"mk") + len(b"unrelated")
+        assert store.usage(bob) == len(ROOT_META)
+        assert store.usage(uid) == store.stored_bytes(uid) and store.usage(bob) == store.stored_bytes(bob)
         node = store.get_node(uid, f.node_id)
         assert node.removed and node.seq == seq_of(store, uid) > before
         changes, _ = store.changes(uid, before, 10)
@@ -1040,5 +1069,320 @@ def test_sqlite_migrates_a_version_1_database(tmp_path: Path) -> None:
     finally:
         store.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (3,)
+    conn.close()
+
+
+# -- quota: metadata is charged, node cap, records -----------------------------------------
+
+
+def audited(store: MetaStore, owner: str) -> int:
+    """``used``, after checking it equals the bytes counted from the data (the invariant)."""
+    used = store.usage(owner)
+    assert used == store.stored_bytes(owner), (used, store.stored_bytes(owner))
+    return used
+
+
+class TestUsage:
+    def test_every_write_charges_exactly_its_bytes(
+        self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]
+    ) -> None:
+        uid, root = acct
+        expect = len(ROOT_META)
+        assert audited(store, uid) == expect
+        d = store.create_node(uid, hex32(), root, "dir", b"d" * 500)
+        f = store.create_node(uid, hex32(), d.node_id, "file", b"f" * 300)
+        expect += 500 + 300
+        assert audited(store, uid) == expect
+        store.update_node(uid, f.node_id, b"f" * 600)  # a larger meta charges the difference
+        expect += 300
+        assert audited(store, uid) == expect
+        store.update_node(uid, f.node_id, b"f" * 100, parent_id=root)  # a smaller one gives it back
+        expect -= 500
+        assert audited(store, uid) == expect
+        store.update_node(uid, root, ROOT_META * 3)  # the root's meta too
+        expect += 2 * len(ROOT_META)
+        assert audited(store, uid) == expect
+        c = upload(store, chunks, uid, b"c" * 1000)
+        expect += 1000
+        store.commit_version(uid, f.node_id, 0, b"M" * 700, [c], None, 2, 1.0)
+        expect += 700
+        assert audited(store, uid) == expect
+        store.commit_version(uid, f.node_id, 1, b"M" * 800, [c], b"f" * 150, 2, 2.0)  # with a new meta
+        expect += 800 + 50
+        assert audited(store, uid) == expect
+        store.commit_version(uid, f.node_id, 2, b"M" * 200, [c], None, 2, 3.0)  # prunes v1: its manifest goes
+        expect += 200 - 700
+        assert audited(store, uid) == expect
+        g = store.create_node(uid, hex32(), d.node_id, "file", b"g" * 250)
+        store.commit_version(uid, g.node_id, 0, b"G" * 90, [c], None, 2, 4.0)
+        expect += 250 + 90
+        store.trash_node(uid, d.node_id)  # the trash still counts
+        assert audited(store, uid) == expect
+        store.restore_node(uid, d.node_id)
+        store.trash_node(uid, d.node_id)
+        assert audited(store, uid) == expect
+        assert store.purge_node(uid, d.node_id, True) == 2  # purging gives back metas and manifests
+        expect -= 500 + 250 + 90
+        assert audited(store, uid) == expect
+        assert store.put_record(uid, "pins", 0, b"r" * 400, 5.0) == 1
+        expect += 400
+        assert store.put_record(uid, "pins", 1, b"r" * 1000, 6.0) == 2
+        expect += 600
+        assert audited(store, uid) == expect
+        store.delete_record(uid, "pins", 2)
+        expect -= 1000
+        assert audited(store, uid) == expect
+        store.purge_node(uid, f.node_id, False)
+        expect -= 150 + 800 + 200
+        assert audited(store, uid) == expect
+        gc.collect(store, chunks, grace=0, now=time.time() + 1)  # the chunk is garbage now
+        expect -= 1000
+        assert audited(store, uid) == expect == 3 * len(ROOT_META)
+
+    def test_takedown_gives_back_the_manifests_of_every_file_it_removes(
+        self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]
+    ) -> None:
+        uid, root = acct
+        bob, bob_root = new_account(store)
+        f = mk(store, uid, root, "file")
+        c = upload(store, chunks, uid, b"same ciphertext")
+        store.commit_version(uid, f.node_id, 0, b"A" * 300, [c], None, 10, 1.0)
+        g = mk(store, bob, bob_root, "file")
+        upload(store, chunks, bob, b"same ciphertext")
+        store.commit_version(bob, g.node_id, 0, b"B" * 200, [c], None, 10, 1.0)
+        store.take_down(f.node_id, 2.0, gc.blob_deleter(chunks))
+        assert audited(store, uid) == len(ROOT_META) + len(META)
+        assert audited(store, bob) == len(ROOT_META) + len(META)
+
+    def test_refusals_change_nothing(self, make_store: Callable[..., MetaStore]) -> None:
+        quota = 4000
+        store = make_store(Limits(quota=quota))
+        uid, root = new_account(store)
+        used = len(ROOT_META)
+        f = store.create_node(uid, hex32(), root, "file", b"f" * 1000)
+        used += 1000
+        before = seq_of(store, uid)
+        with pytest.raises(QuotaExceeded) as info:
+            store.create_node(uid, hex32(), root, "dir", b"x" * (quota - used + 1))
+        assert (info.value.quota, info.value.used) == (quota, used)
+        with pytest.raises(QuotaExceeded):
+            store.update_node(uid, f.node_id, b"f" * (quota - len(ROOT_META) + 1))
+        with pytest.raises(QuotaExceeded):
+            store.commit_version(uid, f.node_id, 0, b"M" * (quota - used + 1), [], None, 10, 1.0)
+        with pytest.raises(QuotaExceeded):
+            store.put_record(uid, "pins", 0, b"r" * (quota - used + 1), 1.0)
+        assert audited(store, uid) == used and seq_of(store, uid) == before
+        assert store.get_node(uid, f.node_id).meta == b"f" * 1000 and store.list_versions(uid, f.node_id) == []
+        assert store.get_record(uid, "pins") is None
+        assert [n.node_id for n in store.changes(uid, 0, 100)[0]] == [root, f.node_id]  # nothing created
+        # Exactly at the quota is fine, and a write that does not grow is never refused.
+        store.commit_version(uid, f.node_id, 0, b"M" * (quota - used), [], None, 1, 2.0)
+        assert audited(store, uid) == quota
+        store.commit_version(uid, f.node_id, 1, b"N" * (quota - used), [], None, 1, 3.0)  # prunes v1: net 0
+        store.update_node(uid, f.node_id, b"f" * 1000)
+        with pytest.raises(QuotaExceeded):
+            store.commit_version(uid, f.node_id, 2, b"N" * (quota - used + 1), [], None, 1, 4.0)
+        with pytest.raises(QuotaExceeded):
+            upload(store, None, uid, b"x", quota=quota)
+        store.update_node(uid, f.node_id, b"f")  # shrinking at the limit
+        assert audited(store, uid) == quota - 999
+
+    def test_an_account_over_its_quota_can_still_shrink(self, make_store: Callable[..., MetaStore]) -> None:
+        roomy = make_store(Limits(quota=10_000), "data")
+        uid, root = new_account(roomy)
+        f = roomy.create_node(uid, hex32(), root, "file", b"f" * 3000)
+        roomy.put_record(uid, "pins", 0, b"r" * 3000, 1.0)
+        roomy.close()
+        tight = make_store(Limits(quota=1000), "data")  # the operator lowered the quota
+        with pytest.raises(QuotaExceeded):
+            tight.update_node(uid, f.node_id, b"f" * 3001)
+        tight.update_node(uid, f.node_id, b"f" * 2000)
+        assert tight.put_record(uid, "pins", 1, b"r" * 10, 2.0) == 2
+        tight.delete_record(uid, "pins", 2)
+        assert audited(tight, uid) == len(ROOT_META) + 2000
+
+    def test_signup_root_meta_is_charged(self, make_store: Callable[..., MetaStore]) -> None:
+        store = make_store(Limits(quota=len(ROOT_META) - 1))
+        with pytest.raises(QuotaExceeded):
+            new_account(store, "refused")
+        assert store.account_by_name("refused") is None
+        exact = make_store(Limits(quota=len(ROOT_META)))
+        uid, _ = new_account(exact)
+        assert audited(exact, uid) == len(ROOT_META)
+
+    def test_quota_holds_under_concurrent_writes(self, make_store: Callable[..., MetaStore]) -> None:
+        store = make_store(Limits(quota=len(ROOT_META) + 5 * 1000))
+        uid, root = new_account(store)
+        outcomes = run_parallel(12, lambda i: store.create_node(uid, hex32(), root, "file", b"m" * 1000))
+        assert outcomes.count("ok") == 5 and outcomes.count("QuotaExceeded") == 7, outcomes
+        assert audited(store, uid) == len(ROOT_META) + 5000
+
+
+def run_parallel(n: int, work: Callable[[int], object]) -> list[str]:
+    """Run ``work(i)`` for i < n in n threads released together; "ok" or the exception's class name each."""
+    barrier = threading.Barrier(n)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        try:
+            work(i)
+            outcome = "ok"
+        except Exception as exc:
+            outcome = type(exc).__name__
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes
+
+
+class TestNodeCap:
+    def test_cap_counts_the_root_and_the_trash(self, make_store: Callable[..., MetaStore]) -> None:
+        store = make_store(Limits(max_nodes=4))
+        uid, root = new_account(store)  # the root is node 1
+        d = mk(store, uid, root)
+        a = mk(store, uid, d.node_id, "file")
+        b = mk(store, uid, d.node_id, "file")
+        before = seq_of(store, uid)
+        with pytest.raises(NodeLimit) as info:
+            mk(store, uid, root)
+        assert info.value.limit == 4 and "4" in info.value.message and info.value.status == 507
+        assert info.value.body()["error"] == "node_limit"
+        store.trash_node(uid, a.node_id)  # trashed, not purged: still counts
+        with pytest.raises(NodeLimit):
+            mk(store, uid, root)
+        assert seq_of(store, uid) == before + 1  # only the trashing
+        store.purge_node(uid, a.node_id, False)
+        mk(store, uid, root)
+        with pytest.raises(NodeLimit):
+            mk(store, uid, root)
+        assert store.purge_node(uid, d.node_id, True) == 2  # a folder and what is left in it
+        mk(store, uid, root)
+        mk(store, uid, root)
+        with pytest.raises(NodeLimit):
+            mk(store, uid, root)
+        del b
+        other, other_root = new_account(store)  # the cap is per account
+        mk(store, other, other_root)
+
+    def test_cap_holds_under_concurrent_creates(self, make_store: Callable[..., MetaStore]) -> None:
+        store = make_store(Limits(max_nodes=6))
+        uid, root = new_account(store)
+        outcomes = run_parallel(12, lambda i: mk(store, uid, root))
+        assert outcomes.count("ok") == 5 and outcomes.count("NodeLimit") == 7, outcomes
+        assert len(store.changes(uid, 0, 100)[0]) == 6
+
+
+class TestRecords:
+    def test_compare_and_swap(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, _ = acct
+        assert store.get_record(uid, "pins") is None
+        assert store.put_record(uid, "pins", 0, b"sealed-1", 1.0) == 1
+        record = store.get_record(uid, "pins")
+        assert record is not None and (record.name, record.version, record.blob) == ("pins", 1, b"sealed-1")
+        assert store.put_record(uid, "pins", 1, b"sealed-2", 2.0) == 2
+        for stale in (0, 1, 3):
+            with pytest.raises(PreconditionFailed) as info:
+                store.put_record(uid, "pins", stale, b"lost", 3.0)
+            assert info.value.version == 2
+        with pytest.raises(PreconditionFailed) as info:
+            store.delete_record(uid, "pins", 1)
+        assert info.value.version == 2
+        got = store.get_record(uid, "pins")
+        assert got is not None and got.blob == b"sealed-2"
+        store.delete_record(uid, "pins", 2)
+        assert store.get_record(uid, "pins") is None
+        with pytest.raises(NotFound):
+            store.delete_record(uid, "pins", 2)
+        with pytest.raises(PreconditionFailed) as info:
+            store.put_record(uid, "pins", 2, b"x", 4.0)  # absent: its version is 0
+        assert info.value.version == 0
+        assert store.put_record(uid, "pins", 0, b"again", 5.0) == 1
+
+    def test_concurrent_writers_exactly_one_wins(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, _ = acct
+        store.put_record(uid, "pins", 0, b"v1", 1.0)
+        outcomes = run_parallel(8, lambda i: store.put_record(uid, "pins", 1, b"writer %d" % i, 2.0))
+        assert sorted(outcomes) == ["PreconditionFailed"] * 7 + ["ok"]
+        record = store.get_record(uid, "pins")
+        assert record is not None and record.version == 2
+
+    def test_accounts_never_see_each_others_records(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, _ = acct
+        bob, _ = new_account(store)
+        store.put_record(uid, "pins", 0, b"alice's", 1.0)
+        assert store.get_record(bob, "pins") is None
+        with pytest.raises(NotFound):
+            store.delete_record(bob, "pins", 1)
+        with pytest.raises(PreconditionFailed) as info:
+            store.put_record(bob, "pins", 1, b"overwrite?", 2.0)
+        assert info.value.version == 0  # bob's own (absent) record, not alice's
+        assert store.put_record(bob, "pins", 0, b"bob's", 3.0) == 1
+        mine, his = store.get_record(uid, "pins"), store.get_record(bob, "pins")
+        assert mine is not None and his is not None and (mine.blob, his.blob) == (b"alice's", b"bob's")
+        assert audited(store, uid) == len(ROOT_META) + len(b"alice's")
+        assert audited(store, bob) == len(ROOT_META) + len(b"bob's")
+
+    def test_record_limit(self, make_store: Callable[..., MetaStore]) -> None:
+        store = make_store(Limits(max_records=3))
+        uid, _ = new_account(store)
+        for name in ("a", "b", "c"):
+            store.put_record(uid, name, 0, b"x", 1.0)
+        with pytest.raises(RecordLimit) as info:
+            store.put_record(uid, "d", 0, b"x", 1.0)
+        assert info.value.limit == 3 and info.value.status == 507 and info.value.body()["error"] == "record_limit"
+        assert store.put_record(uid, "c", 1, b"updated", 2.0) == 2  # updates are not new records
+        store.delete_record(uid, "a", 1)
+        assert store.put_record(uid, "d", 0, b"x", 3.0) == 1
+        assert audited(store, uid) == len(ROOT_META) + 1 + len(b"updated") + 1
+
+
+def test_sqlite_upgrade_to_3_recomputes_used(tmp_path: Path) -> None:
+    """A version-2 database counted only chunk bytes: opening it charges metas and manifests."""
+    path = tmp_path / "meta.sqlite3"
+    store = SQLiteMetaStore(path)
+    try:
+        uid, root = new_account(store)
+        bob, _ = new_account(store)
+        f = store.create_node(uid, hex32(), root, "file", b"f" * 700)
+        gone = mk(store, uid, root)
+        c = upload(store, None, uid, b"c" * 1234)
+        store.commit_version(uid, f.node_id, 0, b"M" * 5000, [c], None, 10, 1.0)
+        store.commit_version(uid, f.node_id, 1, b"N" * 6000, [c], None, 10, 2.0)
+        store.purge_node(uid, gone.node_id, False)  # a tombstone: not counted
+        store.trash_node(uid, f.node_id)  # trashed: counted
+        expect = len(ROOT_META) + 700 + 1234 + 5000 + 6000
+        assert audited(store, uid) == expect
+    finally:
+        store.close()
+    # Make it what version 2 wrote: no records table, no node counts, used = chunk bytes only.
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        DROP TABLE records;
+        ALTER TABLE users DROP COLUMN node_count;
+        UPDATE users SET used = COALESCE((SELECT SUM(size) FROM chunks WHERE chunks.owner = users.user_id), 0);
+        PRAGMA user_version=2;
+        """
+    )
+    conn.close()
+    store = SQLiteMetaStore(path, Limits(max_nodes=3))
+    try:
+        assert store.usage(uid) == expect and store.usage(bob) == len(ROOT_META)
+        mk(store, uid, root)  # node 3 of 3 (the root, the trashed file, this one)
+        with pytest.raises(NodeLimit):
+            mk(store, uid, root)
+        assert store.put_record(uid, "pins", 0, b"works", 3.0) == 1
+        assert audited(store, uid) == expect + len(META) + len(b"works")
+    finally:
+        store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (3,)
     conn.close()

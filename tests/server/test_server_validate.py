@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -221,7 +222,7 @@ class FakeClock:
 
 def test_limiter_window_and_retry_after() -> None:
     clock = FakeClock()
-    limiter = auth.LoginLimiter(3, 60.0, clock=clock)
+    limiter = auth.WindowLimiter(3, 60.0, clock=clock)
     for _ in range(3):
         limiter.begin(["user:a", "addr:x"])
         clock.now += 1
@@ -237,7 +238,7 @@ def test_limiter_window_and_retry_after() -> None:
 
 def test_limiter_forgives_successes() -> None:
     clock = FakeClock()
-    limiter = auth.LoginLimiter(2, 60.0, clock=clock)
+    limiter = auth.WindowLimiter(2, 60.0, clock=clock)
     for _ in range(10):
         stamp = limiter.begin(["user:a"])
         limiter.forgive(["user:a"], stamp)
@@ -245,15 +246,112 @@ def test_limiter_forgives_successes() -> None:
     limiter.begin(["user:a"])
 
 
+def test_limiter_message_and_concurrent_begins() -> None:
+    """The signup limiter: its own refusal text, and parallel attempts never pass the cap."""
+    limiter = auth.WindowLimiter(7, 3600.0, message="too many signups from this address, retry later")
+    passed: list[float] = []
+    refused: list[RateLimited] = []
+    lock = threading.Lock()
+    start = threading.Barrier(32)
+
+    def attempt() -> None:
+        start.wait()
+        try:
+            stamp = limiter.begin(["addr:x"])
+        except RateLimited as exc:
+            with lock:
+                refused.append(exc)
+        else:
+            with lock:
+                passed.append(stamp)
+
+    threads = [threading.Thread(target=attempt) for _ in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(passed) == 7 and len(refused) == 25
+    assert {e.message for e in refused} == {"too many signups from this address, retry later"}
+    assert all(3590 <= e.retry_after <= 3600 for e in refused)
+
+
 def test_limiter_memory_is_bounded() -> None:
     clock = FakeClock()
-    limiter = auth.LoginLimiter(5, 60.0, max_keys=100, clock=clock)
+    limiter = auth.WindowLimiter(5, 60.0, max_keys=100, clock=clock)
     for i in range(1000):
         limiter.begin([f"addr:{i}"])
-    assert len(limiter._failures) <= 100
+    assert len(limiter._stamps) <= 100
 
 
 def test_server_error_body() -> None:
     err = BadRequest("bad thing")
     assert err.body() == {"error": "bad_request", "message": "bad thing"}
     assert ServerError().body() == {"error": "internal", "message": "internal server error"}
+
+
+# -- URL fragments in pasted text, record names ----------------------------------------
+
+KEY = "k3yMATERIAL_-0123456789abcdefghijklmn"
+
+
+@pytest.mark.parametrize(
+    ("text", "scrubbed"),
+    [
+        (f"https://h/l/{'A' * 22}#{KEY}", f"https://h/l/{'A' * 22}"),
+        (f"see /l/{'A' * 22}/#{KEY} now", f"see /l/{'A' * 22}/ now"),
+        (f"/l/{'A' * 22}?x=1#{KEY}", f"/l/{'A' * 22}?x=1"),
+        (f"/L/{'A' * 22}#{KEY}", f"/L/{'A' * 22}"),
+        (f"#{KEY}", ""),
+        (f"key:#{KEY}\tand #{KEY}\n#{KEY}", "key:\tand \n"),
+        (f"(https://h/l/{'A' * 22}#{KEY})", f"(https://h/l/{'A' * 22}"),
+        (f"wrapped https%3A%2F%2Fh%2Fl%2F{'A' * 22}%23{KEY} x", f"wrapped https%3A%2F%2Fh%2Fl%2F{'A' * 22} x"),
+        (f"lower %23{KEY}", "lower "),
+        ("no fragment here", "no fragment here"),
+        ("##", ""),
+    ],
+)
+def test_scrub_fragments(text: str, scrubbed: str) -> None:
+    assert validate.scrub_fragments(text) == scrubbed
+    assert KEY not in validate.scrub_fragments(text)
+
+
+NO_SPACE = st.characters(blacklist_categories=("Zs", "Zl", "Zp", "Cc"))
+
+
+@given(st.text(max_size=200), st.text(alphabet=NO_SPACE, min_size=1))
+def test_scrub_fragments_leaves_no_fragment(prefix: str, key: str) -> None:
+    out = validate.scrub_fragments(prefix + "#" + key)
+    assert "#" not in out and "%23" not in out.lower()
+    assert out == validate.scrub_fragments(prefix)  # the key, with everything up to whitespace, is gone
+
+
+@pytest.mark.parametrize("name", ["a", "contacts", "pins-v2", "a" + "b" * 31, "z0-"])
+def test_record_names(name: str) -> None:
+    assert validate.record_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name", ["", "0abc", "-a", "Contacts", "a" + "b" * 32, "a_b", "a.b", "a b", "a\n", "ä", 7, None]
+)
+def test_bad_record_names(name: object) -> None:
+    with pytest.raises(BadRequest):
+        validate.record_name(name)
+
+
+@pytest.mark.parametrize(
+    ("addr", "key"),
+    [
+        ("203.0.113.7", "addr:203.0.113.7"),
+        ("::ffff:203.0.113.7", "addr:203.0.113.7"),  # IPv4-mapped: the IPv4 address
+        ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "addr:2001:db8:1:2::/64"),
+        ("2001:db8:1:2::1", "addr:2001:db8:1:2::/64"),  # same /64: same key
+        ("2001:db8:1:3::1", "addr:2001:db8:1:3::/64"),
+        ("fe80::1%eth0", "addr:fe80::/64"),
+        ("", "addr:"),
+        (None, "addr:"),
+        ("unix-socket", "addr:unix-socket"),
+    ],
+)
+def test_limiter_source_key(addr: str | None, key: str) -> None:
+    """One IPv6 host picks any address of its /64: the limits count per /64, not per address."""
+    assert auth.source_key(addr) == key

@@ -18,13 +18,13 @@ if _TESTS not in sys.path:  # serverproc.py and mdtest.py are shared with the ot
     sys.path.insert(0, _TESTS)
 
 from davtest import Account, GatewayProcess, signup  # noqa: E402
-from serverproc import ServerProcess  # noqa: E402
+from serverproc import NO_SIGNUP_LIMIT, ServerProcess  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def dav_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One server per test module; every test gets its own account on it."""
-    server = ServerProcess(tmp_path_factory.mktemp("dav-server") / "data")
+    server = ServerProcess(tmp_path_factory.mktemp("dav-server") / "data", extra_args=NO_SIGNUP_LIMIT)
     try:
         yield server
     finally:
