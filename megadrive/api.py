@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 RETRIES = 4
 BACKOFF = 0.25
+DOWN_FOR = 5.0  # after a server was found unreachable, fail fast for this long (the journal keeps writes)
 # The most this client reads of one answer: a server that sends more is refused, never buffered whole.
 MAX_JSON_BYTES = 64 << 20  # a feed page of FEED_PAGE nodes with 64 KiB metas fits; a manifest of 8 MiB too
 MAX_CHUNK_BYTES = (1 << 20) + 4096  # one sealed 1 MiB chunk and its overhead
@@ -156,6 +157,7 @@ class Api:
                  verify: bool | str = True) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
+        self._down_until = 0.0
         self._http = httpx.Client(
             base_url=self.base_url + "/v1", timeout=timeout, verify=verify,
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16))
@@ -170,6 +172,8 @@ class Api:
         headers = dict(kw.pop("headers", None) or {})
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
+        if time.monotonic() < self._down_until:
+            raise NetworkError(f"cannot reach the server at {self.base_url} (it was unreachable moments ago)")
         delay = BACKOFF
         for attempt in range(RETRIES + 1):
             try:
@@ -188,6 +192,8 @@ class Api:
                 _raise_for(resp, bool(self.token))
                 return resp
             if attempt == RETRIES:
+                if isinstance(err, httpx.ConnectError | httpx.ConnectTimeout):
+                    self._down_until = time.monotonic() + DOWN_FOR
                 raise NetworkError(f"cannot reach the server at {self.base_url}: {err}") from None
             log.debug("retrying %s %s after %s", method, path, err)
             time.sleep(delay)

@@ -13,7 +13,6 @@ from typing import Any
 from .api import Api
 from .cache import ChunkCache
 from .errors import IntegrityError, NotFound
-from .index import Index
 
 
 class ServerChunks:
@@ -51,22 +50,3 @@ class ServerChunks:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-class IndexJournal:
-    """The journal kept in the local index (ciphertext only): see :class:`megadrive.content.Journal`."""
-
-    def __init__(self, index: Index) -> None:
-        self.index = index
-
-    def put_chunk(self, chunk_id: str, node_id: str, blob: bytes) -> None:
-        self.index.journal_put(chunk_id, node_id, blob)
-
-    def get_chunk(self, chunk_id: str) -> bytes | None:
-        return self.index.journal_get(chunk_id)
-
-    def put_version(self, node_id: str, base_version: int, sealed_manifest: bytes, chunk_ids: list[str]) -> None:
-        self.index.pending_put(node_id, base_version, sealed_manifest, chunk_ids)
-
-    def done(self, node_id: str) -> None:
-        self.index.journal_done(node_id)

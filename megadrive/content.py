@@ -11,6 +11,7 @@ which is a compare-and-swap on the version the writer started from.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -45,7 +46,9 @@ class Journal(Protocol):
 
     def get_chunk(self, chunk_id: str) -> bytes | None: ...
 
-    def put_version(self, node_id: str, base_version: int, sealed_manifest: bytes, chunk_ids: list[str]) -> None: ...
+    def put_version(self, keys: FileKeys, manifest: Manifest, *, base_version: int,
+                    origin: tuple[bytes, bytes] | None, parent_id: str, parent_key: bytes | None,
+                    mtime_ns: int) -> None: ...
 
     def done(self, node_id: str) -> None: ...
 
@@ -229,6 +232,7 @@ class FileWriter:
         self.closed = False
         self.modified = truncate or create
         self.uploaded_bytes = 0
+        self.journaled = False  # the version being committed is in the journal (a failed upload loses nothing)
         # Asked (old size, new size) before a hole grows the file: the size cap and the quota left.
         self.room: Callable[[int, int], None] | None = None
         if base is not None and not truncate:
@@ -424,9 +428,9 @@ class FileWriter:
 
     def _journal_version(self, manifest: Manifest) -> None:
         assert self.journal is not None
-        self.journal.put_version(self.keys.node_id, manifest.version - 1,
-                                 format.seal_manifest(self.keys.content_key, self.keys.owner, manifest),
-                                 manifest.chunk_ids())
+        self.journal.put_version(self.keys, manifest, base_version=manifest.version - 1, origin=self.origin,
+                                 parent_id=self.parent_id, parent_key=self.parent_key,
+                                 mtime_ns=self.mtime_ns or time.time_ns())
 
     # -- commit -------------------------------------------------------------------------------
 
@@ -435,18 +439,23 @@ class FileWriter:
         with self._lock:
             if self.closed:
                 raise MegaDriveError("writer is closed")
+            self.journaled = False
             try:
                 manifest = self._manifest(self._seal_layout())
                 version = manifest.version
                 if self.journal is not None:
                     # From here a crash loses nothing: the next mount uploads and commits this version.
                     self._journal_version(manifest)
+                    self.journaled = True
                 self._wait_uploads()
                 self._committer.commit(self, manifest)
                 if self.journal is not None:
                     self.journal.done(self.keys.node_id)
             except (NetworkError, ServerError):
-                self.abort()  # the journal keeps the version: the next mount retries it
+                # Journaled: the uploader (or the next mount) commits it. Journaling but not journaled yet
+                # (a base chunk could not be fetched): the writer keeps what it staged for a later retry.
+                if self.journaled or self.journal is None:
+                    self.abort()
                 raise
             except StaleVersion:
                 self.abort()

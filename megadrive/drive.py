@@ -26,9 +26,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from . import crypto, format
-from .api import Api, MetaChanged, RemoteNode
+from .api import Api, MetaChanged, MissingChunks, RemoteNode
 from .cache import DEFAULT_MAX_BYTES, ChunkCache
-from .chunkio import IndexJournal, ServerChunks
+from .chunkio import ServerChunks
 from .content import FileKeys, FileReader, FileWriter
 from .errors import (
     AlreadyExists,
@@ -38,16 +38,19 @@ from .errors import (
     InvalidPath,
     IsADirectory,
     MegaDriveError,
+    NetworkError,
     NotADirectory,
     NotEmpty,
     NotFound,
     PermissionDenied,
     QuotaExceeded,
+    ServerError,
     StaleVersion,
     TakenDown,
 )
 from .format import CHUNK_SIZE, Manifest, NodeMeta
 from .index import Index, IndexRow
+from .journal import Journal, LocalVersion
 from .names import check_name
 from .sharing import PENDING_SUFFIX, SHARED_DIR, Sharing
 from .state import Session, home, load_session
@@ -182,7 +185,7 @@ class Drive:
         self._hkey = format.name_hash_key(self._master)
         self.index = index
         self.chunks = ServerChunks(api, cache, self.owner)
-        self.journal = IndexJournal(index)
+        self.journal = Journal(index, self._master, self.owner)
         self._lock = threading.RLock()
         self._quota: tuple[float, Quota] | None = None
         self._bad: dict[str, bytes] = {}  # node id -> the meta blob that failed (logged once per blob)
@@ -400,9 +403,21 @@ class Drive:
         if meta is None:
             return Entry(path=path, name=PurePosixPath(path).name, node_id=row.node_id, kind="dir", size=0,
                          mtime_ns=0, mode=0o555, version=0)
-        return Entry(path=path, name=meta.name, node_id=row.node_id, kind=row.kind, size=meta.size,
-                     mtime_ns=meta.mtime_ns, mode=meta.mode, version=meta.version, props=dict(meta.props),
-                     removed=row.removed, link=meta.link)
+        size, mtime, version = meta.size, meta.mtime_ns, meta.version
+        lv = self._local(row.node_id) if row.kind == "file" else None
+        if lv is not None:  # written here, not uploaded yet: what this machine shows is the newest
+            size, mtime, version = lv.size, lv.mtime_ns, lv.base_version + 1
+        return Entry(path=path, name=meta.name, node_id=row.node_id, kind=row.kind, size=size, mtime_ns=mtime,
+                     mode=meta.mode, version=version, props=dict(meta.props), removed=row.removed, link=meta.link)
+
+    def _local(self, node_id: str) -> LocalVersion | None:
+        """The node's version journaled on this machine and not committed yet, if any (a broken one is
+        reported and set aside: the server's version is shown)."""
+        try:
+            return self.journal.get(node_id)
+        except IntegrityError as e:
+            log.error("journaled version of node %s: %s", short(node_id), e.message)
+            return None
 
     # -- reading the tree -----------------------------------------------------------------------
 
@@ -483,8 +498,8 @@ class Drive:
         return LocalRecords(self.index, self._master, self.owner, ns)
 
     def pending_uploads(self) -> int:
-        """Encrypted chunks staged locally but not yet confirmed by the server."""
-        return self.index.pending_uploads()
+        """Files with a version (or a creation) saved on this machine that the server does not have yet."""
+        return len(set(self.journal.nodes()) | set(self.journal.creates()))
 
     def quota(self, max_age: float = 5.0) -> Quota:
         now = time.monotonic()
@@ -683,8 +698,13 @@ class Drive:
 
         self.rewrite_meta(row, change)
 
-    def create_file(self, path: str, *, mode: int = 0o644, exclusive: bool = True) -> Entry:
-        """Create an empty file (version 0) now, so it is visible before any content is committed."""
+    def create_file(self, path: str, *, mode: int = 0o644, exclusive: bool = True, offline: bool = False) -> Entry:
+        """Create an empty file (version 0) now, so it is visible before any content is committed.
+
+        ``offline``: if the server cannot be reached, create it on this machine
+        (journaled, its meta sealed as usual) and on the server before its first
+        version is committed (the FUSE mount, whose writes are journaled too).
+        """
         parent, name = self._parent_for_new(path)
         if self._existing(parent, name) is not None:
             if exclusive:
@@ -692,8 +712,43 @@ class Drive:
             return self.stat(path)
         meta = NodeMeta(name=name, kind="file", key=crypto.random_key(), file_id=crypto.random_id(),
                         mtime_ns=time.time_ns(), mode=mode & 0o7777)
-        self._create_node(parent.row, parent.verified(), meta)
+        node_id = crypto.random_id().hex()
+        try:
+            self._create_node(parent.row, parent.verified(), meta, node_id=node_id)
+        except (NetworkError, ServerError):
+            if not offline:
+                raise
+            self._create_local(parent.row, parent.verified(), meta, node_id)
         return self.stat(path)
+
+    def _create_local(self, parent: IndexRow, pmeta: NodeMeta, meta: NodeMeta, node_id: str) -> None:
+        owner = self._owner_of(parent)
+        blob = format.seal_meta(pmeta.key, owner, parent.node_id, node_id, meta)
+        self.journal.put_create(node_id, parent.node_id, meta.kind, blob)
+        row = IndexRow(node_id, parent.node_id, meta.kind, 0, 0, False, 0, blob, None, False, parent.owner)
+        self.index.upsert(row)
+        self.tree.note(row, meta, pmeta.key)
+        self.index.set_name_hash(node_id, format.name_hash(self._hkey, parent.node_id, meta.name), False)
+
+    def _ensure_created(self, node_id: str) -> None:
+        """A node created on this machine while offline is created on the server first (same id and meta)."""
+        rec = self.journal.create_of(node_id)
+        if rec is None:
+            return
+        parent_id, kind, blob = rec
+        try:
+            n = self.api.create_node(node_id, parent_id, kind, blob)
+        except AlreadyExists:  # created just before a crash
+            n = self.api.get_node(node_id)
+        except NotFound:  # its folder was removed meanwhile: keep it in the root, under its name
+            row = self._row_by_id(node_id)
+            meta = self.tree.meta(row)
+            root, rmeta = self._root()
+            blob = format.seal_meta(rmeta.key, self.owner, root.node_id, node_id, meta)
+            self.index.remove(node_id)
+            n = self.api.create_node(node_id, root.node_id, kind, blob)
+        self._apply(n)
+        self.journal.created(node_id)
 
     def symlink(self, path: str, target: str) -> Entry:
         """A symbolic link: a node whose encrypted meta holds the target (like its name, never in clear)."""
@@ -787,9 +842,12 @@ class Drive:
         fresh content key and file id, so its content is sealed under keys the former recipient never had."""
         prow, pmeta = parent
         if not meta.rekey:
-            return self._new_writer(self._file_keys(row, meta), self._manifest(row, meta), truncate=truncate,
-                                    parent_id=prow.node_id, name=meta.name, create=False, parent_key=pmeta.key,
-                                    origin=meta, mtime_ns=mtime_ns, journal=journal)
+            base = None if truncate else self._manifest(row, meta)  # a truncating writer needs no old content
+            w = self._new_writer(self._file_keys(row, meta), base, truncate=truncate, parent_id=prow.node_id,
+                                 name=meta.name, create=False, parent_key=pmeta.key, origin=meta, mtime_ns=mtime_ns,
+                                 journal=journal)
+            w.base_version = meta.version
+            return w
         keys = FileKeys(self._owner_of(row), row.node_id, crypto.random_id(), crypto.random_key())
         w = self._new_writer(keys, None, truncate=True, parent_id=prow.node_id, name=meta.name, create=False,
                              parent_key=pmeta.key, origin=meta, mtime_ns=mtime_ns, journal=journal)
@@ -837,7 +895,11 @@ class Drive:
         row = self._row_by_id(node_id)
         if row.kind == "dir":
             raise IsADirectory("is a folder")
-        return self._reader(row, self.tree.meta(row))
+        meta = self.tree.meta(row)
+        lv = self._local(node_id)
+        if lv is not None:
+            return FileReader(_JournalFirst(self), lv.keys, lv.manifest)
+        return self._reader(row, meta)
 
     def open_write_id(self, node_id: str, *, truncate: bool = False, journal: bool = False) -> FileWriter:
         """Stage a new version of an existing file node (renames meanwhile are fine).
@@ -851,6 +913,13 @@ class Drive:
         chain = self.tree.chain(row)
         if len(chain) < 2:
             raise IsADirectory("is a folder")
+        lv = self._local(node_id) if journal else None
+        if lv is not None:  # build on the version this machine has not uploaded yet
+            w = FileWriter(self.chunks, self, lv.keys, None if truncate else lv.manifest, truncate=truncate,
+                           parent_id=lv.parent_id, name=chain[-1][1].name, create=False, journal=self.journal,
+                           origin=lv.origin, parent_key=lv.parent_key)
+            w.base_version, w.room = lv.base_version, self._room
+            return w
         return self._writer(row, chain[-1][1], chain[-2], truncate=truncate, journal=journal)
 
     # -- committing (called by FileWriter) ------------------------------------------------------
@@ -867,6 +936,7 @@ class Drive:
         if w.create:
             self._create_for(w, mtime)
         sealed_manifest = format.seal_manifest(w.keys.content_key, w.keys.owner, manifest)
+        self._ensure_created(node_id)
         for _ in range(8):
             row = self.index.get(node_id)
             if row is None:
@@ -890,10 +960,21 @@ class Drive:
             except MetaChanged:  # renamed or re-moded elsewhere meanwhile: keep that, commit on top of it
                 self._apply(self.api.get_node(node_id))
                 continue
+            except MissingChunks as e:  # chunks of a version journaled here earlier, not uploaded yet
+                self._upload_from_journal(e.missing, w.keys.owner)
+                continue
             self._apply(n, new, pmeta.key)
             self._quota = None
             return
         raise Conflict("the file keeps changing on the server; try again")
+
+    def _upload_from_journal(self, chunk_ids: list[str], owner: str) -> None:
+        for cid in chunk_ids:
+            blob = self.journal.get_chunk(cid)
+            if blob is None:
+                raise IntegrityError(f"integrity check failed: chunk {cid[:12]}… is neither on the server nor "
+                                     "in the local journal")
+            self.chunks.put(cid, blob, owner)
 
     def _create_for(self, w: FileWriter, mtime: int) -> None:
         parent = self.index.get(w.parent_id)
@@ -966,66 +1047,80 @@ class Drive:
 
     # -- the journal: versions sealed on this machine but not yet committed ----------------------
 
-    def replay_journal(self) -> list[str]:
-        """Finish what a killed mount had sealed: upload its chunks and commit its versions.
+    def replay_journal(self, skip: set[str] | frozenset[str] = frozenset()) -> list[str]:
+        """Upload and commit the versions this machine journaled (a killed mount's, or ones written while
+        the server was unreachable), except those of ``skip`` (files still open here).
 
         A version whose base was overtaken meanwhile is kept as a conflicted
         copy beside the file (under fresh keys), never dropped. Returns one
         line per file, naming nodes by id (the lines go to the mount's log).
+        A network failure stops the replay and leaves the rest journaled.
         """
         report: list[str] = []
-        for node_id, base, mblob, chunks in self.index.pending_all():
+        for node_id in self.journal.creates():
+            if node_id not in skip:
+                self._ensure_created(node_id)
+        for node_id in self.journal.nodes():
+            if node_id in skip:
+                continue
             try:
-                report.append(self._replay_one(node_id, base, mblob, chunks))
+                lv = self.journal.get(node_id)
+                if lv is None:
+                    continue
+                report.append(self._replay_one(lv))
+            except (NetworkError, ServerError):
+                raise
             except MegaDriveError as e:
                 log.error("could not recover a journaled version of node %s: %s", short(node_id), e.log_text())
                 report.append(f"lost a journaled version of node {short(node_id)}: {e.log_text()}")
-            finally:
-                self.index.journal_done(node_id)
-        for node_id in self.index.journal_orphans():
+            self.journal.done(node_id)
+        for node_id in self.journal.orphans():
+            if node_id in skip:
+                continue
             log.warning("dropping chunks of a write to node %s that never reached close() or fsync()",
                         short(node_id))
-            self.index.journal_done(node_id)
+            self.journal.done(node_id)
         return report
 
-    def _replay_one(self, node_id: str, base: int, mblob: bytes, chunks: list[str]) -> str:
-        mtime = time.time_ns()  # the journal keeps no plaintext attribute: a recovered version is stamped now
+    def _replay_one(self, lv: LocalVersion) -> str:
+        node_id, base = lv.node_id, lv.base_version
+        self._ensure_created(node_id)
         row = self._row_by_id(node_id)
         chain = self.tree.chain(row)
         if len(chain) < 2:
             raise NotFound("the file's folder is gone")
         (parent, pmeta), (_, meta) = chain[-2], chain[-1]
-        # Opening the journaled manifest under the meta's key is the key-continuity check: a meta the
-        # server swapped in (other keys) cannot open it, and nothing is sealed anywhere then.
-        manifest = format.open_manifest(meta.key, self._owner_of(row), node_id, base + 1, meta.file_id, mblob)
-        for cid in self.api.missing_chunks(chunks, owner=row.owner or None):
-            blob = self.index.journal_get(cid)
-            if blob is None:
-                raise IntegrityError(f"integrity check failed: the journal lacks chunk {cid[:12]}…")
-            self.chunks.put(cid, blob, self._owner_of(row))
-        if meta.version > base:
+        owner = self._owner_of(row)
+        missing = self.api.missing_chunks(list(lv.chunk_ids), owner=row.owner or None)
+        self._upload_from_journal(missing, owner)
+        continuous = lv.origin is None or (crypto.ct_equal(meta.key, lv.origin[0]) and meta.file_id == lv.origin[1])
+        if meta.version > base and crypto.ct_equal(meta.key, lv.keys.content_key):
             _, blob = self.api.get_manifest(node_id, base + 1)
-            done = format.open_manifest(meta.key, self._owner_of(row), node_id, base + 1, meta.file_id, blob)
-            if done.chunks == manifest.chunks and done.size == manifest.size:
+            done = format.open_manifest(meta.key, owner, node_id, base + 1, meta.file_id, blob)
+            if done.chunks == lv.manifest.chunks and done.size == lv.size:
                 return f"node {short(node_id)} was already committed (version {base + 1})"
-        if meta.version == base:
-            new = dataclasses.replace(meta, props=dict(meta.props), size=manifest.size, version=base + 1,
-                                      mtime_ns=mtime, rev=meta.rev + 1)
+        if meta.version == base and continuous:
+            # Key continuity: the meta still names the keys the version started from, so the content key
+            # goes back where it was (never into a meta the server swapped in).
+            new = dataclasses.replace(meta, props=dict(meta.props), size=lv.size, version=base + 1,
+                                      mtime_ns=lv.mtime_ns, rev=meta.rev + 1, key=lv.keys.content_key,
+                                      file_id=lv.keys.file_id, rekey=False)
             try:
-                n = self.api.commit_version(node_id, base, mblob, chunks, meta=format.seal_meta(
-                    pmeta.key, self._owner_of(parent), parent.node_id, node_id, new), meta_seq=row.seq)
+                n = self.api.commit_version(node_id, base, lv.sealed_manifest, list(lv.chunk_ids),
+                                            meta=format.seal_meta(pmeta.key, self._owner_of(parent), parent.node_id,
+                                                                  node_id, new), meta_seq=row.seq)
                 self._apply(n, new, pmeta.key)
                 return f"recovered node {short(node_id)} (version {base + 1})"
             except MetaChanged:
                 self._apply(self.api.get_node(node_id))
-                return self._replay_one(node_id, base, mblob, chunks)
+                return self._replay_one(lv)
             except StaleVersion:
                 pass
-        keys = self._file_keys(row, meta)
-        reader = FileReader(_JournalFirst(self), keys, manifest, cache=False)
+        home = (parent, pmeta) if continuous else self._conflict_home(lv.parent_id, lv.parent_key)
+        reader = FileReader(_JournalFirst(self), lv.keys, lv.manifest, cache=False)
         try:
-            copy = self._new_file((parent, pmeta), conflict_name(meta.name), reader.iter_range(), mtime,
-                                  meta.mode, dict(meta.props))
+            copy = self._new_file(home, conflict_name(meta.name), reader.iter_range(), lv.mtime_ns, meta.mode,
+                                  dict(meta.props))
         finally:
             reader.close()
         return f"kept unsaved changes of node {short(node_id)} as node {short(copy)} (the file changed meanwhile)"

@@ -93,8 +93,16 @@ class Index:
         if "pending" not in db.table_names():
             # A version sealed and journaled but not yet committed: the base version it builds on, the
             # sealed manifest (which holds the size) and its chunk ids; replayed by the next mount.
-            db.table("pending").create({"node_id": str, "base_version": int, "manifest": bytes, "chunks": str},
-                                       pk="node_id")
+            db.table("pending").create({"node_id": str, "base_version": int, "manifest": bytes, "chunks": str,
+                                        "keys": bytes}, pk="node_id")
+        if "creates" not in db.table_names():
+            # Files created on this machine while the server was unreachable: the node as it will be created
+            # (its meta sealed like any other), created on the server before its first version is committed.
+            self._conn.execute("CREATE TABLE creates (n INTEGER PRIMARY KEY AUTOINCREMENT, node_id TEXT UNIQUE, "
+                               "parent_id TEXT, kind TEXT, meta BLOB)")
+        if "keys" not in {c.name for c in db.table("pending").columns}:
+            # The version's keys and attributes, sealed under the master key (empty in older journals).
+            self._conn.execute("ALTER TABLE pending ADD COLUMN keys BLOB")
 
     def close(self) -> None:
         with self._lock:
@@ -229,15 +237,38 @@ class Index:
             r = self._conn.execute("SELECT blob FROM journal WHERE chunk_id=?", (chunk_id,)).fetchone()
         return r[0] if r else None
 
-    def pending_put(self, node_id: str, base_version: int, manifest: bytes, chunks: list[str]) -> None:
+    def pending_put(self, node_id: str, base_version: int, manifest: bytes, chunks: list[str], keys: bytes) -> None:
         with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO pending(node_id, base_version, manifest, chunks) "
-                               "VALUES (?,?,?,?)", (node_id, base_version, manifest, ",".join(chunks)))
+            self._conn.execute("INSERT OR REPLACE INTO pending(node_id, base_version, manifest, chunks, keys) "
+                               "VALUES (?,?,?,?,?)", (node_id, base_version, manifest, ",".join(chunks), keys))
 
-    def pending_all(self) -> list[tuple[str, int, bytes, list[str]]]:
+    def pending_get(self, node_id: str) -> tuple[int, bytes, list[str], bytes] | None:
         with self._lock:
-            rows = self._conn.execute("SELECT node_id, base_version, manifest, chunks FROM pending").fetchall()
-        return [(r[0], r[1], r[2], [c for c in r[3].split(",") if c]) for r in rows]
+            r = self._conn.execute("SELECT base_version, manifest, chunks, keys FROM pending WHERE node_id=?",
+                                   (node_id,)).fetchone()
+        return (r[0], r[1], [c for c in r[2].split(",") if c], r[3] or b"") if r else None
+
+    def create_put(self, node_id: str, parent_id: str, kind: str, meta: bytes) -> None:
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO creates(node_id, parent_id, kind, meta) VALUES (?,?,?,?)",
+                               (node_id, parent_id, kind, meta))
+
+    def create_get(self, node_id: str) -> tuple[str, str, bytes] | None:
+        with self._lock:
+            r = self._conn.execute("SELECT parent_id, kind, meta FROM creates WHERE node_id=?", (node_id,)).fetchone()
+        return (r[0], r[1], r[2]) if r else None
+
+    def creates(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._conn.execute("SELECT node_id FROM creates ORDER BY n").fetchall()]
+
+    def create_done(self, node_id: str) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM creates WHERE node_id=?", (node_id,))
+
+    def pending_nodes(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._conn.execute("SELECT node_id FROM pending").fetchall()]
 
     def journal_done(self, node_id: str) -> None:
         """The node's version is committed (or given up): forget its journal."""

@@ -40,6 +40,7 @@ from megadrive.errors import (
     NotFound,
     PermissionDenied,
     QuotaExceeded,
+    ServerError,
     StaleVersion,
     log_text,
 )
@@ -214,8 +215,18 @@ class MegaDriveFS:
 
     def recover(self) -> None:
         """Before serving: finish versions a killed mount had sealed (its journal)."""
-        for line in self.drive.replay_journal():
-            log.warning("journal: %s", line)
+        self._upload_journaled()
+
+    def _upload_journaled(self) -> None:
+        """Commit versions saved on this machine while the server was unreachable (files not open now)."""
+        if not self.drive.pending_uploads():
+            return
+        busy = {of.node_id for of in list(self._files.values()) if of.writer is not None}
+        try:
+            for line in self.drive.replay_journal(skip=busy):
+                log.warning("journal: %s", line)
+        except (NetworkError, ServerError) as e:
+            log.warning("journaled versions wait for the server: %s", e.log_text())
 
     def _poll(self) -> None:
         while not self._stop.wait(REFRESH_INTERVAL):
@@ -223,15 +234,20 @@ class MegaDriveFS:
                 self.drive.refresh()
             except Exception as e:  # noqa: BLE001 - the poller must survive a flaky network
                 log.warning("sync failed: %s", log_text(e))
+                continue
+            self._upload_journaled()
 
     def destroy(self, path: str) -> None:
-        """Unmount: commit whatever is still staged before the process goes away."""
+        """Unmount: commit whatever is still staged, and upload what waits in the journal, if the server is
+        there (what cannot be uploaded stays journaled, encrypted, for the next mount)."""
         self._stop.set()
         for of in list(self._files.values()):
             try:
                 self._commit(of)
             except MegaDriveError as e:
                 log.error("could not commit node %s at unmount: %s", of.node_id[:12], e.log_text())
+        self._files.clear()
+        self._upload_journaled()
 
     # -- metadata ---------------------------------------------------------------------------------
 
@@ -319,7 +335,7 @@ class MegaDriveFS:
 
     def create(self, path: str, mode: int, fi: Any = None) -> int:
         with self._errors():
-            e = self.drive.create_file(path, mode=mode)
+            e = self.drive.create_file(path, mode=mode, offline=True)
             fh = self._open(e.node_id)
             of = self._handles[fh]
             with of.lock:
@@ -398,7 +414,26 @@ class MegaDriveFS:
                         of.reader = None
             if path is None:
                 raise NotFound()
-            self.drive.truncate(path, length)
+            # On top of whatever this machine has not uploaded yet, like every write of the mount.
+            w = self.drive.open_write_id(self.drive.stat(path).node_id, truncate=length == 0, journal=True)
+            try:
+                w.truncate(length)
+                self._commit_writer(w)
+            finally:
+                w.close()
+
+    def _commit_writer(self, w: FileWriter) -> bool:
+        """Commit; if the server cannot be reached the version is already journaled (encrypted) on this
+        machine: reads see it, and it is uploaded when the server is back. True if committed now."""
+        try:
+            w.commit()
+        except (NetworkError, ServerError) as e:
+            if not w.journaled:
+                raise
+            log.warning("node %s saved on this machine, to upload when the server answers: %s",
+                        w.keys.node_id[:12], e.log_text())
+            return False
+        return True
 
     def _commit(self, of: OpenFile) -> None:
         with of.lock:
@@ -407,12 +442,12 @@ class MegaDriveFS:
                 return
             if w.modified:
                 try:
-                    w.commit()
+                    committed = self._commit_writer(w)
                 except MegaDriveError:
                     of.writer = None  # the writer is spent; what it held was committed, kept aside, or reported
                     w.close()
                     raise
-                self._seen_version[of.node_id] = w.base_version
+                self._seen_version[of.node_id] = w.base_version + (0 if committed else 1)
             of.writer = None
             w.close()
             if of.reader is not None:
