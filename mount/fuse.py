@@ -30,6 +30,7 @@ from megadrive.errors import (
     AlreadyExists,
     AuthError,
     Conflict,
+    FileTooLarge,
     IntegrityError,
     InvalidPath,
     IsADirectory,
@@ -61,7 +62,8 @@ def errno_for(e: MegaDriveError) -> int:
     table: list[tuple[type[MegaDriveError], int]] = [
         (NotFound, errno.ENOENT), (AlreadyExists, errno.EEXIST), (NotADirectory, errno.ENOTDIR),
         (IsADirectory, errno.EISDIR), (NotEmpty, errno.ENOTEMPTY), (InvalidPath, errno.EINVAL),
-        (QuotaExceeded, errno.ENOSPC), (PermissionDenied, errno.EACCES), (IntegrityError, errno.EIO),
+        (QuotaExceeded, errno.ENOSPC), (FileTooLarge, errno.EFBIG), (PermissionDenied, errno.EACCES),
+        (IntegrityError, errno.EIO),
         (StaleVersion, errno.EIO), (Conflict, errno.EINVAL), (NetworkError, errno.EIO), (AuthError, errno.EACCES),
     ]
     for cls, code in table:

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from megadrive.drive import Drive
+from megadrive.errors import NotFound
 
 from .webdav import dav_errors
 
@@ -27,13 +28,21 @@ class DrivePropertyManager:
     def __repr__(self) -> str:
         return "DrivePropertyManager"
 
+    def _props(self, norm_url: str) -> dict[str, str]:
+        """A node's dead properties; none for one that vanished since it was listed (another client moved or
+        deleted it while a PROPFIND was answering): one member gone must not fail the whole listing."""
+        try:
+            return self.drive.stat(_path(norm_url)).props
+        except NotFound:
+            return {}
+
     def get_properties(self, norm_url: str, environ: Any = None) -> list[str]:
         with dav_errors():
-            return sorted(self.drive.stat(_path(norm_url)).props)
+            return sorted(self._props(norm_url))
 
     def get_property(self, norm_url: str, name: str, environ: Any = None) -> str | None:
         with dav_errors():
-            return self.drive.stat(_path(norm_url)).props.get(name)
+            return self._props(norm_url).get(name)
 
     def write_property(self, norm_url: str, name: str, property_value: bytes | str, dry_run: bool = False,
                        environ: Any = None) -> None:

@@ -92,3 +92,37 @@ def test_journaled_offline_writes_survive_a_killed_mount(
     with drive_of(acct) as d:
         assert d.read_file("/kept.bin") == data
     assert "pending uploads: 0" in _pending(acct)
+
+
+def test_huge_sizes_fail_at_once_and_cost_no_memory(server_on_a_fixed_port: Callable[[], ServerProcess],
+                                                    tmp_path: Path, mounts: Callable[[Account, Path], Mount]) -> None:
+    """`truncate -s 999999999999999` (pjdfstest does it) once grew the mount past 20 GiB; now EFBIG at once,
+    a hole past the quota ENOSPC at once, and a hole within it costs memory only for what is written."""
+    import errno
+
+    import psutil
+
+    srv = server_on_a_fixed_port()
+    acct = signup(srv.url, tmp_path)
+    m = mounts(acct, tmp_path / "mnt").mount()
+    f = m.path / "sparse.bin"
+    f.write_bytes(b"head")
+    proc = psutil.Process(m.pid)
+    before = proc.memory_info().rss
+    for size, code in ((999_999_999_999_999, errno.EFBIG), (60 << 30, errno.ENOSPC)):
+        r = subprocess.run(["truncate", "-s", str(size), str(f)], capture_output=True, text=True, timeout=30)
+        assert r.returncode != 0 and os.strerror(code) in r.stderr, r.stderr
+        with open(f, "r+b") as fh:
+            try:
+                os.pwrite(fh.fileno(), b"x", size)
+                raise AssertionError("pwrite past the limit succeeded")
+            except OSError as e:
+                assert e.errno == code
+    with open(f, "r+b") as fh:
+        os.ftruncate(fh.fileno(), 64 * MiB)  # a hole within the quota: sealed chunk by chunk at close
+        os.pwrite(fh.fileno(), b"tail", 64 * MiB - 4)
+    assert os.stat(f).st_size == 64 * MiB
+    assert proc.memory_info().rss - before < 100 * MiB
+    with open(f, "rb") as fh:
+        assert fh.read(4) == b"head" and os.pread(fh.fileno(), 4, 64 * MiB - 4) == b"tail"
+        assert os.pread(fh.fileno(), 8, 32 * MiB) == bytes(8)
