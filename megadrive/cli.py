@@ -175,6 +175,31 @@ def server_gc(data: Path, grace: float) -> None:
     run(body)
 
 
+@server_cmd.command("fsck")
+@click.option("--data", "data", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--repair", is_flag=True, help="Delete old orphan blobs, drop rows without a blob, recompute used.")
+@click.option("--grace", default=3600.0, show_default=True, type=click.FloatRange(min=0),
+              help="Spare orphan blobs younger than this (s): an upload in flight.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+def server_fsck(data: Path, repair: bool, grace: float, as_json: bool) -> None:
+    """Check the chunk store against the metadata; exit 1 if something is wrong."""
+
+    def body() -> None:
+        from .server.config import ServerConfig
+        from .server.fsck import run as run_fsck
+        from .server.fsck import text_report
+
+        try:
+            result = run_fsck(ServerConfig(data_dir=data), do_repair=repair, grace=grace)
+        except FileNotFoundError as e:
+            raise ConfigError(str(e)) from None
+        click.echo(json.dumps(result.to_json(), sort_keys=True) if as_json else "\n".join(text_report(result)))
+        if result.exit_code:
+            sys.exit(result.exit_code)
+
+    run(body)
+
+
 # -- accounts -------------------------------------------------------------------------------------
 
 

@@ -187,6 +187,12 @@ class FileReader:
             self._ahead.clear()
             self._plain.clear()
 
+    def __enter__(self) -> FileReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 @dataclass
 class _Clean:
@@ -488,3 +494,9 @@ class FileWriter:
     def close(self) -> None:
         if not self.closed:
             self.abort()
+
+    def __enter__(self) -> FileWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

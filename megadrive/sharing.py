@@ -15,39 +15,29 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from . import crypto, format
 from .api import Api, b64d
 from .contacts import ContactBook, Pin
+from .context import DriveContext
 from .crypto import Identity
 from .errors import ConfigError, Conflict, IntegrityError, InvalidPath, MegaDriveError, NotFound
+from .feed import Feed
 from .format import NodeMeta
 from .index import IndexRow
 from .names import check_name
+from .namespace import Namespace
+from .nodes import Nodes
+from .shares import PENDING_SUFFIX, SHARED_DIR, IncomingShare, IncomingShares
+from .tree import Tree
 
-if TYPE_CHECKING:
-    from .drive import Drive
+__all__ = ["PENDING_SUFFIX", "SHARED_DIR", "IncomingShare", "KeyChanged", "Sharing"]
 
 log = logging.getLogger(__name__)
 
-SHARED_DIR = "Shared with me"
-PENDING_SUFFIX = " (pending)"  # how a share from an account not yet accepted is shown (an empty folder)
 ACCESS = ("read", "write")
 LINK_KDF = crypto.KDF_MODERATE
-
-
-@dataclass(frozen=True)
-class IncomingShare:
-    share_id: str
-    owner: str
-    owner_name: str
-    node_id: str
-    access: str
-    name: str
-    folder_key: bytes
-    created: float
 
 
 @dataclass(frozen=True)
@@ -78,27 +68,43 @@ class KeyChanged(IntegrityError):
 
 
 class Sharing:
-    def __init__(self, drive: Drive) -> None:
-        self.d = drive
-        self.book = ContactBook(drive.index, drive.api, drive.owner, drive.master_key)
-        self.incoming: dict[str, IncomingShare] = {}  # share root node id -> an accepted share
-        self.pending: dict[str, IncomingShare] = {}  # shares from accounts the user has not accepted yet
+    """Shares (both ways), contacts and public links of one drive."""
+
+    def __init__(self, ctx: DriveContext, shares: IncomingShares, ns: Namespace, nodes: Nodes, feed: Feed,
+                 refresh: Callable[[], object]) -> None:
+        self.ctx = ctx
+        self.shares = shares
+        self.ns = ns
+        self.nodes = nodes
+        self.feed = feed
+        self._refresh = refresh
+        self.book = ContactBook(ctx.index, ctx.api, ctx.owner, ctx.master)
         self._identity: Identity | None = None
+
+    @property
+    def incoming(self) -> dict[str, IncomingShare]:
+        """Accepted incoming shares by root node id."""
+        return self.shares.incoming
+
+    @property
+    def pending(self) -> dict[str, IncomingShare]:
+        """Shares from accounts the user has not accepted yet."""
+        return self.shares.pending
 
     # -- keys and contacts ------------------------------------------------------------------------
 
     def identity(self) -> Identity:
         if self._identity is None:
-            if not self.d.session.identity_hex:
+            if not self.ctx.session.identity_hex:
                 raise ConfigError("this session predates sharing: run `megadrive login` again")
-            self._identity = format.unwrap_identity(self.d.master_key, bytes.fromhex(self.d.session.identity_hex),
-                                                    self.d.owner)
+            self._identity = format.unwrap_identity(self.ctx.master, bytes.fromhex(self.ctx.session.identity_hex),
+                                                    self.ctx.owner)
         return self._identity
 
     def contact(self, user: str, *, accept: bool = False) -> Contact:
         """The server's copy of ``user``'s keys, checked against the key this account pinned (on any device)."""
         user = user.strip().lower()
-        k = self.d.api.user_keys(user)
+        k = self.ctx.api.user_keys(user)
         user_id, sign_pub, box_pub = str(k["user_id"]), b64d(k["sign_pub"]), b64d(k["box_pub"])
         crypto.verify_signature(sign_pub, crypto.box_key_statement(user_id, box_pub), b64d(k["box_sig"]))
         pinned = self.book.get(user)
@@ -130,11 +136,11 @@ class Sharing:
         """Accept shares from ``user`` (first contact): their folders appear and stay until unshared."""
         user = user.strip().lower()
         if self.book.get(user) is None:
-            self.d.refresh()  # their share may not have been seen yet
+            self._refresh()  # their share may not have been seen yet
         if self.book.get(user) is None:
             raise NotFound(f"no share from {user!r} to accept")
         self.book.mark(user, accepted=True)
-        self.d.refresh()
+        self._refresh()
         return [s for s in self.incoming.values() if s.owner_name == user]
 
     def _pull_book(self) -> None:
@@ -146,11 +152,11 @@ class Sharing:
     # -- outgoing ---------------------------------------------------------------------------------
 
     def _own_folder(self, path: str) -> tuple[str, NodeMeta]:
-        loc = self.d.resolve(path)
+        loc = self.ns.resolve(path)
         meta = loc.verified()
         if loc.row.kind != "dir":
             raise InvalidPath(f"only folders can be shared: {loc.path}")
-        if loc.row.parent_id is None or loc.row.node_id == self.d.session.root_node_id:
+        if loc.row.parent_id is None or loc.row.node_id == self.ctx.session.root_node_id:
             raise InvalidPath("the root folder cannot be shared; share a folder in it")
         if loc.row.owner:
             raise Conflict("only the owner can share this folder")
@@ -161,19 +167,19 @@ class Sharing:
             raise InvalidPath("access must be 'read' or 'write'")
         node_id, meta = self._own_folder(path)
         c = self.contact(user, accept=True)  # the key check happens before anything is sealed
-        if c.user_id == self.d.owner:
+        if c.user_id == self.ctx.owner:
             raise InvalidPath("you cannot share with yourself")
-        grant = format.Grant(self.d.owner, c.user_id, node_id, access, meta.name, meta.key)
+        grant = format.Grant(self.ctx.owner, c.user_id, node_id, access, meta.name, meta.key)
         blob = format.seal_grant(grant, self.identity(), c.box_pub)
-        s = self.d.api.create_share(node_id, c.user, access, blob)
+        s = self.ctx.api.create_share(node_id, c.user, access, blob)
         return OutgoingShare(str(s["share_id"]), node_id, path, c.user, access)
 
     def outgoing(self) -> list[OutgoingShare]:
         out = []
-        for s in self.d.api.shares()["outgoing"]:
-            row = self.d.index.get(str(s["node_id"]))
+        for s in self.ctx.api.shares()["outgoing"]:
+            row = self.ctx.index.get(str(s["node_id"]))
             try:
-                path = self.d.path_of(row) if row else "?"
+                path = self.ns.path_of(row) if row else "?"
             except MegaDriveError:
                 path = "?"
             out.append(OutgoingShare(str(s["share_id"]), str(s["node_id"]), path, str(s["recipient_name"]),
@@ -182,7 +188,7 @@ class Sharing:
 
     def unshare(self, path: str, user: str) -> int:
         """Cut the recipient's access now, then re-key the subtree; returns how many nodes were re-keyed."""
-        self.d.refresh()  # re-key what was written up to now, too
+        self._refresh()  # re-key what was written up to now, too
         node_id, _ = self._own_folder(path)
         user = user.strip().lower()
         shares = self.outgoing()
@@ -190,7 +196,7 @@ class Sharing:
         if not found:
             raise NotFound(f"{path} is not shared with {user}")
         for s in found:
-            self.d.api.delete_share(s.share_id)
+            self.ctx.api.delete_share(s.share_id)
         rotated = self.rotate(node_id)
         self._regrant(shares, found, rotated)
         return len(rotated)
@@ -200,13 +206,13 @@ class Sharing:
         for s in shares:
             if s in dropped or s.node_id not in rotated:
                 continue
-            row = self.d.index.get(s.node_id)
+            row = self.ctx.index.get(s.node_id)
             if row is None:
                 continue
-            meta = self.d.verified_meta(row)
+            meta = self.ctx.tree.meta(row)
             c = self.contact(s.recipient)
-            grant = format.Grant(self.d.owner, c.user_id, s.node_id, s.access, meta.name, meta.key)
-            self.d.api.create_share(s.node_id, c.user, s.access, format.seal_grant(grant, self.identity(), c.box_pub))
+            grant = format.Grant(self.ctx.owner, c.user_id, s.node_id, s.access, meta.name, meta.key)
+            self.ctx.api.create_share(s.node_id, c.user, s.access, format.seal_grant(grant, self.identity(), c.box_pub))
 
     def rotate(self, node_id: str) -> set[str]:
         """New keys for a folder and every folder under it; files get a fresh content key at their next write.
@@ -215,17 +221,17 @@ class Sharing:
         fails authentication (planted by a co-writer) is skipped and logged, never a reason to stop
         half-way. Returns the ids re-keyed.
         """
-        d = self.d
+        tree, index = self.ctx.tree, self.ctx.index
         done: set[str] = set()
         # (node, its parent's row and old meta to verify it with, its parent's new meta to seal it under)
         todo: list[tuple[str, tuple[IndexRow, NodeMeta] | None, NodeMeta | None]] = [(node_id, None, None)]
         while todo:
             nid, old_parent, new_pmeta = todo.pop(0)
-            row = d.index.get(nid)
+            row = index.get(nid)
             if row is None:
                 continue
-            verify = d.verified_meta if old_parent is None or new_pmeta is None \
-                else _under_either(d, old_parent[0], old_parent[1], new_pmeta)
+            verify = tree.meta if old_parent is None or new_pmeta is None \
+                else _under_either(tree, old_parent[0], old_parent[1], new_pmeta)
             try:
                 meta = verify(row)
             except IntegrityError as e:
@@ -236,11 +242,11 @@ class Sharing:
             def change(m: NodeMeta, dir_key: bytes = new_key) -> NodeMeta:
                 return dataclasses.replace(m, key=dir_key) if m.kind == "dir" else dataclasses.replace(m, rekey=True)
 
-            new = d.rewrite_meta(row, change, verify=verify,
-                                 parent=None if old_parent is None or new_pmeta is None else (old_parent[0], new_pmeta))
+            new = self.nodes.rewrite_meta(row, change, verify=verify, parent=None if old_parent is None
+                                          or new_pmeta is None else (old_parent[0], new_pmeta))
             if row.kind == "dir":
-                todo.extend((c.node_id, (row, meta), new) for c in d.index.children(nid))
-                todo.extend((c.node_id, (row, meta), new) for c in d.index.trashed_children(nid))
+                todo.extend((c.node_id, (row, meta), new) for c in index.children(nid))
+                todo.extend((c.node_id, (row, meta), new) for c in index.trashed_children(nid))
             done.add(nid)
         return done
 
@@ -265,16 +271,13 @@ class Sharing:
             self._regrant(self.outgoing(), [], rotated)
 
     def _recipients_over(self, node_id: str) -> set[str]:
-        row = self.d.index.get(node_id)
+        row = self.ctx.index.get(node_id)
         if row is None or row.owner:
             return set()
-        ancestors = {r.node_id for r, _ in self.d.tree.chain(row)}
+        ancestors = {r.node_id for r, _ in self.ctx.tree.chain(row)}
         return {s.recipient for s in self.outgoing() if s.node_id in ancestors}
 
     # -- incoming ---------------------------------------------------------------------------------
-
-    def all_incoming(self) -> list[IncomingShare]:
-        return [*self.incoming.values(), *self.pending.values()]
 
     def sync(self) -> None:
         """Load incoming shares (verifying every grant) and pull each accepted owner's change feed.
@@ -284,7 +287,7 @@ class Sharing:
         """
         self._pull_book()
         try:
-            listing = self.d.api.shares()["incoming"]
+            listing = self.ctx.api.shares()["incoming"]
         except NotFound:
             return
         fresh: dict[str, IncomingShare] = {}
@@ -297,18 +300,18 @@ class Sharing:
                 continue
             (fresh if accepted else pending)[share.node_id] = share
         gone = set(self.incoming) - set(fresh)
-        self.incoming, self.pending = fresh, pending
+        self.shares.incoming, self.shares.pending = fresh, pending
         for root in gone:  # revoked: forget the subtree we indexed
-            row = self.d.index.get(root)
+            row = self.ctx.index.get(root)
             if row is not None and row.owner:
-                self.d.index.remove_subtree(root)
+                self.ctx.index.remove_subtree(root)
         for owner in {s.owner for s in fresh.values()}:
             roots = ",".join(sorted(s.node_id for s in fresh.values() if s.owner == owner))
-            if self.d.index.get_state(f"roots:{owner}") != roots:
+            if self.ctx.index.get_state(f"roots:{owner}") != roots:
                 # A new (or lost) share root: its nodes may predate our cursor in that owner's feed.
-                self.d.index.set_state(f"seq:{owner}", "0")
-                self.d.index.set_state(f"roots:{owner}", roots)
-            self.d.pull_feed(owner)
+                self.ctx.index.set_state(f"seq:{owner}", "0")
+                self.ctx.index.set_state(f"roots:{owner}", roots)
+            self.feed.pull(owner)
 
     def _open_incoming(self, s: dict[str, object]) -> tuple[IncomingShare, bool]:
         name = str(s["owner_name"])
@@ -319,11 +322,11 @@ class Sharing:
         if pin.user_id != s["owner"]:
             raise IntegrityError("integrity check failed: share owner does not match their pinned key")
         node_id = str(s["node_id"])
-        mine = self.d.index.get(node_id)
-        if node_id == self.d.session.root_node_id or (mine is not None and not mine.owner) \
-                or pin.user_id == self.d.owner:
+        mine = self.ctx.index.get(node_id)
+        if node_id == self.ctx.session.root_node_id or (mine is not None and not mine.owner) \
+                or pin.user_id == self.ctx.owner:
             raise IntegrityError("integrity check failed: a 'share' names one of our own folders")
-        g = format.open_grant(b64d(s["grant"]), pin.user_id, self.d.owner, node_id, str(s["access"]),
+        g = format.open_grant(b64d(s["grant"]), pin.user_id, self.ctx.owner, node_id, str(s["access"]),
                               pin.sign_pub, self.identity())
         check_name(g.name)
         share = IncomingShare(str(s["share_id"]), pin.user_id, name, g.node_id, g.access, g.name, g.folder_key,
@@ -335,73 +338,51 @@ class Sharing:
         self.book.raise_epoch(node_id, g.epoch)
         return share, True
 
-    def root_meta(self, node_id: str, row_owner: str) -> NodeMeta | None:
-        """The grant's key for an accepted share's root — only for a node of that owner's tree, never ours."""
-        s = self.incoming.get(node_id)
-        if s is None or row_owner != s.owner:
-            return None
-        return NodeMeta(name=s.name, kind="dir", key=s.folder_key, mtime_ns=int(s.created * 1e9), mode=0o755)
-
-    def by_path(self, owner_name: str, name: str) -> IncomingShare | None:
-        for s in self.incoming.values():
-            if s.owner_name == owner_name and s.name == name:
-                return s
-        return None
-
-    def pending_by_path(self, owner_name: str, shown: str) -> IncomingShare | None:
-        if not shown.endswith(PENDING_SUFFIX):
-            return None
-        name = shown[:-len(PENDING_SUFFIX)]
-        return next((s for s in self.pending.values() if s.owner_name == owner_name and s.name == name), None)
-
-    def pending_from(self, owner_name: str) -> list[IncomingShare]:
-        return [s for s in self.pending.values() if s.owner_name == owner_name]
-
     # -- public links ------------------------------------------------------------------------------
 
     def create_link(self, path: str, password: str | None = None, expires: float | None = None) -> str:
-        loc = self.d.resolve(path)
+        loc = self.ns.resolve(path)
         meta = loc.verified()
         if loc.row.kind != "file":
             raise InvalidPath(f"links are for files: {loc.path}")
         if loc.row.owner:
             raise Conflict("only the owner can link this file")
-        record = format.LinkRecord(self.d.owner, loc.row.node_id, meta.name, meta.key, meta.file_id)
+        record = format.LinkRecord(self.ctx.owner, loc.row.node_id, meta.name, meta.key, meta.file_id)
         if password:
             salt = crypto.random_salt()
             key = crypto.derive_link_key(password, salt, LINK_KDF)
-            link = self.d.api.create_link(loc.row.node_id, format.seal_link(key, record), salt, LINK_KDF.to_json(),
+            link = self.ctx.api.create_link(loc.row.node_id, format.seal_link(key, record), salt, LINK_KDF.to_json(),
                                           expires)
             fragment = "p"
         else:
             key = crypto.random_key()
-            link = self.d.api.create_link(loc.row.node_id, format.seal_link(key, record), None, None, expires)
+            link = self.ctx.api.create_link(loc.row.node_id, format.seal_link(key, record), None, None, expires)
             fragment = base64.urlsafe_b64encode(key).decode().rstrip("=")
-        return f"{self.d.api.base_url}/l/{link['link_id']}#{fragment}"
+        return f"{self.ctx.api.base_url}/l/{link['link_id']}#{fragment}"
 
     def remove_links(self, path: str) -> int:
-        loc = self.d.resolve(path)
+        loc = self.ns.resolve(path)
         loc.verified()
         n = 0
-        for link in self.d.api.links():
+        for link in self.ctx.api.links():
             if link["node_id"] == loc.row.node_id:
-                self.d.api.delete_link(str(link["link_id"]))
+                self.ctx.api.delete_link(str(link["link_id"]))
                 n += 1
         if not n:
             raise NotFound(f"{path} has no link")
         # Link holders had the content key: the next version gets a fresh one.
-        self.d.rewrite_meta(loc.row, lambda m: dataclasses.replace(m, rekey=True))
+        self.nodes.rewrite_meta(loc.row, lambda m: dataclasses.replace(m, rekey=True))
         return n
 
 
-def _under_either(d: Drive, parent: IndexRow, old: NodeMeta, new: NodeMeta) -> Callable[[IndexRow], NodeMeta]:
+def _under_either(tree: Tree, parent: IndexRow, old: NodeMeta, new: NodeMeta) -> Callable[[IndexRow], NodeMeta]:
     """Verify a child of a folder being re-keyed: sealed under its old key, or already under the new one."""
 
     def verify(row: IndexRow) -> NodeMeta:
         try:
-            return d.tree.child_meta(row, parent, old)
+            return tree.child_meta(row, parent, old)
         except IntegrityError:
-            return d.tree.child_meta(row, parent, new)
+            return tree.child_meta(row, parent, new)
 
     return verify
 

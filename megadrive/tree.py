@@ -68,12 +68,14 @@ class _Cached:
 class Tree:
     """Verified metas of one account's index (its own tree and the accepted shares in it). Thread-safe."""
 
-    def __init__(self, index: Index, owner: str, master: bytes, root_id: str, share_root: ShareRoot) -> None:
+    def __init__(self, index: Index, owner: str, master: bytes, root_id: str,
+                 share_root: ShareRoot | None = None) -> None:
         self.index = index
         self.owner = owner
         self.root_id = root_id
         self._master = master
-        self._share_root = share_root
+        # The accepted incoming shares' roots (their grant's key); set once sharing is loaded.
+        self.share_root: ShareRoot = share_root or (lambda node_id, owner: None)
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._seen: dict[str, tuple[int, int, int]] = {}
@@ -140,11 +142,11 @@ class Tree:
     def _is_terminal(self, row: IndexRow) -> bool:
         if row.node_id == self.root_id and not row.owner:
             return True
-        return bool(row.owner) and self._share_root(row.node_id, row.owner) is not None
+        return bool(row.owner) and self.share_root(row.node_id, row.owner) is not None
 
     def _terminal_meta(self, row: IndexRow) -> NodeMeta:
         if row.node_id != self.root_id or row.owner:
-            shared = self._share_root(row.node_id, row.owner)
+            shared = self.share_root(row.node_id, row.owner)
             if shared is None or row.kind != "dir":
                 raise IntegrityError(f"integrity check failed: node {short(row.node_id)} is not a root")
             return shared

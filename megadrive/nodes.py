@@ -1,0 +1,256 @@
+"""Changing the tree: creating, renaming, moving, trashing nodes and their attributes.
+
+Every change seals a meta under the verified parent's key and is a
+compare-and-swap on the node's change seq, so a concurrent change by another
+client is read again and kept, never overwritten with an older state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+from . import crypto, format
+from .api import MetaChanged
+from .context import DriveContext
+from .errors import (
+    AlreadyExists,
+    Conflict,
+    InvalidPath,
+    IsADirectory,
+    NetworkError,
+    NotADirectory,
+    NotEmpty,
+    NotFound,
+    ServerError,
+)
+from .feed import Feed
+from .format import NodeMeta
+from .index import IndexRow
+from .namespace import Entry, Namespace
+from .paths import join, split_path
+
+MoveHook = Callable[[str, "str | None", str], None]  # (node id, old parent, new parent) after a move
+
+
+class Nodes:
+    """The tree-changing half of the Drive."""
+
+    def __init__(self, ctx: DriveContext, feed: Feed, ns: Namespace) -> None:
+        self.ctx = ctx
+        self.feed = feed
+        self.ns = ns
+        self.after_move: MoveHook | None = None  # set by sharing: a node that left a share is re-keyed
+
+    # -- creating ---------------------------------------------------------------------------------
+
+    def create_node(self, parent: IndexRow, pmeta: NodeMeta, meta: NodeMeta, node_id: str | None = None) -> IndexRow:
+        """Seal a new node's meta under its parent's key, create it on the server, record it."""
+        node_id = node_id or crypto.random_id().hex()
+        owner = self.ctx.owner_of(parent)
+        n = self.ctx.api.create_node(node_id, parent.node_id, meta.kind,
+                                     format.seal_meta(pmeta.key, owner, parent.node_id, node_id, meta))
+        return self.feed.apply(n, meta, pmeta.key)
+
+    def mkdir(self, path: str, *, exist_ok: bool = False, mtime_ns: int | None = None) -> Entry:
+        parent, name = self.ns.parent_for_new(path)
+        existing = self.ns.existing(parent, name)
+        if existing is not None:
+            if exist_ok and existing.kind == "dir":
+                return self.ns.stat(join(parent.path, name))
+            raise AlreadyExists(f"already exists: {path}")
+        meta = NodeMeta(name=name, kind="dir", key=crypto.random_key(), mtime_ns=mtime_ns or time.time_ns(),
+                        mode=0o755)
+        self.create_node(parent.row, parent.verified(), meta)
+        return self.ns.stat(path)
+
+    def makedirs(self, path: str) -> Entry:
+        cur = "/"
+        for name in split_path(path):
+            cur = join(cur, name)
+            self.mkdir(cur, exist_ok=True)
+        return self.ns.stat(cur)
+
+    def create_file(self, path: str, *, mode: int = 0o644, exclusive: bool = True, offline: bool = False) -> Entry:
+        """Create an empty file (version 0) now, so it is visible before any content is committed.
+
+        ``offline``: if the server cannot be reached, create it on this machine
+        (journaled, its meta sealed as usual) and on the server before its first
+        version is committed (the FUSE mount, whose writes are journaled too).
+        """
+        parent, name = self.ns.parent_for_new(path)
+        if self.ns.existing(parent, name) is not None:
+            if exclusive:
+                raise AlreadyExists(f"already exists: {path}")
+            return self.ns.stat(path)
+        meta = NodeMeta(name=name, kind="file", key=crypto.random_key(), file_id=crypto.random_id(),
+                        mtime_ns=time.time_ns(), mode=mode & 0o7777)
+        node_id = crypto.random_id().hex()
+        try:
+            self.create_node(parent.row, parent.verified(), meta, node_id=node_id)
+        except (NetworkError, ServerError):
+            if not offline:
+                raise
+            self._create_local(parent.row, parent.verified(), meta, node_id)
+        return self.ns.stat(path)
+
+    def _create_local(self, parent: IndexRow, pmeta: NodeMeta, meta: NodeMeta, node_id: str) -> None:
+        blob = format.seal_meta(pmeta.key, self.ctx.owner_of(parent), parent.node_id, node_id, meta)
+        self.ctx.journal.put_create(node_id, parent.node_id, meta.kind, blob)
+        row = IndexRow(node_id, parent.node_id, meta.kind, 0, 0, False, 0, blob, None, False, parent.owner)
+        self.ctx.index.upsert(row)
+        self.ctx.tree.note(row, meta, pmeta.key)
+        self.ctx.index.set_name_hash(node_id, self.ctx.name_hash(parent.node_id, meta.name), False)
+
+    def ensure_created(self, node_id: str) -> None:
+        """A node created on this machine while offline is created on the server first (same id and meta)."""
+        rec = self.ctx.journal.create_of(node_id)
+        if rec is None:
+            return
+        parent_id, kind, blob = rec
+        try:
+            n = self.ctx.api.create_node(node_id, parent_id, kind, blob)
+        except AlreadyExists:  # created just before a crash
+            n = self.ctx.api.get_node(node_id)
+        except NotFound:  # its folder was removed meanwhile: keep it in the root, under its name
+            meta = self.ctx.tree.meta(self.ctx.row(node_id))
+            root, rmeta = self.ns.root()
+            blob = format.seal_meta(rmeta.key, self.ctx.owner, root.node_id, node_id, meta)
+            self.ctx.index.remove(node_id)
+            n = self.ctx.api.create_node(node_id, root.node_id, kind, blob)
+        self.feed.apply(n)
+        self.ctx.journal.created(node_id)
+
+    def symlink(self, path: str, target: str) -> Entry:
+        """A symbolic link: a node whose encrypted meta holds the target (like its name, never in clear)."""
+        if not target or "\0" in target or len(target.encode("utf-8", "surrogateescape")) > 4095:
+            raise InvalidPath("invalid symbolic link target")
+        parent, name = self.ns.parent_for_new(path)
+        if self.ns.existing(parent, name) is not None:
+            raise AlreadyExists(f"already exists: {path}")
+        meta = NodeMeta(name=name, kind="file", key=crypto.random_key(), file_id=crypto.random_id(),
+                        mtime_ns=time.time_ns(), mode=0o777, size=0, link=target)
+        self.create_node(parent.row, parent.verified(), meta)
+        return self.ns.stat(path)
+
+    # -- changing ---------------------------------------------------------------------------------
+
+    def rewrite_meta(self, row: IndexRow, change: Callable[[NodeMeta], NodeMeta], *,
+                     parent: tuple[IndexRow, NodeMeta] | None = None, move: bool = False, replace: str | None = None,
+                     verify: Callable[[IndexRow], NodeMeta] | None = None) -> NodeMeta:
+        """Re-seal a node's meta as ``change`` makes it from the current one, with rev+1, under its parent.
+
+        Compare-and-swap on the node's change seq: if another client changed
+        the node meanwhile, the node is read again and ``change`` applied to
+        what is there now. ``parent``: seal under this verified parent instead
+        (the new folder of a ``move``, or the node's own folder just re-keyed);
+        ``verify``: how to verify the node's current meta (default: its chain).
+        """
+        verify = verify or self.ctx.tree.meta
+        for _ in range(8):
+            cur = verify(row)
+            new = dataclasses.replace(change(dataclasses.replace(cur, props=dict(cur.props))), rev=cur.rev + 1)
+            if parent is not None:
+                key, pid = parent[1].key, parent[0].node_id
+            elif row.node_id == self.ctx.root_id and not row.owner:
+                key, pid = self.ctx.master, ""
+            else:
+                prow, pmeta = self.ns.parent_of(row)
+                key, pid = pmeta.key, prow.node_id
+            blob = format.seal_meta(key, self.ctx.owner_of(row), pid, row.node_id, new)
+            try:
+                n = self.ctx.api.update_node(row.node_id, blob, parent_id=pid if move else None, replace=replace,
+                                             base_seq=row.seq)
+            except MetaChanged:
+                row = self.feed.apply(self.ctx.api.get_node(row.node_id))
+                continue
+            self.feed.apply(n, new, key)
+            return new
+        raise Conflict("the node keeps changing on the server; try again")
+
+    def rename(self, src: str, dst: str, *, overwrite: bool = False, replace_nonempty: bool = False) -> Entry:
+        """Move and/or rename; metadata only, nothing is re-uploaded.
+
+        With ``overwrite`` an existing destination (a file, or an empty folder
+        as POSIX rename allows; any folder with ``replace_nonempty``, as WebDAV
+        MOVE wants) goes to the trash in the same server transaction as the
+        move, so it is never lost half-way.
+        """
+        loc = self.ns.resolve(src)
+        meta = loc.verified()
+        if loc.row.node_id == self.ctx.root_id or loc.row.parent_id is None:
+            raise Conflict("cannot move the root folder")
+        new_parent, name = self.ns.parent_for_new(dst)
+        dst_path = join(new_parent.path, name)
+        if dst_path == loc.path:
+            return self.ns.entry(loc.row, loc.path, meta)
+        if (dst_path + "/").startswith(loc.path + "/"):
+            raise Conflict("cannot move a folder into itself")
+        replace = self._replaced(loc.row, self.ns.existing(new_parent, name), dst_path, overwrite, replace_nonempty)
+        moved = new_parent.row.node_id != loc.row.parent_id
+        self.rewrite_meta(loc.row, lambda m: dataclasses.replace(m, name=name),
+                          parent=(new_parent.row, new_parent.verified()) if moved else None, move=moved,
+                          replace=replace)
+        if replace:
+            self.feed.apply(self.ctx.api.get_node(replace))
+        if moved and self.after_move is not None:
+            self.after_move(loc.row.node_id, loc.row.parent_id, new_parent.row.node_id)
+        return self.ns.stat(dst_path)
+
+    def _replaced(self, row: IndexRow, existing: IndexRow | None, dst_path: str, overwrite: bool,
+                  replace_nonempty: bool) -> str | None:
+        """The node a rename replaces at its destination (trashed in the same transaction), if allowed."""
+        if existing is None or existing.node_id == row.node_id:
+            return None
+        if not overwrite:
+            raise AlreadyExists(f"already exists: {dst_path}")
+        if not replace_nonempty:
+            if existing.kind == "dir" and row.kind != "dir":
+                raise IsADirectory(f"is a folder: {dst_path}")
+            if existing.kind != "dir" and row.kind == "dir":
+                raise NotADirectory(f"not a folder: {dst_path}")
+            if existing.kind == "dir" and self.ctx.index.children(existing.node_id):
+                raise NotEmpty(f"folder not empty: {dst_path}")
+        return existing.node_id
+
+    def delete(self, path: str) -> None:
+        """Move a file or folder (with its contents) to the trash."""
+        loc = self.ns.resolve(path)
+        loc.verified()
+        if loc.row.parent_id is None or loc.row.node_id == self.ctx.root_id:
+            raise Conflict("cannot delete the root folder")
+        self.ctx.api.trash_node(loc.row.node_id)
+        self.feed.apply(self.ctx.api.get_node(loc.row.node_id))
+
+    def remove(self, path: str) -> None:
+        """Delete a file (not a folder)."""
+        loc = self.ns.resolve(path)
+        if loc.row.kind == "dir":
+            raise IsADirectory(f"is a folder: {loc.path}")
+        self.delete(loc.path)
+
+    def rmdir(self, path: str) -> None:
+        loc = self.ns.resolve(path)
+        if loc.row.kind != "dir":
+            raise NotADirectory(f"not a folder: {loc.path}")
+        if self.ctx.index.children(loc.row.node_id):
+            raise NotEmpty(f"folder not empty: {loc.path}")
+        self.delete(loc.path)
+
+    def set_attrs(self, row: IndexRow, *, mtime_ns: int | None = None, mode: int | None = None,
+                  props: dict[str, str | None] | None = None) -> None:
+        """Change mtime, mode and/or dead properties (encrypted in the node's meta)."""
+        def change(new: NodeMeta) -> NodeMeta:
+            if mtime_ns is not None:
+                new.mtime_ns = mtime_ns
+            if mode is not None:
+                new.mode = mode & 0o7777
+            for k, v in (props or {}).items():
+                if v is None:
+                    new.props.pop(k, None)
+                else:
+                    new.props[k] = v
+            return new
+
+        self.rewrite_meta(row, change)
