@@ -48,6 +48,13 @@ class Pin:
         return crypto.fingerprint(self.sign_pub)
 
 
+_COLS = "user, user_id, sign_pub, verified, accepted, first_seen"
+
+
+def _pin(r: tuple[object, ...]) -> Pin:
+    return Pin(str(r[0]), str(r[1]), bytes.fromhex(str(r[2])), bool(r[3]), bool(r[4]), float(str(r[5] or 0)))
+
+
 def _decode(raw: bytes) -> tuple[dict[str, Pin], dict[str, int]]:
     """Strict parse of the record's JSON: anything odd is an integrity failure, never a partial merge."""
     bad = IntegrityError("integrity check failed: malformed contact record")
@@ -87,11 +94,11 @@ class ContactBook:
     # -- reading ----------------------------------------------------------------------------------
 
     def get(self, user: str) -> Pin | None:
-        r = self._index.contact(user)
-        return Pin(user, r[0], bytes.fromhex(r[1]), r[2], r[3], r[4]) if r else None
+        rows = self._index.query(f"SELECT {_COLS} FROM contacts WHERE user=?", (user,))  # noqa: S608
+        return _pin(rows[0]) if rows else None
 
     def all(self) -> list[Pin]:
-        return [Pin(u, uid, bytes.fromhex(k), v, a, t) for u, uid, k, v, a, t in self._index.contacts()]
+        return [_pin(r) for r in self._index.query(f"SELECT {_COLS} FROM contacts ORDER BY user")]  # noqa: S608
 
     def epoch(self, node_id: str) -> int:
         return self._epochs().get(node_id, 0)
@@ -130,7 +137,8 @@ class ContactBook:
                 self.push()
 
     def _store(self, p: Pin) -> None:
-        self._index.put_contact(p.user, p.user_id, p.sign_pub.hex(), p.verified, p.accepted, p.first_seen)
+        self._index.execute(f"INSERT OR REPLACE INTO contacts({_COLS}) VALUES (?,?,?,?,?,?)",  # noqa: S608
+                            (p.user, p.user_id, p.sign_pub.hex(), int(p.verified), int(p.accepted), p.first_seen))
 
     # -- syncing with the account record ----------------------------------------------------------
 

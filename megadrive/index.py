@@ -8,6 +8,10 @@ the file reveals no more than the server's database.
 
 It also remembers, per node, the highest content version and meta revision
 this client has seen, which is how a rollback by the server is noticed.
+
+The schema of every table lives here, in one place; the module that owns a
+table (journal, contacts, local records) reads and writes it through
+:meth:`Index.execute` and :meth:`Index.query`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
@@ -119,6 +124,15 @@ class Index:
                 raise
             self._conn.execute("COMMIT")
 
+    def execute(self, sql: str, params: tuple[object, ...] = ()) -> None:
+        """A statement on one of the index's tables (the module that owns a table writes its SQL)."""
+        with self._lock:
+            self._conn.execute(sql, params)
+
+    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return list(self._conn.execute(sql, params).fetchall())
+
     # -- state --------------------------------------------------------------------------------
 
     def get_state(self, key: str, default: str | None = None) -> str | None:
@@ -196,12 +210,6 @@ class Index:
                 "SELECT n.node_id FROM nodes n JOIN sub ON n.parent_id = sub.id) "
                 "DELETE FROM nodes WHERE node_id IN (SELECT id FROM sub)", (root,))
 
-    def has_bad_children(self, parent_id: str) -> bool:
-        with self._lock:
-            r = self._conn.execute("SELECT 1 FROM nodes WHERE parent_id=? AND trashed=0 AND bad=1 LIMIT 1",
-                                   (parent_id,)).fetchone()
-        return r is not None
-
     def pending_hash(self, parent_id: str | None = None) -> list[IndexRow]:
         """Rows whose name hash is not computed yet (fresh from the change feed)."""
         with self._lock:
@@ -213,99 +221,6 @@ class Index:
                     f"SELECT {_COLS} FROM nodes WHERE parent_id=? AND name_hash IS NULL AND bad=0",
                     (parent_id,)).fetchall()
         return [_row(r) for r in rows]
-
-    def record_put(self, ns: str, key: str, blob: bytes) -> None:
-        with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO records(ns, key, blob) VALUES (?,?,?)", (ns, key, blob))
-
-    def record_delete(self, ns: str, key: str) -> None:
-        with self._lock:
-            self._conn.execute("DELETE FROM records WHERE ns=? AND key=?", (ns, key))
-
-    def record_all(self, ns: str) -> list[tuple[str, bytes]]:
-        with self._lock:
-            return [(r[0], r[1]) for r in
-                    self._conn.execute("SELECT key, blob FROM records WHERE ns=?", (ns,)).fetchall()]
-
-    def journal_put(self, chunk_id: str, node_id: str, blob: bytes) -> None:
-        with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO journal(chunk_id, node_id, blob) VALUES (?,?,?)",
-                               (chunk_id, node_id, blob))
-
-    def journal_get(self, chunk_id: str) -> bytes | None:
-        with self._lock:
-            r = self._conn.execute("SELECT blob FROM journal WHERE chunk_id=?", (chunk_id,)).fetchone()
-        return r[0] if r else None
-
-    def pending_put(self, node_id: str, base_version: int, manifest: bytes, chunks: list[str], keys: bytes) -> None:
-        with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO pending(node_id, base_version, manifest, chunks, keys) "
-                               "VALUES (?,?,?,?,?)", (node_id, base_version, manifest, ",".join(chunks), keys))
-
-    def pending_get(self, node_id: str) -> tuple[int, bytes, list[str], bytes] | None:
-        with self._lock:
-            r = self._conn.execute("SELECT base_version, manifest, chunks, keys FROM pending WHERE node_id=?",
-                                   (node_id,)).fetchone()
-        return (r[0], r[1], [c for c in r[2].split(",") if c], r[3] or b"") if r else None
-
-    def create_put(self, node_id: str, parent_id: str, kind: str, meta: bytes) -> None:
-        with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO creates(node_id, parent_id, kind, meta) VALUES (?,?,?,?)",
-                               (node_id, parent_id, kind, meta))
-
-    def create_get(self, node_id: str) -> tuple[str, str, bytes] | None:
-        with self._lock:
-            r = self._conn.execute("SELECT parent_id, kind, meta FROM creates WHERE node_id=?", (node_id,)).fetchone()
-        return (r[0], r[1], r[2]) if r else None
-
-    def creates(self) -> list[str]:
-        with self._lock:
-            return [r[0] for r in self._conn.execute("SELECT node_id FROM creates ORDER BY n").fetchall()]
-
-    def create_done(self, node_id: str) -> None:
-        with self._lock:
-            self._conn.execute("DELETE FROM creates WHERE node_id=?", (node_id,))
-
-    def pending_nodes(self) -> list[str]:
-        with self._lock:
-            return [r[0] for r in self._conn.execute("SELECT node_id FROM pending").fetchall()]
-
-    def journal_done(self, node_id: str) -> None:
-        """The node's version is committed (or given up): forget its journal."""
-        with self._lock:
-            self._conn.execute("DELETE FROM journal WHERE node_id=?", (node_id,))
-            self._conn.execute("DELETE FROM pending WHERE node_id=?", (node_id,))
-
-    def journal_orphans(self) -> list[str]:
-        """Journaled chunks of versions that never reached commit (the writer died before close)."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT DISTINCT node_id FROM journal WHERE node_id NOT IN (SELECT node_id FROM pending)").fetchall()
-        return [r[0] for r in rows]
-
-    def contact(self, user: str) -> tuple[str, str, bool, bool, float] | None:
-        """(user_id, sign_pub hex, verified, accepted, first_seen) of a pinned contact."""
-        with self._lock:
-            r = self._conn.execute("SELECT user_id, sign_pub, verified, accepted, first_seen FROM contacts "
-                                   "WHERE user=?", (user,)).fetchone()
-        return (r[0], r[1], bool(r[2]), bool(r[3]), float(r[4] or 0)) if r else None
-
-    def put_contact(self, user: str, user_id: str, sign_pub: str, verified: bool, accepted: bool,
-                    first_seen: float) -> None:
-        with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO contacts(user, user_id, sign_pub, verified, accepted, "
-                               "first_seen) VALUES (?,?,?,?,?,?)",
-                               (user, user_id, sign_pub, int(verified), int(accepted), first_seen))
-
-    def contacts(self) -> list[tuple[str, str, str, bool, bool, float]]:
-        with self._lock:
-            rows = self._conn.execute("SELECT user, user_id, sign_pub, verified, accepted, first_seen FROM contacts "
-                                      "ORDER BY user").fetchall()
-        return [(r[0], r[1], r[2], bool(r[3]), bool(r[4]), float(r[5] or 0)) for r in rows]
-
-    def pending_uploads(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("SELECT count(*) FROM journal").fetchone()[0])
 
     # -- rollback memory ----------------------------------------------------------------------
 

@@ -53,15 +53,17 @@ class Journal:
         self._owner = owner
         self._lock = threading.Lock()
         self._cache: dict[str, LocalVersion | None] = {}
-        self._nodes: set[str] = set(index.pending_nodes())  # so a listing asks the index only for these
+        self._nodes: set[str] = set(self._pending_nodes())  # so a listing asks the index only for these
 
     # -- chunks (content.Journal protocol) -------------------------------------------------------
 
     def put_chunk(self, chunk_id: str, node_id: str, blob: bytes) -> None:
-        self.index.journal_put(chunk_id, node_id, blob)
+        self.index.execute("INSERT OR REPLACE INTO journal(chunk_id, node_id, blob) VALUES (?,?,?)",
+                           (chunk_id, node_id, blob))
 
     def get_chunk(self, chunk_id: str) -> bytes | None:
-        return self.index.journal_get(chunk_id)
+        rows = self.index.query("SELECT blob FROM journal WHERE chunk_id=?", (chunk_id,))
+        return bytes(rows[0][0]) if rows else None
 
     # -- versions ---------------------------------------------------------------------------------
 
@@ -76,7 +78,9 @@ class Journal:
         sealed_keys = format.seal_record(self._master, self._owner, _NS, keys.node_id, record)
         sealed_manifest = format.seal_manifest(keys.content_key, keys.owner, manifest)
         with self._lock:
-            self.index.pending_put(keys.node_id, base_version, sealed_manifest, manifest.chunk_ids(), sealed_keys)
+            self.index.execute("INSERT OR REPLACE INTO pending(node_id, base_version, manifest, chunks, keys) "
+                               "VALUES (?,?,?,?,?)", (keys.node_id, base_version, sealed_manifest,
+                                                      ",".join(manifest.chunk_ids()), sealed_keys))
             self._cache.pop(keys.node_id, None)
             self._nodes.add(keys.node_id)
 
@@ -87,8 +91,12 @@ class Journal:
                 return None
             if node_id in self._cache:
                 return self._cache[node_id]
-        row = self.index.pending_get(node_id)
-        lv = None if row is None else self._open(node_id, *row)
+        rows = self.index.query("SELECT base_version, manifest, chunks, keys FROM pending WHERE node_id=?",
+                                (node_id,))
+        lv = None
+        if rows:
+            base, sealed_manifest, chunks, sealed_keys = rows[0]
+            lv = self._open(node_id, base, sealed_manifest, [c for c in chunks.split(",") if c], sealed_keys or b"")
         with self._lock:
             self._cache[node_id] = lv
         return lv
@@ -116,31 +124,38 @@ class Journal:
     # -- files created while the server was unreachable ----------------------------------------------
 
     def put_create(self, node_id: str, parent_id: str, kind: str, meta: bytes) -> None:
-        self.index.create_put(node_id, parent_id, kind, meta)
+        self.index.execute("INSERT OR REPLACE INTO creates(node_id, parent_id, kind, meta) VALUES (?,?,?,?)",
+                           (node_id, parent_id, kind, meta))
 
     def create_of(self, node_id: str) -> tuple[str, str, bytes] | None:
         """(parent id, kind, sealed meta) of a node this machine still has to create on the server."""
-        return self.index.create_get(node_id)
+        rows = self.index.query("SELECT parent_id, kind, meta FROM creates WHERE node_id=?", (node_id,))
+        return (str(rows[0][0]), str(rows[0][1]), bytes(rows[0][2])) if rows else None
 
     def creates(self) -> list[str]:
-        return self.index.creates()
+        return [r[0] for r in self.index.query("SELECT node_id FROM creates ORDER BY n")]
 
     def created(self, node_id: str) -> None:
-        self.index.create_done(node_id)
+        self.index.execute("DELETE FROM creates WHERE node_id=?", (node_id,))
+
+    def _pending_nodes(self) -> list[str]:
+        return [r[0] for r in self.index.query("SELECT node_id FROM pending")]
 
     def nodes(self) -> list[str]:
-        nodes = self.index.pending_nodes()
+        nodes = self._pending_nodes()
         with self._lock:
             self._nodes = set(nodes)
         return nodes
 
     def done(self, node_id: str) -> None:
         """The node's version is committed (or given up): forget it and its chunks."""
-        with self._lock:
-            self.index.journal_done(node_id)
+        with self._lock, self.index.transaction():
+            self.index.execute("DELETE FROM journal WHERE node_id=?", (node_id,))
+            self.index.execute("DELETE FROM pending WHERE node_id=?", (node_id,))
             self._cache.pop(node_id, None)
             self._nodes.discard(node_id)
 
     def orphans(self) -> list[str]:
         """Nodes with journaled chunks but no version (a writer that died before it sealed one)."""
-        return self.index.journal_orphans()
+        return [r[0] for r in self.index.query(
+            "SELECT DISTINCT node_id FROM journal WHERE node_id NOT IN (SELECT node_id FROM pending)")]

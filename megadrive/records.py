@@ -27,18 +27,22 @@ class LocalRecords:
 
     def put(self, key: str, value: bytes) -> None:
         h = format.record_key_hash(self._master, self.ns, key)
-        self._index.record_put(self.ns, h, format.seal_record(self._master, self._owner, self.ns, h, value))
+        self._index.execute("INSERT OR REPLACE INTO records(ns, key, blob) VALUES (?,?,?)",
+                            (self.ns, h, format.seal_record(self._master, self._owner, self.ns, h, value)))
 
     def delete(self, key: str) -> None:
-        self._index.record_delete(self.ns, format.record_key_hash(self._master, self.ns, key))
+        self._drop(format.record_key_hash(self._master, self.ns, key))
+
+    def _drop(self, key_hash: str) -> None:
+        self._index.execute("DELETE FROM records WHERE ns=? AND key=?", (self.ns, key_hash))
 
     def values(self) -> list[bytes]:
         """Every record that still authenticates (a tampered one is dropped and logged)."""
         out = []
-        for h, blob in self._index.record_all(self.ns):
+        for h, blob in self._index.query("SELECT key, blob FROM records WHERE ns=?", (self.ns,)):
             try:
                 out.append(format.open_record(self._master, self._owner, self.ns, h, blob))
             except IntegrityError as e:
                 log.error("dropping local %s record: %s", self.ns, e)
-                self._index.record_delete(self.ns, h)
+                self._drop(h)
         return out

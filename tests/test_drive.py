@@ -282,14 +282,19 @@ def test_tampered_local_record_is_dropped_never_returned(drive: Drive) -> None:
     recs.put("token-a", b'{"root": "/secret path"}')
     recs.put("token-b", b'{"root": "/other"}')
     assert sorted(recs.values()) == [b'{"root": "/other"}', b'{"root": "/secret path"}']
-    rows = drive.index.record_all("webdav-lock")
-    (h1, b1), (h2, b2) = rows
-    drive.index.record_put("webdav-lock", h1, b2)  # swap the two blobs between keys
-    drive.index.record_put("webdav-lock", h2, b1)
+    def rows(ns: str) -> list[tuple[str, bytes]]:  # what someone with the disk sees and edits
+        return [(r[0], r[1]) for r in drive.index.query("SELECT key, blob FROM records WHERE ns=?", (ns,))]
+
+    def put(ns: str, key: str, blob: bytes) -> None:
+        drive.index.execute("INSERT OR REPLACE INTO records(ns, key, blob) VALUES (?,?,?)", (ns, key, blob))
+
+    (h1, b1), (h2, b2) = rows("webdav-lock")
+    put("webdav-lock", h1, b2)  # swap the two blobs between keys
+    put("webdav-lock", h2, b1)
     assert recs.values() == []  # both fail authentication and are dropped
-    assert drive.index.record_all("webdav-lock") == []
+    assert rows("webdav-lock") == []
     other = drive.local_records("other-ns")
     recs.put("token-c", b"x")
-    (h3, b3), = drive.index.record_all("webdav-lock")
-    drive.index.record_put("other-ns", h3, b3)  # moved to another namespace
+    (h3, b3), = rows("webdav-lock")
+    put("other-ns", h3, b3)  # moved to another namespace
     assert other.values() == []
