@@ -150,8 +150,8 @@ def _raise_for(resp: httpx.Response, authenticated: bool) -> None:
     raise MegaDriveError(text)
 
 
-class Api:
-    """One server, one optional bearer token. Safe to share between threads."""
+class Transport:
+    """HTTP to one server with one optional bearer token: retries, bounded answers, errors mapped."""
 
     def __init__(self, base_url: str, token: str | None = None, *, timeout: float = 60.0,
                  verify: bool | str = True) -> None:
@@ -230,7 +230,10 @@ class Api:
         except ValueError:
             raise ServerError("server sent malformed JSON") from None
 
-    # -- accounts -------------------------------------------------------------------------------
+
+
+class _AccountCalls(Transport):
+    """Accounts, their public keys and their sealed records (docs/SERVER_API.md, Authentication, Records)."""
 
     def health(self) -> bool:
         return bool(self._json("GET", "/health").get("ok"))
@@ -253,7 +256,6 @@ class Api:
     def user_keys(self, user: str) -> dict[str, Any]:
         return dict(self._json("GET", f"/users/{user}/keys"))
 
-    # -- account records (sealed by the client; the server stores them for the account's devices) ---
 
     def get_record(self, name: str) -> tuple[int, bytes] | None:
         try:
@@ -274,7 +276,10 @@ class Api:
         except (KeyError, TypeError, ValueError):
             raise ServerError("server sent a malformed record answer") from None
 
-    # -- nodes ----------------------------------------------------------------------------------
+
+
+class _NodeCalls(Transport):
+    """Nodes, the change feed, versions and chunks (docs/SERVER_API.md, Nodes, File versions, Chunks)."""
 
     def create_node(self, node_id: str, parent_id: str, kind: str, meta: bytes) -> RemoteNode:
         d = self._json("POST", "/nodes", {"node_id": node_id, "parent_id": parent_id, "kind": kind,
@@ -320,8 +325,6 @@ class Api:
             raise ServerError("server sent a malformed change feed")
         return nodes, seq, bool(d.get("more"))
 
-    # -- versions and chunks ------------------------------------------------------------------------
-
     def commit_version(self, node_id: str, base_version: int, manifest: bytes, chunk_ids: list[str],
                        meta: bytes | None = None, meta_seq: int | None = None) -> RemoteNode:
         """``meta_seq``: the node's seq the new meta is based on (412 ``stale_meta`` if it moved on)."""
@@ -356,7 +359,10 @@ class Api:
     def get_chunk(self, chunk_id: str) -> bytes:
         return self._request("GET", f"/chunks/{chunk_id}", max_bytes=MAX_CHUNK_BYTES).content
 
-    # -- shares, links, abuse ---------------------------------------------------------------------
+
+
+class _SharingCalls(Transport):
+    """Shares, public links and abuse reports (docs/SERVER_API.md, Sharing, Public links)."""
 
     def create_share(self, node_id: str, recipient: str, access: str, grant: bytes) -> dict[str, Any]:
         return dict(self._json("POST", "/shares", {"node_id": node_id, "recipient": recipient, "access": access,
@@ -389,3 +395,12 @@ class Api:
 
     def report_abuse(self, link: str, reason: str) -> dict[str, Any]:
         return dict(self._json("POST", "/abuse", {"link": link, "reason": reason}, idempotent=False))
+
+
+class Api(_AccountCalls, _NodeCalls, _SharingCalls):
+    """The whole server API for one server and one optional bearer token. Safe to share between threads.
+
+    One class per part of the API (as docker-py composes its client), over one
+    :class:`Transport`; every error status becomes a :mod:`megadrive.errors`
+    type in ``_raise_for`` and nowhere else.
+    """
