@@ -2,7 +2,9 @@
 
 ``python -m megadrive.server takedown LINK-or-NODE-ID --data DIR [--reason
 TEXT] [--operator NAME]`` takes content down (server/takedown.py) and prints
-the audit record as JSON.
+the audit record as JSON. ``python -m megadrive.server fsck --data DIR
+[--repair] [--grace SECONDS] [--json]`` checks the chunk store against the
+metadata (server/fsck.py).
 """
 
 from __future__ import annotations
@@ -104,10 +106,41 @@ def takedown_main(argv: list[str]) -> int:
     return 0
 
 
+def fsck_main(argv: list[str]) -> int:
+    """Exit 0 when nothing is wrong at the end, 1 when a problem remains, 2 without data."""
+    from .fsck import DEFAULT_GRACE, run, text_report
+
+    p = argparse.ArgumentParser(
+        prog="python -m megadrive.server fsck", description="Check the chunk store against the metadata (and repair)"
+    )
+    p.add_argument("--data", required=True, type=Path, help="data directory of the server")
+    p.add_argument("--repair", action="store_true", help="delete old orphans, drop rows without blob, fix used")
+    p.add_argument(
+        "--grace",
+        type=_non_negative(float),
+        default=DEFAULT_GRACE,
+        help="seconds an orphan blob is spared (an upload in flight); default 3600",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    args = p.parse_args(argv)
+    try:
+        result = run(ServerConfig(data_dir=args.data), do_repair=args.repair, grace=args.grace)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result.to_json(), sort_keys=True), flush=True)
+    else:
+        print("\n".join(text_report(result)), flush=True)
+    return result.exit_code
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["takedown"]:
         return takedown_main(argv[1:])
+    if argv[:1] == ["fsck"]:
+        return fsck_main(argv[1:])
     args = parse_args(argv)
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -8,6 +8,8 @@ docs/SERVER_API.md.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -70,6 +72,28 @@ class SecurityHeaders:
         resp.set_header("Cache-Control", "no-store")
         resp.set_header("X-Content-Type-Options", "nosniff")
         resp.set_header("Referrer-Policy", "no-referrer")
+
+
+access_log = logging.getLogger("megadrive.server.access")
+
+
+class RefusalLog:
+    """One INFO line per refused request (status 400 and up): method, route, status, error code.
+
+    The route is the template (``/v1/nodes/{node_id}``), never the path, so a
+    line names no node, chunk, share, link, record or user; never a body, a
+    query or a header either. A path no route matches logs as ``-``.
+    """
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
+        status = falcon.http_status_to_code(resp.status)
+        if status < 400:
+            return
+        method = req.method if req.method.isalpha() and len(req.method) <= 16 else "?"
+        code = resp.media.get("error") if isinstance(resp.media, dict) else None
+        access_log.info(
+            "refused %s %s %d %s", method, req.uri_template or "-", status, code if isinstance(code, str) else "-"
+        )
 
 
 CLOSE_CONNECTION_KEY = "megadrive.close_connection"
@@ -169,8 +193,15 @@ def build_app(
             else None
         ),
     )
-    middleware: list[Any] = [BodyGuard(), SecurityHeaders(), TokenAuth(ctx)]
+    # process_response runs last-to-first: RefusalLog sees the status BodyGuard may still set.
+    middleware: list[Any] = [RefusalLog(), BodyGuard(), SecurityHeaders(), TokenAuth(ctx)]
     app = falcon.App(middleware=middleware)
+    # ASCII-only JSON out: whatever a string holds, its answer can be encoded. (Input
+    # refuses lone surrogates, validate.parse_json_object; a database written before
+    # that rule may still hold one, and must not turn every answer naming it into a 500.)
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(
+        dumps=functools.partial(json.dumps, ensure_ascii=True)
+    )
     install_error_handlers(app)
     routes_account.register(app, ctx)
     routes_nodes.register(app, ctx)

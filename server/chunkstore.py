@@ -54,6 +54,14 @@ class ChunkStore(ABC):
         """Stored length in bytes; :class:`ChunkNotFound` if absent."""
 
     @abstractmethod
+    def modified(self, chunk_id: str) -> float:
+        """When the chunk was last written (Unix time); :class:`ChunkNotFound` if absent.
+
+        fsck spares blobs no row names yet that are younger than its grace
+        period: an upload writes the blob before its ownership row.
+        """
+
+    @abstractmethod
     def iter_ids(self) -> Iterator[str]:
         """Every stored id, in no particular order."""
 
@@ -70,12 +78,14 @@ class MemoryChunkStore(ChunkStore):
 
     def __init__(self) -> None:
         self._data: dict[str, bytes] = {}
+        self._written: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def put(self, chunk_id: str, data: bytes) -> None:
         check_id(chunk_id)
         with self._lock:
             self._data[chunk_id] = bytes(data)
+            self._written[chunk_id] = time.time()
 
     def get(self, chunk_id: str) -> bytes:
         check_id(chunk_id)
@@ -93,10 +103,19 @@ class MemoryChunkStore(ChunkStore):
     def delete(self, chunk_id: str) -> bool:
         check_id(chunk_id)
         with self._lock:
+            self._written.pop(chunk_id, None)
             return self._data.pop(chunk_id, None) is not None
 
     def size(self, chunk_id: str) -> int:
         return len(self.get(chunk_id))
+
+    def modified(self, chunk_id: str) -> float:
+        check_id(chunk_id)
+        with self._lock:
+            try:
+                return self._written[chunk_id]
+            except KeyError:
+                raise ChunkNotFound(chunk_id) from None
 
     def iter_ids(self) -> Iterator[str]:
         with self._lock:
@@ -159,6 +178,12 @@ class DirChunkStore(ChunkStore):
     def size(self, chunk_id: str) -> int:
         try:
             return self._path(chunk_id).stat().st_size
+        except FileNotFoundError:
+            raise ChunkNotFound(chunk_id) from None
+
+    def modified(self, chunk_id: str) -> float:
+        try:
+            return self._path(chunk_id).stat().st_mtime
         except FileNotFoundError:
             raise ChunkNotFound(chunk_id) from None
 

@@ -104,6 +104,22 @@ class PreconditionFailed(ServerError):
         self.version = version
 
 
+class StaleMeta(ServerError):
+    """A node's ``meta`` built on a state the node has left: its ``seq`` moved on.
+
+    Answers ``base_seq`` on PATCH and ``meta_seq`` on a commit; the body carries
+    the node's current ``seq`` so the client re-reads and retries.
+    """
+
+    status = 412
+    code = "stale_meta"
+    default_message = "the node changed since the state this meta was based on; read it again"
+
+    def __init__(self, seq: int) -> None:
+        super().__init__(None, seq=seq)
+        self.seq = seq
+
+
 class TooLarge(ServerError):
     status = 413
     code = "too_large"

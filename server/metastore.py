@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import testhooks
 from .config import DEFAULT_MAX_NODES, DEFAULT_QUOTA, MAX_RECORDS
 from .errors import (
     BadRequest,
@@ -51,10 +52,12 @@ from .errors import (
     PreconditionFailed,
     QuotaExceeded,
     RecordLimit,
+    StaleMeta,
     Unavailable,
 )
+from .schema import NODE_COUNT_SQL, STORED_BYTES_SQL, upgrade
 from .schema import SCHEMA_VERSION as SCHEMA_VERSION
-from .schema import STORED_BYTES_SQL, upgrade
+from .schema import recompute_usage as recount_usage
 from .validate import scrub_fragments
 
 # Deepest allowed node (the root is depth 0). Bounds every ancestor walk, so
@@ -217,6 +220,43 @@ class GarbageReport:
     extra: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ChunkRow:
+    """An ownership row: ``owner`` holds (and pays ``size`` bytes for) the chunk.
+    ``referenced``: a retained version of one of the owner's files lists it."""
+
+    owner: str
+    chunk_id: str
+    size: int
+    referenced: bool = False
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    """A chunk a retained version lists; ``held_size`` is the owner's row's size (None: no row)."""
+
+    owner: str
+    node_id: str
+    version: int
+    chunk_id: str
+    held_size: int | None
+
+
+@dataclass(frozen=True)
+class UsageAudit:
+    """An account's recorded counters beside the same counted from its data."""
+
+    user_id: str
+    used: int
+    stored: int
+    node_count: int
+    nodes: int
+
+    @property
+    def consistent(self) -> bool:
+        return self.used == self.stored and self.node_count == self.nodes
+
+
 BlobDeleter = Callable[[str], "int | None"]
 """Deletes one chunk blob, returning the bytes freed, or None if it was already absent."""
 
@@ -287,9 +327,19 @@ class MetaStore(ABC):
 
     @abstractmethod
     def update_node(
-        self, owner: str, node_id: str, meta: bytes, parent_id: str | None = None, replace: str | None = None
+        self,
+        owner: str,
+        node_id: str,
+        meta: bytes,
+        parent_id: str | None = None,
+        replace: str | None = None,
+        base_seq: int | None = None,
     ) -> Node:
         """Rename/re-encrypt, optionally move under ``parent_id`` and trash ``replace``, atomically.
+
+        Compare-and-swap: with ``base_seq`` (the node's ``seq`` the new ``meta`` was
+        built on), ``StaleMeta`` with the current seq unless it is still the node's
+        seq, checked in the transaction that writes; nothing is changed then.
 
         A larger ``meta`` is charged the difference (``QuotaExceeded``), a smaller one gives it back.
         A move that changes which active share roots lie above the node also
@@ -439,9 +489,14 @@ class MetaStore(ABC):
         meta: bytes | None,
         keep: int,
         now: float,
+        meta_seq: int | None = None,
     ) -> Node:
         """All-or-nothing commit of version expected+1 (see POST /v1/nodes/{id}/versions);
         the chunks must be stored by ``owner``. ``Unavailable`` for a taken-down file.
+
+        Two compare-and-swaps, in this order: ``PreconditionFailed`` unless
+        ``expected_version`` is the current version, then ``StaleMeta`` if
+        ``meta_seq`` is given and is not the node's current ``seq``.
 
         The quota is charged the net growth: the new manifest plus the change of
         ``meta``, less the manifests of the versions pruned beyond ``keep``
@@ -511,11 +566,53 @@ class MetaStore(ABC):
     def collect_garbage(self, cutoff: float, delete_blob: BlobDeleter) -> GarbageReport:
         """Drop ownership of chunks no version of the owner references and untouched since
         ``cutoff``; blobs nobody owns any more are deleted through ``delete_blob`` under
-        the write lock."""
+        the write lock.
+
+        Crash order: a batch's row removal is committed *before* its blobs are
+        deleted (by :meth:`delete_unowned`), so a crash can leave a blob no row
+        names (swept by the next pass), never a row whose blob is gone (which
+        ``chunks/missing`` would report as stored, so a client would commit a
+        version naming bytes the server no longer has)."""
 
     @abstractmethod
     def delete_unowned(self, ids: Sequence[str], delete_blob: BlobDeleter) -> tuple[int, int]:
-        """Delete the blobs among ``ids`` that no account owns: (count, bytes)."""
+        """Delete the blobs among ``ids`` that no account owns: (count, bytes).
+
+        A blob a retained version lists is never deleted, owned or not (that state
+        is damage for fsck to report, and deleting would make it worse).
+        Ownership is checked and the blob deleted while the write lock is held, so an
+        upload recording the chunk at the same time re-stores it (``add_chunk``'s
+        ``ensure_stored``)."""
+
+    # -- consistency audit (server/fsck.py) --------------------------------------
+    @abstractmethod
+    def iter_chunk_rows(self) -> Iterator[ChunkRow]:
+        """Every ownership row, ordered by (owner, chunk id), read page by page (no long
+        transaction: other writes may interleave between pages)."""
+
+    @abstractmethod
+    def iter_version_refs(self) -> Iterator[VersionRef]:
+        """Every chunk a retained version lists, ordered by (node, version, chunk), page by page."""
+
+    @abstractmethod
+    def named_chunks(self, ids: Sequence[str]) -> set[str]:
+        """The ids among ``ids`` that an ownership row or a retained version names."""
+
+    @abstractmethod
+    def usage_audit(self) -> list[UsageAudit]:
+        """Every account's recorded ``used`` and node count beside the same counted from the data."""
+
+    @abstractmethod
+    def recompute_usage(self, user_ids: Sequence[str]) -> None:
+        """Set ``used`` and the node count of these accounts from what they store (one transaction)."""
+
+    @abstractmethod
+    def drop_unstored_chunks(
+        self, rows: Sequence[tuple[str, str]], is_stored: Callable[[str], bool]
+    ) -> list[ChunkRow]:
+        """Drop the (owner, chunk id) ownership rows among ``rows`` whose blob is absent
+        (``is_stored`` false) and that no retained version of the owner lists, giving the
+        bytes back; both are re-checked under the write lock. Returns the rows dropped."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
@@ -942,10 +1039,18 @@ class SQLiteMetaStore(MetaStore):
         return self._live(self._conn(), owner, node_id)
 
     def update_node(
-        self, owner: str, node_id: str, meta: bytes, parent_id: str | None = None, replace: str | None = None
+        self,
+        owner: str,
+        node_id: str,
+        meta: bytes,
+        parent_id: str | None = None,
+        replace: str | None = None,
+        base_seq: int | None = None,
     ) -> Node:
         with self._write() as c:
             node = self._live(c, owner, node_id)
+            if base_seq is not None and base_seq != node.seq:
+                raise StaleMeta(node.seq)
             dest = node.parent_id
             moved_from: list[tuple[str, bool]] = []
             moved_to: list[tuple[str, bool]] = []
@@ -1093,6 +1198,7 @@ class SQLiteMetaStore(MetaStore):
         meta: bytes | None,
         keep: int,
         now: float,
+        meta_seq: int | None = None,
     ) -> Node:
         if keep < 1:
             raise ValueError("keep must be >= 1")
@@ -1104,7 +1210,9 @@ class SQLiteMetaStore(MetaStore):
             if node.removed:
                 raise Unavailable()
             if node.version != expected_version:
-                raise PreconditionFailed(node.version)
+                raise PreconditionFailed(node.version)  # (wins over a stale meta: the client keeps a copy)
+            if meta_seq is not None and meta_seq != node.seq:
+                raise StaleMeta(node.seq)
             sizes: dict[str, int] = {}
             for batch in _batches(distinct):
                 rows = c.execute(
@@ -1137,6 +1245,7 @@ class SQLiteMetaStore(MetaStore):
                 "UPDATE nodes SET version = ?, size = ?, meta = COALESCE(?, meta), seq = ? WHERE node_id = ?",
                 (version, size, meta, seq, node_id),
             )
+            testhooks.pause("commit.written")
             return self._fetch_node(c, node_id)
 
     def list_versions(self, owner: str, node_id: str) -> list[VersionInfo]:
@@ -1270,6 +1379,7 @@ class SQLiteMetaStore(MetaStore):
         report = GarbageReport()
         last_rowid = 0
         while True:
+            unowned: list[str] = []
             with self._write() as c:
                 rows = c.execute(
                     """
@@ -1298,27 +1408,128 @@ class SQLiteMetaStore(MetaStore):
                     report.refs_removed += 1
                     report.bytes_released += int(size)
                     if c.execute("SELECT 1 FROM chunks WHERE chunk_id = ? LIMIT 1", (cid,)).fetchone() is None:
-                        freed = delete_blob(cid)
-                        if freed is not None:
-                            report.chunks_deleted += 1
-                            report.bytes_freed += freed
+                        unowned.append(cid)
+            # Committed: now the blobs (see the contract for why in this order).
+            testhooks.pause("gc.rows_removed")
+            deleted, freed = self.delete_unowned(unowned, delete_blob)
+            report.chunks_deleted += deleted
+            report.bytes_freed += freed
 
     def delete_unowned(self, ids: Sequence[str], delete_blob: BlobDeleter) -> tuple[int, int]:
         count = freed = 0
         for batch in _batches(_unique(ids)):
             with self._write() as c:
-                rows = c.execute(
-                    f"SELECT DISTINCT chunk_id FROM chunks WHERE chunk_id IN ({_marks(len(batch))})",
-                    tuple(batch),
-                ).fetchall()
-                owned = {r[0] for r in rows}
+                named = self._named(c, batch)
                 for cid in batch:
-                    if cid not in owned:
+                    if cid not in named:
                         size = delete_blob(cid)
                         if size is not None:
                             count += 1
                             freed += size
         return count, freed
+
+    # -- consistency audit -------------------------------------------------------------
+    def iter_chunk_rows(self) -> Iterator[ChunkRow]:
+        after = ("", "")
+        while True:
+            rows = (
+                self._conn()
+                .execute(
+                    """
+                    SELECT c.owner, c.chunk_id, c.size, EXISTS (
+                        SELECT 1 FROM version_chunks vc JOIN nodes n ON n.node_id = vc.node_id
+                        WHERE vc.chunk_id = c.chunk_id AND n.owner = c.owner)
+                    FROM chunks c WHERE (c.owner, c.chunk_id) > (?, ?)
+                    ORDER BY c.owner, c.chunk_id LIMIT ?
+                    """,
+                    (*after, _BATCH),
+                )
+                .fetchall()
+            )
+            yield from (ChunkRow(r[0], r[1], int(r[2]), bool(r[3])) for r in rows)
+            if len(rows) < _BATCH:
+                return
+            after = (rows[-1][0], rows[-1][1])
+
+    def iter_version_refs(self) -> Iterator[VersionRef]:
+        after: tuple[str, int, str] = ("", -1, "")
+        while True:
+            rows = (
+                self._conn()
+                .execute(
+                    """
+                    SELECT n.owner, vc.node_id, vc.version, vc.chunk_id, c.size
+                    FROM version_chunks vc JOIN nodes n ON n.node_id = vc.node_id
+                    LEFT JOIN chunks c ON c.owner = n.owner AND c.chunk_id = vc.chunk_id
+                    WHERE (vc.node_id, vc.version, vc.chunk_id) > (?, ?, ?)
+                    ORDER BY vc.node_id, vc.version, vc.chunk_id LIMIT ?
+                    """,
+                    (*after, _BATCH),
+                )
+                .fetchall()
+            )
+            yield from (VersionRef(r[0], r[1], int(r[2]), r[3], None if r[4] is None else int(r[4])) for r in rows)
+            if len(rows) < _BATCH:
+                return
+            after = (rows[-1][1], int(rows[-1][2]), rows[-1][3])
+
+    @staticmethod
+    def _named(c: sqlite3.Connection, batch: Sequence[str]) -> set[str]:
+        marks = _marks(len(batch))
+        rows = c.execute(
+            f"SELECT chunk_id FROM chunks WHERE chunk_id IN ({marks})"
+            f" UNION SELECT chunk_id FROM version_chunks WHERE chunk_id IN ({marks})",
+            (*batch, *batch),
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def named_chunks(self, ids: Sequence[str]) -> set[str]:
+        named: set[str] = set()
+        with self._read() as c:
+            for batch in _batches(_unique(ids)):
+                named |= self._named(c, batch)
+        return named
+
+    def usage_audit(self) -> list[UsageAudit]:
+        audits: list[UsageAudit] = []
+        with self._read() as c:
+            users = c.execute("SELECT user_id, used, node_count FROM users ORDER BY user_id").fetchall()
+            for user_id, used, node_count in users:
+                (stored,) = c.execute(f"SELECT {STORED_BYTES_SQL}", (user_id,) * 4).fetchone()
+                (nodes,) = c.execute(NODE_COUNT_SQL, (user_id,)).fetchone()
+                audits.append(UsageAudit(user_id, int(used), int(stored), int(node_count), int(nodes)))
+        return audits
+
+    def recompute_usage(self, user_ids: Sequence[str]) -> None:
+        with self._write() as c:
+            recount_usage(c, user_ids)
+
+    def drop_unstored_chunks(
+        self, rows: Sequence[tuple[str, str]], is_stored: Callable[[str], bool]
+    ) -> list[ChunkRow]:
+        dropped: list[ChunkRow] = []
+        unique = list(dict.fromkeys(rows))
+        for start in range(0, len(unique), _BATCH):
+            with self._write() as c:
+                for owner, cid in unique[start : start + _BATCH]:
+                    row = c.execute(
+                        "SELECT rowid, size FROM chunks WHERE owner = ? AND chunk_id = ?", (owner, cid)
+                    ).fetchone()
+                    if row is None:
+                        continue
+                    referenced = c.execute(
+                        """
+                        SELECT 1 FROM version_chunks vc JOIN nodes n ON n.node_id = vc.node_id
+                        WHERE vc.chunk_id = ? AND n.owner = ? LIMIT 1
+                        """,
+                        (cid, owner),
+                    ).fetchone()
+                    if referenced is not None or is_stored(cid):
+                        continue
+                    c.execute("DELETE FROM chunks WHERE rowid = ?", (row[0],))
+                    c.execute("UPDATE users SET used = used - ? WHERE user_id = ?", (row[1], owner))
+                    dropped.append(ChunkRow(owner, cid, int(row[1])))
+        return dropped
 
     # -- lookups behind access decisions -----------------------------------------------
     def find_node(self, node_id: str) -> Node:

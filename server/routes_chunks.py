@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import falcon
 
-from . import access, validate
+from . import access, testhooks, validate
 from .chunkstore import ChunkNotFound
 from .errors import BadRequest, NotFound, QuotaExceeded, ServerError, Unavailable
 from .gc import blob_deleter
@@ -35,7 +35,13 @@ class MissingChunks:
         store = self.ctx.meta
         with store.transaction():
             owner = access.chunk_owner(store, req.context.user_id, named)
-            resp.media = {"missing": store.missing_chunks(owner, ids, time.time())}
+            not_held = set(store.missing_chunks(owner, ids, time.time()))
+        # A row whose blob is gone (a lost disk, a crash of an older collector)
+        # must not pass for a stored chunk: the client would skip the upload and
+        # commit a version naming bytes the server does not have. Reported
+        # missing, it is uploaded again, and PUT re-stores the blob.
+        chunks = self.ctx.chunks
+        resp.media = {"missing": [cid for cid in dict.fromkeys(ids) if cid in not_held or not chunks.has(cid)]}
 
 
 def _named_owner(req: falcon.Request) -> str | None:
@@ -86,6 +92,7 @@ class ChunkItem:
             if used + size > quota:
                 raise QuotaExceeded(quota=quota, used=used)
             ctx.chunks.put(cid, data)
+            testhooks.pause("chunk.stored")
             try:
                 created = record()
             except ServerError:

@@ -94,10 +94,11 @@ class NodeItem:
         meta = _meta(get_field(body, "meta"))
         parent_id = _optional_node_id(body, "parent_id")
         replace = _optional_node_id(body, "replace")
+        base_seq = validate.optional_seq(body, "base_seq")
         store, caller = self.ctx.meta, req.context.user_id
         with store.transaction():
             owner = access.for_update(store, caller, nid, parent_id, replace)
-            node = store.update_node(owner, nid, meta, parent_id=parent_id, replace=replace)
+            node = store.update_node(owner, nid, meta, parent_id=parent_id, replace=replace, base_seq=base_seq)
         _send_node(resp, node)
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, node_id: str) -> None:
@@ -140,6 +141,7 @@ class Versions:
         chunk_ids = validate.id_list(get_field(body, "chunks"), "chunks")
         raw_meta = body.get("meta")
         meta = None if raw_meta is None else _meta(raw_meta)
+        meta_seq = validate.optional_seq(body, "meta_seq")
         store, caller = self.ctx.meta, req.context.user_id
         with store.transaction():
             # The chunks must be stored by the file's owner (a writer uploads them for the owner).
@@ -152,6 +154,7 @@ class Versions:
                 meta,
                 keep=self.ctx.config.versions_kept,
                 now=time.time(),
+                meta_seq=meta_seq,
             )
         _send_node(resp, node, falcon.HTTP_201)
 

@@ -17,6 +17,7 @@ an upgrade is all or nothing. ``PRAGMA user_version`` records the version:
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -163,9 +164,9 @@ def create(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
 
 
-def recompute_usage(conn: sqlite3.Connection) -> None:
-    """Set every account's ``used`` and ``node_count`` from what it stores."""
-    users = [row[0] for row in conn.execute("SELECT user_id FROM users")]
+def recompute_usage(conn: sqlite3.Connection, user_ids: Sequence[str] | None = None) -> None:
+    """Set ``used`` and ``node_count`` of these accounts (default: every one) from what they store."""
+    users = [row[0] for row in conn.execute("SELECT user_id FROM users")] if user_ids is None else user_ids
     for user_id in users:
         (used,) = conn.execute(f"SELECT {STORED_BYTES_SQL}", (user_id,) * 4).fetchone()
         (count,) = conn.execute(NODE_COUNT_SQL, (user_id,)).fetchone()

@@ -16,7 +16,7 @@ from typing import Any
 
 from cheroot import wsgi
 
-from . import gc
+from . import gc, testhooks
 from .app import CLOSE_CONNECTION_KEY, build_app, open_stores
 from .chunkstore import ChunkStore
 from .config import ServerConfig
@@ -88,6 +88,7 @@ def _url(scheme: str, host: str, port: int) -> str:
 
 def start(config: ServerConfig) -> RunningServer:
     """Bind (port 0 picks a free port), start serving in a thread and start GC."""
+    testhooks.warn_if_armed()
     meta, chunks = open_stores(config)
     try:
         app = build_app(config, meta, chunks)

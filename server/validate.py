@@ -59,6 +59,8 @@ _RECORD_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,31}")
 _FRAGMENT_RE = re.compile(r"(?:#|%23)\S*", re.IGNORECASE)
 # The path of a link URL ends in ".../l/<id>" (optionally with a slash).
 _LINK_PATH_RE = re.compile(r"(?:.*/)?l/([A-Za-z0-9_-]{22})/?", re.DOTALL)
+# A JSON escape of a UTF-16 surrogate (\uD800-\uDFFF), paired or not.
+_SURROGATE_ESCAPE_RE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
 
 def is_user_name(value: object) -> TypeGuard[str]:
@@ -237,6 +239,18 @@ def optional_int(value: object, field: str) -> int | None:
     return value
 
 
+def optional_seq(body: dict[str, Any], field: str) -> int | None:
+    """A compare-and-swap ``seq`` (``base_seq``, ``meta_seq``): absent is None, else an
+    integer 0..MAX_INT (never a boolean, never null: a client that meant to send a
+    seq and sent nothing usable must not silently lose the check)."""
+    if field not in body:
+        return None
+    value = body[field]
+    if not _is_int(value) or not 0 <= value <= MAX_INT:
+        raise BadRequest(f"{field}: expected a non-negative integer")
+    return value
+
+
 def text_field(value: object, field: str, max_bytes: int) -> str:
     """A string of at most ``max_bytes`` bytes of UTF-8 (the value is never echoed in errors)."""
     if not isinstance(value, str):
@@ -363,9 +377,18 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj: dict[str, Any] = {}
     for key, value in pairs:
         if key in obj:
-            raise BadRequest(f"duplicate key in JSON object: {key[:40]}")
+            raise BadRequest("duplicate key in JSON object")  # (the key is never echoed: it may not be text)
         obj[key] = value
     return obj
+
+
+def _is_text(value: Any) -> bool:
+    """Whether every string in a decoded JSON value is Unicode text (no lone surrogate)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _no_constant(name: str) -> Any:
@@ -373,7 +396,9 @@ def _no_constant(name: str) -> Any:
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
-    """Strict JSON: UTF-8, no NaN/Infinity, no duplicate keys, an object on top."""
+    """Strict JSON: UTF-8, no NaN/Infinity, no duplicate keys, an object on top, and
+    every string Unicode text: a ``\\uD800``-style escape of a lone surrogate is refused,
+    since such a string could be stored but never sent back (UTF-8 cannot encode it)."""
     try:
         text = raw.decode("utf-8")
         value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
@@ -383,6 +408,9 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise BadRequest("malformed JSON body") from None
     if not isinstance(value, dict):
         raise BadRequest("JSON body must be an object")
+    # Raw UTF-8 cannot hold a surrogate; only an escape can, so only then is the value walked.
+    if _SURROGATE_ESCAPE_RE.search(raw) is not None and not _is_text(value):
+        raise BadRequest("JSON strings must be Unicode text (a lone surrogate escape is not)")
     return value
 
 

@@ -64,6 +64,15 @@ class TestContract:
         assert not store.has(cid(data))
         assert store.delete(cid(data)) is False
 
+    def test_modified(self, store: ChunkStore) -> None:
+        data = b"dated"
+        before = time.time()
+        store.put(cid(data), data)
+        assert before - 2 <= store.modified(cid(data)) <= time.time() + 2
+        store.delete(cid(data))
+        with pytest.raises(ChunkNotFound):
+            store.modified(cid(data))
+
     def test_iter_ids(self, store: ChunkStore) -> None:
         blobs = [os.urandom(50) for _ in range(20)]
         for b in blobs:
@@ -76,7 +85,7 @@ class TestContract:
         ["", "../" + "a" * 61, "A" * 64, "a" * 63, "a" * 65, "g" * 64, "/etc/passwd", "a" * 62 + "\n", "..", "ab/cd"],
     )
     def test_invalid_ids_refused(self, store: ChunkStore, bad: str) -> None:
-        for op in (store.get, store.has, store.delete, store.size):
+        for op in (store.get, store.has, store.delete, store.size, store.modified):
             with pytest.raises(ValueError):
                 op(bad)
         with pytest.raises(ValueError):

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +34,7 @@ from megadrive.server.errors import (
     PreconditionFailed,
     QuotaExceeded,
     RecordLimit,
+    StaleMeta,
     Unavailable,
 )
 from megadrive.server.metastore import (
@@ -313,7 +315,7 @@ class TestTree:
         full = mk(store, uid, b.node_id)
         mk(store, uid, full.node_id, "file")
         before = seq_of(store, uid)
-        cases = [
+        cases: list[dict[str, Any]] = [
             dict(parent_id=b.node_id, replace=elsewhere.node_id),  # target not in destination
             dict(parent_id=b.node_id, replace=f.node_id),  # itself
         ]
@@ -551,6 +553,136 @@ class TestVersions:
         assert store.get_node(uid, f.node_id).version == 1
 
 
+class TestMetaCompareAndSwap:
+    """``base_seq`` (update_node) and ``meta_seq`` (commit_version): a meta built on a node's
+    older state is refused with ``StaleMeta`` (and the current seq), and changes nothing."""
+
+    def test_update_with_current_base_seq_applies(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        d = mk(store, uid, root)
+        f = mk(store, uid, root, "file")
+        moved = store.update_node(uid, f.node_id, b"renamed", parent_id=d.node_id, base_seq=f.seq)
+        assert moved.meta == b"renamed" and moved.parent_id == d.node_id and moved.seq > f.seq
+        # The new seq is the base of the next change.
+        assert store.update_node(uid, f.node_id, b"again", base_seq=moved.seq).meta == b"again"
+
+    def test_stale_base_seq_changes_nothing(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        d = mk(store, uid, root)
+        f = mk(store, uid, root, "file")
+        target = mk(store, uid, d.node_id, "file")
+        current = store.update_node(uid, f.node_id, b"theirs" * 10)  # another client renamed it
+        before, used = seq_of(store, uid), store.usage(uid)
+        with pytest.raises(StaleMeta) as info:
+            store.update_node(
+                uid, f.node_id, b"mine" * 100, parent_id=d.node_id, replace=target.node_id, base_seq=f.seq
+            )
+        assert info.value.seq == current.seq and info.value.status == 412 and info.value.code == "stale_meta"
+        assert info.value.body()["seq"] == current.seq
+        assert store.get_node(uid, f.node_id) == current  # meta and parent kept
+        assert store.get_node(uid, target.node_id) == target  # the replaced node was not trashed
+        assert seq_of(store, uid) == before and store.usage(uid) == used == audited(store, uid)
+
+    def test_a_base_seq_from_the_future_is_stale_too(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        f = mk(store, uid, root, "file")
+        for wrong in (f.seq + 1, 0, 2**63 - 1):
+            with pytest.raises(StaleMeta):
+                store.update_node(uid, f.node_id, b"x", base_seq=wrong)
+        assert store.get_node(uid, f.node_id) == f
+
+    def test_without_base_seq_the_last_writer_wins(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        f = mk(store, uid, root, "file")
+        store.update_node(uid, f.node_id, b"first")
+        assert store.update_node(uid, f.node_id, b"second").meta == b"second"
+
+    @pytest.mark.parametrize("change", ["rename", "commit", "trash", "restore"])
+    def test_every_change_of_the_node_makes_its_old_seq_stale(
+        self, store: MetaStore, acct: tuple[str, str], change: str
+    ) -> None:
+        uid, root = acct
+        f = mk(store, uid, root, "file")
+        if change == "restore":
+            f = store.trash_node(uid, f.node_id)
+        {
+            "rename": lambda: store.update_node(uid, f.node_id, b"other"),
+            "commit": lambda: store.commit_version(uid, f.node_id, 0, b"m", [], None, 10, 1.0),
+            "trash": lambda: store.trash_node(uid, f.node_id),
+            "restore": lambda: store.restore_node(uid, f.node_id),
+        }[change]()
+        with pytest.raises(StaleMeta):
+            store.update_node(uid, f.node_id, b"mine", base_seq=f.seq)
+        with pytest.raises(StaleMeta):
+            version = store.get_node(uid, f.node_id).version
+            store.commit_version(uid, f.node_id, version, b"m", [], b"mine", 10, 2.0, meta_seq=f.seq)
+
+    def test_a_change_elsewhere_in_the_account_is_not_a_conflict(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        f = mk(store, uid, root, "file")
+        mk(store, uid, root)  # bumps the account's seq, not f's
+        assert store.update_node(uid, f.node_id, b"mine", base_seq=f.seq).meta == b"mine"
+
+    def test_commit_with_current_meta_seq(self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        f = mk(store, uid, root, "file")
+        c = upload(store, chunks, uid, b"data")
+        n = store.commit_version(uid, f.node_id, 0, b"m1", [c], b"meta1", 10, 1.0, meta_seq=f.seq)
+        assert (n.version, n.meta) == (1, b"meta1")
+        n2 = store.commit_version(uid, f.node_id, 1, b"m2", [c], None, 10, 2.0, meta_seq=n.seq)
+        assert (n2.version, n2.meta) == (2, b"meta1")
+
+    def test_stale_meta_seq_commits_nothing(self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        f = mk(store, uid, root, "file")
+        c = upload(store, chunks, uid, b"data")
+        renamed = store.update_node(uid, f.node_id, b"renamed-elsewhere")
+        before, used = seq_of(store, uid), store.usage(uid)
+        with pytest.raises(StaleMeta) as info:
+            store.commit_version(uid, f.node_id, 0, b"manifest", [c], b"old-name", 10, 1.0, meta_seq=f.seq)
+        assert info.value.seq == renamed.seq
+        assert store.get_node(uid, f.node_id) == renamed
+        assert store.list_versions(uid, f.node_id) == []
+        assert seq_of(store, uid) == before and store.usage(uid) == used == audited(store, uid)
+
+    def test_a_version_mismatch_wins_over_a_stale_meta(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        f = mk(store, uid, root, "file")
+        n = store.commit_version(uid, f.node_id, 0, b"theirs", [], b"their-meta", 10, 1.0)
+        with pytest.raises(PreconditionFailed) as info:
+            store.commit_version(uid, f.node_id, 0, b"mine", [], b"my-meta", 10, 2.0, meta_seq=f.seq)
+        assert info.value.version == 1 and info.value.code == "precondition_failed"
+        assert store.get_node(uid, f.node_id) == n
+
+    def test_concurrent_renames_with_one_base_exactly_one_wins(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        f = mk(store, uid, root, "file")
+        outcomes = run_parallel(8, lambda i: store.update_node(uid, f.node_id, b"w%d" % i, base_seq=f.seq))
+        assert sorted(outcomes) == ["StaleMeta"] * 7 + ["ok"], outcomes
+        node = store.get_node(uid, f.node_id)
+        assert node.meta in {b"w%d" % i for i in range(8)} and node.seq > f.seq
+
+    def test_concurrent_renames_and_commits_one_base_exactly_one_wins(
+        self, store: MetaStore, acct: tuple[str, str]
+    ) -> None:
+        uid, root = acct
+        f = mk(store, uid, root, "file")
+
+        def work(i: int) -> object:
+            if i % 2:
+                return store.update_node(uid, f.node_id, b"r%d" % i, base_seq=f.seq)
+            return store.commit_version(uid, f.node_id, 0, b"c%d" % i, [], b"c%d" % i, 10, 1.0, meta_seq=f.seq)
+
+        outcomes = run_parallel(8, work)
+        assert outcomes.count("ok") == 1, outcomes
+        node = store.get_node(uid, f.node_id)
+        if node.version == 1:  # a commit won: the other commits see a new version, the renames a new seq
+            assert sorted(outcomes) == ["PreconditionFailed"] * 3 + ["StaleMeta"] * 4 + ["ok"], outcomes
+        else:  # a rename won: everybody else sees a new seq
+            assert sorted(outcomes) == ["StaleMeta"] * 7 + ["ok"], outcomes
+        assert node.meta.startswith(b"c" if node.version else b"r")
+
+
 # -- chunks, quota -------------------------------------------------------------------
 
 
@@ -685,6 +817,104 @@ class TestGarbageCollection:
         assert not chunks.has(cid)
         upload(store, chunks, uid, data)  # step 2: ensure_stored re-writes it
         assert chunks.has(cid) and store.owns_chunk(uid, cid)
+
+    def test_blob_deletion_follows_the_committed_row_removal(
+        self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]
+    ) -> None:
+        """When a blob is deleted, its row's removal is already committed (a crash in between
+        leaves an orphan blob, never a row whose blob is gone)."""
+        uid, _ = acct
+        ids = [upload(store, chunks, uid, b"garbage %d" % i) for i in range(3)]
+        seen: list[tuple[str, bool]] = []
+        plain = gc.blob_deleter(chunks)
+
+        def committed_owns(cid: str) -> bool:
+            """Asked from another thread (another connection): what is committed."""
+            answer: list[bool] = []
+            t = threading.Thread(target=lambda: answer.append(store.owns_chunk(uid, cid)))
+            t.start()
+            t.join()
+            return answer[0]
+
+        def delete(cid: str) -> int | None:
+            seen.append((cid, committed_owns(cid)))
+            return plain(cid)
+
+        report = store.collect_garbage(time.time() + 10, delete)
+        assert sorted(seen) == sorted((cid, False) for cid in ids)
+        assert report.chunks_deleted == 3 and not any(chunks.has(cid) for cid in ids)
+
+    def test_a_blob_a_kept_version_lists_is_never_swept(
+        self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]
+    ) -> None:
+        """Even with its ownership row lost (damage for fsck to report), a referenced blob stays."""
+        uid, root = acct
+        f = mk(store, uid, root, "file")
+        cid = upload(store, chunks, uid, b"kept")
+        store.commit_version(uid, f.node_id, 0, b"m", [cid], None, 10, 1.0)
+        assert store.delete_unowned([cid], gc.blob_deleter(chunks)) == (0, 0)
+        assert store.named_chunks([cid, hex32() * 2]) == {cid}
+        assert chunks.has(cid)
+
+
+# -- consistency audit (server/fsck.py) ------------------------------------------------
+
+
+class TestAudit:
+    def test_rows_and_refs_page_through_everything(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        other, _ = new_account(store)
+        ids = [upload(store, None, uid, b"r%d" % i) for i in range(1203)]  # more than two pages
+        upload(store, None, other, b"r0")
+        f = mk(store, uid, root, "file")
+        store.commit_version(uid, f.node_id, 0, b"m", ids[:700], None, 10, 1.0)
+        store.commit_version(uid, f.node_id, 1, b"m", ids[600:1300], None, 10, 2.0)
+        rows = list(store.iter_chunk_rows())
+        assert len(rows) == 1204 == len({(r.owner, r.chunk_id) for r in rows})
+        assert {r.chunk_id for r in rows if r.owner == uid and r.referenced} == set(ids)
+        assert [(r.owner, r.referenced, r.size) for r in rows if r.owner == other] == [(other, False, 2)]
+        refs = list(store.iter_version_refs())
+        assert len(refs) == 700 + 603
+        assert {(r.version, r.chunk_id) for r in refs} == {(1, c) for c in ids[:700]} | {(2, c) for c in ids[600:]}
+        sizes = {cid: len(b"r%d" % i) for i, cid in enumerate(ids)}
+        assert all(r.owner == uid and r.node_id == f.node_id and r.held_size == sizes[r.chunk_id] for r in refs)
+        store.purge_node(uid, f.node_id, False)
+        assert list(store.iter_version_refs()) == []
+        assert not any(r.referenced for r in store.iter_chunk_rows())
+
+    def test_usage_audit_and_recompute(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, _ = acct
+        other, _ = new_account(store)
+        assert all(a.consistent for a in store.usage_audit())
+        assert {a.user_id for a in store.usage_audit()} >= {uid, other}
+        if isinstance(store, SQLiteMetaStore):  # damage planted behind the store's back
+            conn = sqlite3.connect(store.path)
+            with conn:
+                conn.execute("UPDATE users SET used = used + 7, node_count = 99 WHERE user_id = ?", (uid,))
+            conn.close()
+            (bad,) = [a for a in store.usage_audit() if not a.consistent]
+            assert (bad.user_id, bad.used - bad.stored, bad.node_count, bad.nodes) == (uid, 7, 99, 1)
+            store.recompute_usage([uid])
+        assert all(a.consistent for a in store.usage_audit())
+        audited(store, uid)
+
+    def test_drop_unstored_chunks_rechecks_everything(
+        self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]
+    ) -> None:
+        uid, root = acct
+        gone = upload(store, chunks, uid, b"blob lost")
+        back = upload(store, chunks, uid, b"blob back")
+        kept = upload(store, chunks, uid, b"listed by a version")
+        f = mk(store, uid, root, "file")
+        store.commit_version(uid, f.node_id, 0, b"m", [kept], None, 10, 1.0)
+        for cid in (gone, back, kept):
+            chunks.delete(cid)
+        chunks.put(back, b"blob back")  # re-stored since fsck looked
+        used = store.usage(uid)
+        dropped = store.drop_unstored_chunks([(uid, gone), (uid, back), (uid, kept), (uid, hex32() * 2)], chunks.has)
+        assert [(r.owner, r.chunk_id, r.size) for r in dropped] == [(uid, gone, 9)]
+        assert not store.owns_chunk(uid, gone) and store.owns_chunk(uid, back) and store.owns_chunk(uid, kept)
+        assert audited(store, uid) == used - 9
 
 
 # -- transactions --------------------------------------------------------------------

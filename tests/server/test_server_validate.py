@@ -143,6 +143,35 @@ def test_parse_json_roundtrip(obj: dict[str, object]) -> None:
     assert validate.parse_json_object(json.dumps(obj).encode()) == obj
 
 
+_PIECES = st.sampled_from(["a", "\u00e9", "\ud800", "\udfff", "\U0001f600", "\ud83d", "\ude00", "\\", '"'])
+
+
+@given(st.dictionaries(st.lists(_PIECES, max_size=4).map("".join), st.lists(_PIECES, max_size=6).map("".join)))
+def test_parse_json_gives_only_unicode_text(obj: dict[str, str]) -> None:
+    """A lone surrogate (only an escape can carry one) is refused: whatever is accepted can be sent back."""
+    raw = json.dumps(obj).encode()
+    pairs = json.loads(raw, object_pairs_hook=list)  # (escapes of a high and a low surrogate decode to one character,
+    decoded = dict(pairs)  # so two keys may become one)
+    lone = any(0xD800 <= ord(ch) <= 0xDFFF for text in [*decoded, *decoded.values()] for ch in text)
+    try:
+        result = validate.parse_json_object(raw)
+    except BadRequest as exc:
+        if len(decoded) < len(pairs):
+            assert exc.message == "duplicate key in JSON object"
+        else:
+            assert lone and "Unicode" in exc.message
+        return
+    assert not lone and result == decoded
+    json.dumps(result, ensure_ascii=False).encode("utf-8")
+
+
+def test_duplicate_keys_are_refused_without_echo() -> None:
+    for raw in (b'{"a": 1, "a": 2}', b'{"\\ud800": 1, "\\ud800": 2}', b'{"secret": 1, "secret": 2}'):
+        with pytest.raises(BadRequest) as info:
+            validate.parse_json_object(raw)
+        assert info.value.message == "duplicate key in JSON object"
+
+
 @given(st.integers(min_value=0, max_value=2**63 - 1))
 def test_if_match(n: int) -> None:
     assert validate.parse_if_match(f'"{n}"') == n
