@@ -8,16 +8,18 @@ at signup and pinned locally, so a server can never talk us down.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from . import crypto, format
 from .api import Api, b64d, b64e
 from .crypto import KdfParams
-from .errors import ConfigError, IntegrityError, NotFound
-from .state import Session, get_pin, set_pin
+from .errors import ConfigError, IntegrityError, MegaDriveError, NotFound
+from .state import Session, clear_session, get_pin, load_session, save_session, set_pin, write_private
 
 
 def default_kdf() -> KdfParams:
@@ -123,3 +125,88 @@ def login(api: Api, base: Path, user: str, password: str) -> Session:
                    expires=float(resp.get("expires", 0)), root_node_id=root_id,
                    master_hex=master.hex(), sign_pub_hex=ident.sign_pub.hex(),
                    identity_hex=b64d(ident_d.get("wrapped_private")).hex())
+
+
+# -- sessions on this machine (what the command line and `megadrive up` call) -------------------------
+
+
+def sign_up(server: str, user: str, password: str, base: Path) -> Session:
+    """Create an account on ``server`` and keep its session under ``base`` (MEGADRIVE_HOME)."""
+    api = Api(server)
+    try:
+        s = signup(api, base, user, password)
+    finally:
+        api.close()
+    save_session(base, s)
+    return s
+
+
+def log_in(server: str, user: str, password: str, base: Path) -> Session:
+    api = Api(server)
+    try:
+        s = login(api, base, user, password)
+    finally:
+        api.close()
+    save_session(base, s)
+    return s
+
+
+def log_out(base: Path) -> Session | None:
+    """Revoke the session on the server (if it answers) and forget its keys here; None if logged out."""
+    try:
+        s = load_session(base)
+    except MegaDriveError:
+        return None
+    api = Api(s.server, s.token)
+    try:
+        api.logout()
+    except MegaDriveError:
+        pass  # the keys go from this machine whatever the server says
+    finally:
+        api.close()
+    clear_session(base)
+    return s
+
+
+def local_session(server: str, user: str, base: Path, place: Path, password: Callable[[bool], str],
+                  first_run: Callable[[str], None] = lambda name: None) -> Session:
+    """The session of ``user`` on a server this machine runs (`megadrive up`) from the data folder
+    ``place``: the saved one while it is valid; else a login, or a signup the first time this folder is
+    served (its port may change between runs). ``password(confirm)`` asks for the password,
+    ``first_run(name)`` tells the user."""
+    name = normalize_user(user)
+    try:
+        s = load_session(base)
+        if s.server == server.rstrip("/") and s.user == name:
+            api = Api(s.server, s.token)
+            try:
+                api.account()
+                return s
+            finally:
+                api.close()
+    except MegaDriveError:
+        pass
+    if get_pin(base, server.rstrip("/"), name) is None and not _known_locally(base, place, name):
+        first_run(name)
+        s = sign_up(server, name, password(True), base)
+        _note_locally(base, place, name)
+        return s
+    return log_in(server, name, password(False), base)
+
+
+def _known_locally(base: Path, place: Path, name: str) -> bool:
+    p = base / "up.json"
+    try:
+        return bool(json.loads(p.read_text()).get(str(place.resolve())) == name) if p.exists() else False
+    except ValueError:
+        return False
+
+
+def _note_locally(base: Path, place: Path, name: str) -> None:
+    p = base / "up.json"
+    try:
+        known = json.loads(p.read_text()) if p.exists() else {}
+    except ValueError:
+        known = {}
+    known[str(place.resolve())] = name
+    write_private(p, json.dumps(known).encode())

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from . import crypto, format
 from .errors import IntegrityError, InvalidPath, MegaDriveError, NetworkError, ServerError, StaleVersion
@@ -187,7 +187,7 @@ class FileReader:
             self._ahead.clear()
             self._plain.clear()
 
-    def __enter__(self) -> FileReader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -495,7 +495,7 @@ class FileWriter:
         if not self.closed:
             self.abort()
 
-    def __enter__(self) -> FileWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -37,6 +37,7 @@ from .files import MAX_FILE_SIZE, Files
 from .format import Manifest, NodeMeta
 from .index import Index, IndexRow
 from .journal import Journal
+from .names import MAX_NAME_BYTES, check_name
 from .namespace import Entry, Located, Namespace
 from .nodes import Nodes
 from .paths import conflict_name, join, split_path
@@ -44,10 +45,13 @@ from .records import LocalRecords
 from .replay import Uploader
 from .shares import IncomingShares
 from .sharing import Sharing
-from .state import Session, home, load_session
+from .state import Session, home, load_session, write_private
 from .tree import Tree
 
-__all__ = ["MAX_FILE_SIZE", "Drive", "Entry", "Located", "Quota", "conflict_name", "join", "split_path"]
+# What front-ends may use besides the Drive itself (import-linter lets them import only this module and
+# megadrive.errors): the types the Drive hands out, the name rule, and a private-file writer for their state.
+__all__ = ["MAX_FILE_SIZE", "MAX_NAME_BYTES", "Drive", "Entry", "FileReader", "FileWriter", "Located", "Quota",
+           "check_name", "conflict_name", "join", "split_path", "write_private"]
 
 
 @dataclass(frozen=True)

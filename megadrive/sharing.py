@@ -14,15 +14,18 @@ import base64
 import dataclasses
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from . import crypto, format
 from .api import Api, b64d
 from .contacts import ContactBook, Pin
+from .content import FileKeys, FileReader
 from .context import DriveContext
 from .crypto import Identity
-from .errors import ConfigError, Conflict, IntegrityError, InvalidPath, MegaDriveError, NotFound
+from .errors import ConfigError, Conflict, IntegrityError, InvalidPath, MegaDriveError, NotFound, PermissionDenied
 from .feed import Feed
 from .format import NodeMeta
 from .index import IndexRow
@@ -407,6 +410,23 @@ def parse_link(url: str) -> ParsedLink:
     return ParsedLink(base, segs[-1], parts.fragment)
 
 
+def scrub_fragments(text: str) -> str:
+    """Cut every '#fragment' out of free text: a pasted link's key never leaves this machine, however written."""
+    return " ".join(w.split("#", 1)[0] + ("#" if "#" in w else "") for w in text.split())
+
+
+def report_link(url: str, reason: str) -> str:
+    """Report a public link as abusive, without an account; neither its key nor a key pasted into the
+    reason is sent. Returns the report's id."""
+    p = parse_link(url)
+    api = Api(p.server)
+    try:
+        r = api.report_abuse(f"{p.server}/l/{p.link_id}", scrub_fragments(reason))
+    finally:
+        api.close()
+    return str(r.get("report_id", "?"))
+
+
 def open_public_link(url: str, password: str | None = None) -> tuple[Api, format.LinkRecord, format.Manifest, str]:
     """Fetch a link's record and manifest and verify both; the key never leaves this machine."""
     p = parse_link(url)
@@ -432,3 +452,48 @@ def open_public_link(url: str, password: str | None = None) -> tuple[Api, format
         raise IntegrityError("integrity check failed: the server claims the linked file has no content version")
     m = format.open_manifest(record.content_key, owner, node_id, version, record.file_id, b64d(info["manifest"]))
     return api, record, m, p.link_id
+
+
+class _LinkChunks:
+    """Chunk I/O of a public link: the server hands out a linked file's chunks to anyone with the link id."""
+
+    def __init__(self, api: Api, link_id: str) -> None:
+        self._api = api
+        self._link_id = link_id
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="megadrive-link")
+
+    def fetch(self, chunk_id: str, *, use_cache: bool = True) -> bytes:
+        return self._api.public_chunk(self._link_id, chunk_id)
+
+    def discard(self, chunk_id: str) -> None:
+        """Nothing is cached for a link."""
+
+    def put(self, chunk_id: str, blob: bytes, owner: str) -> None:
+        raise PermissionDenied("a public link is read-only")
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        return self._pool.submit(fn, *args)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._api.close()
+
+
+class LinkReader(FileReader):
+    """A verified reader of a public link's file (its name in ``record``); closing it ends the link's I/O."""
+
+    def __init__(self, record: format.LinkRecord, io: _LinkChunks, manifest: format.Manifest) -> None:
+        super().__init__(io, FileKeys(record.owner, record.node_id, record.file_id, record.content_key), manifest,
+                         cache=False)
+        self.record = record
+        self._link_io = io
+
+    def close(self) -> None:
+        super().close()
+        self._link_io.close()
+
+
+def read_public_link(url: str, password: str | None = None) -> LinkReader:
+    """Open a public link without an account: verify its record and manifest, then read its chunks verified."""
+    api, record, manifest, link_id = open_public_link(url, password)
+    return LinkReader(record, _LinkChunks(api, link_id), manifest)

@@ -1,12 +1,13 @@
-"""Front-end commands (webdav, up, mount, unmount) added to the core CLI; the console script's entry point.
+"""Front-end commands (webdav, mount, unmount), registered on the core's command group.
 
-They live here so the core package never imports the front-ends: this module
-imports ``megadrive.cli`` and adds to it, not the other way round.
+They live here so the core never imports the front-ends: this module imports
+``megadrive.cli`` and adds to it (megadrive/main.py imports this module). The
+helpers `megadrive up` shares are public: gateway options and access, the
+banner, mounting and unmounting.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -15,17 +16,13 @@ from pathlib import Path
 
 import click
 
-from megadrive import account
-from megadrive.api import Api
-from megadrive.cli import cli, parse_listen, parse_size, read_password, run
-from megadrive.drive import Drive
-from megadrive.errors import AuthError, ConfigError, MegaDriveError
-from megadrive.state import get_pin, home, load_session, save_session, write_private
+from megadrive.cli import cli, home_dir, open_drive, parse_listen, run
+from megadrive.errors import ConfigError
 
 from . import gateway
 
 
-def _wait_for_signal() -> None:
+def wait_for_signal() -> None:
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
@@ -35,7 +32,7 @@ def _wait_for_signal() -> None:
 GATEWAY_PASSWORD_ENV = "MEGADRIVE_GATEWAY_PASSWORD"  # noqa: S105 - the variable's name, not a password
 
 
-def _gateway_options(f: Callable[..., None]) -> Callable[..., None]:
+def gateway_options(f: Callable[..., None]) -> Callable[..., None]:
     """The gateway's access options, shared by `webdav` and `up` (no password ever comes from argv)."""
     options = [
         click.option("--auth-user", default=None, metavar="USER",
@@ -55,7 +52,7 @@ def _gateway_options(f: Callable[..., None]) -> Callable[..., None]:
     return f
 
 
-def _gateway_access(auth_user: str | None, auth_password_file: str | None, tls_cert: Path | None,
+def gateway_access(auth_user: str | None, auth_password_file: str | None, tls_cert: Path | None,
                     tls_key: Path | None) -> tuple[tuple[str, str] | None, tuple[Path, Path] | None]:
     """(user, password) and (cert, key) from the options; one-line errors for half-given pairs."""
     if (tls_cert is None) != (tls_key is None):
@@ -80,7 +77,7 @@ def _gateway_access(auth_user: str | None, auth_password_file: str | None, tls_c
     return (auth_user, password), tls
 
 
-def _howto(gw: gateway.Gateway) -> str:
+def howto(gw: gateway.Gateway) -> str:
     url = gw.url
     scheme, rest = url.split("://", 1)
     dav = ("davs" if scheme == "https" else "dav") + "://" + rest
@@ -109,105 +106,23 @@ def _howto(gw: gateway.Gateway) -> str:
 
 @cli.command()
 @click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT for the gateway.")
-@_gateway_options
+@gateway_options
 def webdav(listen: str, auth_user: str | None, auth_password_file: str | None, tls_cert: Path | None,
            tls_key: Path | None, host_names: tuple[str, ...]) -> None:
     """Serve the logged-in drive, decrypted, over WebDAV (every client logs in; see the banner)."""
 
     def body() -> None:
         host, port = parse_listen(listen, 8080)
-        auth, tls = _gateway_access(auth_user, auth_password_file, tls_cert, tls_key)
+        auth, tls = gateway_access(auth_user, auth_password_file, tls_cert, tls_key)
         gateway.check_exposure(host, auth=auth, tls=tls)
-        base = home()
-        drive = Drive.open(base)
-        try:
+        with open_drive() as drive:
             gw = gateway.start(drive, host, port, auth=auth, tls=tls, host_names=host_names,
-                               state_file=base / gateway.STATE_FILE)
+                               state_file=home_dir() / gateway.STATE_FILE)
             try:
-                click.echo(_howto(gw))
-                _wait_for_signal()
+                click.echo(howto(gw))
+                wait_for_signal()
             finally:
                 gw.stop()
-        finally:
-            drive.close()
-
-    run(body)
-
-
-@cli.command()
-@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Server storage folder (default: MEGADRIVE_HOME/server).")
-@click.option("--server-listen", default="127.0.0.1:8420", show_default=True, help="HOST:PORT of the local server.")
-@click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT of the WebDAV gateway.")
-@click.option("--user", default="local", show_default=True, help="Account name on the local server.")
-@click.option("--quota", default="50G", show_default=True)
-@_gateway_options
-@click.option("--password-file", default=None, type=click.Path(dir_okay=False),
-              help="The account password (first line); or MEGADRIVE_PASSWORD, or a prompt.")
-@click.option("--mount", "mount_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Also mount the drive as a folder here (FUSE).")
-@click.option("--allow-other", is_flag=True,
-              help="With --mount: let other local users in (they get what the file modes allow).")
-def up(data: Path | None, server_listen: str, listen: str, user: str, quota: str, auth_user: str | None,
-       auth_password_file: str | None, tls_cert: Path | None, tls_key: Path | None, host_names: tuple[str, ...],
-       password_file: str | None, mount_dir: Path | None, allow_other: bool) -> None:
-    """Run a local server and the WebDAV gateway in one process (creates the account on first run)."""
-
-    def body() -> None:
-        from megadrive.server.config import ServerConfig
-        from megadrive.server.serve import start as start_server
-
-        base = home()
-        shost, sport = parse_listen(server_listen, 8420)
-        ghost, gport = parse_listen(listen, 8080)
-        gauth, tls = _gateway_access(auth_user, auth_password_file, tls_cert, tls_key)
-        gateway.check_exposure(ghost, auth=gauth, tls=tls)
-        if allow_other and mount_dir is None:
-            raise ConfigError("--allow-other goes with --mount")
-        cfg = ServerConfig(data_dir=data or base / "server", host=shost, port=sport, quota=parse_size(quota))
-        srv = start_server(cfg)
-        try:
-            api = Api(srv.url)
-            name = account.normalize_user(user)
-            session = None
-            try:
-                s = load_session(base)
-                if s.server == api.base_url and s.user == name:
-                    Api(s.server, s.token).account()
-                    session = s
-            except MegaDriveError:
-                session = None
-            if session is None:
-                marker = base / "up.json"
-                known = json.loads(marker.read_text()) if marker.exists() else {}
-                if known.get(str(cfg.data_dir.resolve())) != name and get_pin(base, api.base_url, name) is None:
-                    click.echo(f"First run: creating account {name!r} on the local server.")
-                    session = account.signup(api, base, name, read_password(password_file, confirm=True))
-                    known[str(cfg.data_dir.resolve())] = name
-                    write_private(marker, json.dumps(known).encode())
-                else:
-                    session = account.login(api, base, name, read_password(password_file))
-                save_session(base, session)
-            drive = Drive.open(base)
-            try:
-                gw = gateway.start(drive, ghost, gport, auth=gauth, tls=tls, host_names=host_names,
-                                   state_file=base / gateway.STATE_FILE)
-                try:
-                    click.echo(f"Local server (ciphertext only) at {srv.url}, data in {cfg.data_dir}")
-                    if mount_dir is not None:
-                        _mount_here(base, mount_dir, allow_other=allow_other)
-                    click.echo(_howto(gw))
-                    _wait_for_signal()
-                finally:
-                    if mount_dir is not None and os.path.ismount(mount_dir):
-                        _unmount(base, mount_dir)
-                    gw.stop()
-            finally:
-                drive.close()
-        except AuthError as e:
-            raise AuthError(f"{e.message} (wrong password for {user!r}?)") from None
-        finally:
-            srv.stop()
 
     run(body)
 
@@ -232,18 +147,17 @@ def mount_cmd(mountpoint: Path, foreground: bool, debug: bool, allow_other: bool
     def body() -> None:
         from . import fuse
 
-        base = home()
+        base = home_dir()
         if not foreground:
-            _mount_here(base, mountpoint, allow_other=allow_other)
+            mount_here(base, mountpoint, allow_other=allow_other)
             return
         _prepare_mountpoint(mountpoint)
-        drive = Drive.open(base)
         pid = _pidfile(base, mountpoint)
         pid.write_text(str(os.getpid()))
         try:
-            fuse.mount(drive, mountpoint, foreground=True, debug=debug, allow_other=allow_other)
+            with open_drive() as drive:
+                fuse.mount(drive, mountpoint, foreground=True, debug=debug, allow_other=allow_other)
         finally:
-            drive.close()
             pid.unlink(missing_ok=True)
 
     run(body)
@@ -260,7 +174,7 @@ def _prepare_mountpoint(mountpoint: Path) -> None:
         raise ConfigError(f"{mountpoint} is already a mount point")
 
 
-def _mount_here(base: Path, mountpoint: Path, *, allow_other: bool = False) -> None:
+def mount_here(base: Path, mountpoint: Path, *, allow_other: bool = False) -> None:
     _prepare_mountpoint(mountpoint)
     _spawn_mount(base, mountpoint, allow_other=allow_other)
 
@@ -273,7 +187,8 @@ def _spawn_mount(base: Path, mountpoint: Path, *, allow_other: bool = False) -> 
 
     log = base / "mount.log"
     with open(log, "ab") as out:
-        argv = [sys.argv[0], "mount", "--foreground", str(mountpoint), *(["--allow-other"] if allow_other else [])]
+        argv = [sys.executable, "-m", "megadrive", "mount", "--foreground", str(mountpoint),
+                *(["--allow-other"] if allow_other else [])]
         child = subprocess.Popen(argv, stdout=out,
                                  stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 60
@@ -295,12 +210,10 @@ def _spawn_mount(base: Path, mountpoint: Path, *, allow_other: bool = False) -> 
 def unmount_cmd(mountpoint: Path) -> None:
     """Commit everything pending, then unmount."""
 
-    def body() -> None:
-        _unmount(home(), mountpoint)
-    run(body)
+    run(lambda: unmount_at(home_dir(), mountpoint))
 
 
-def _unmount(base: Path, mountpoint: Path) -> None:
+def unmount_at(base: Path, mountpoint: Path) -> None:
     """fusermount -u, then wait for the mount process to commit what is staged and exit."""
     import subprocess
     import time
@@ -342,8 +255,3 @@ def _is_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except (OSError, IndexError):
         return False
-
-
-def main() -> None:
-    cli(prog_name="megadrive")
-

@@ -16,8 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from megadrive.content import FileReader, FileWriter
-from megadrive.drive import Drive
+from megadrive.drive import Drive, FileReader, FileWriter
 from megadrive.errors import MegaDriveError, NetworkError, ServerError, log_text
 
 log = logging.getLogger(__name__)

@@ -258,7 +258,7 @@ def check_after_gc_crash(url: str, data: Path, tmp_path: Path, acct: Account, fi
     # A GC pass afterwards (the real command, next to the running server) leaves no orphan.
     done = megadrive("server", "gc", "--data", str(data), "--grace", "0")
     assert done.returncode == 0, done.stderr
-    stats = dict(item.split("=", 1) for item in done.stdout.split())
+    stats = json.loads(done.stdout)
     assert int(stats["orphans_deleted"]) == len(missing) and int(stats["refs_removed"]) == len(kept)
     code, report_json = fsck_cli(data, "--grace", "0")
     assert code == 0 and report_json["found"]["problems"] == 0 and not report_json["found"]["pending"]

@@ -140,7 +140,7 @@ def test_gc_cli_removes_unreferenced_keeps_referenced(make_server: Callable[...,
 
     # Grace protects everything at first.
     out = subprocess.run(
-        [sys.executable, "-m", "megadrive.server", "--data", str(server.data_dir), "--gc"],
+        [sys.executable, "-m", "megadrive.server", "gc", "--data", str(server.data_dir)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -149,7 +149,7 @@ def test_gc_cli_removes_unreferenced_keeps_referenced(make_server: Callable[...,
     assert json.loads(out.stdout)["chunks_deleted"] == 0
 
     out = subprocess.run(
-        [sys.executable, "-m", "megadrive.server", "--data", str(server.data_dir), "--gc", "--gc-grace", "0"],
+        [sys.executable, "-m", "megadrive.server", "gc", "--data", str(server.data_dir), "--grace", "0"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from serverproc import READY_PREFIX, running_server
 
-from megadrive.server.__main__ import config_from_args, parse_args
+from megadrive.server.cli import build_config, server
 from megadrive.server.config import ServerConfig
 from megadrive.server.serve import start
 
@@ -85,11 +85,19 @@ def test_bad_arguments(tmp_path: Path, args: list[str]) -> None:
     assert "Traceback" not in result.stderr
 
 
+def _config(*argv: str) -> ServerConfig:
+    """What `server ARGV` would serve with: the command's own parsing, then build_config."""
+    params = server.make_context("server", list(argv)).params
+    params.pop("log_level")
+    return build_config(params.pop("data"), **params)
+
+
 def test_limit_options_reach_the_config(tmp_path: Path) -> None:
-    defaults = config_from_args(parse_args(["--data", str(tmp_path)]))
-    assert (defaults.max_nodes, defaults.signup_rate) == (1_000_000, 10)
-    set_ = config_from_args(parse_args(["--data", str(tmp_path), "--max-nodes", "7", "--signup-limit", "0"]))
-    assert (set_.max_nodes, set_.signup_rate) == (7, 0)
+    defaults = _config("--data", str(tmp_path))
+    assert (defaults.max_nodes, defaults.signup_rate, defaults.quota) == (1_000_000, 10, 50 << 30)
+    set_ = _config("--data", str(tmp_path), "--max-nodes", "7", "--signup-limit", "0", "--quota", "3M")
+    assert (set_.max_nodes, set_.signup_rate, set_.quota) == (7, 0, 3 << 20)
+    assert _config("--data", str(tmp_path), "--quota", "12345").quota == 12345  # bytes, as the tests pass it
     help_text = cli("--help").stdout
     assert "--max-nodes" in help_text and "--signup-limit" in help_text
     with pytest.raises(ValueError):

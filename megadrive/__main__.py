@@ -1,0 +1,5 @@
+"""``python -m megadrive``: the same command as the ``megadrive`` console script."""
+
+from megadrive.main import main
+
+main()
