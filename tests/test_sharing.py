@@ -68,7 +68,7 @@ def test_read_share_through_drive_and_webdav(pair: tuple[Drive, Drive]) -> None:
     with pytest.raises(PermissionDenied):  # straight to the API, bypassing the client's own checks
         b.api.trash_node(a.stat("/proj/a.txt").node_id)
     assert a.read_file("/proj/a.txt") == b"hello bob"
-    with pytest.raises((PermissionDenied, NotFound)):  # nothing outside the shared folder
+    with pytest.raises(NotFound):  # nothing outside the shared folder: not even that it exists (404, as unknown)
         b.api.get_node(a.stat("/private.txt").node_id)
     # Through bob's WebDAV gateway: read works, a write is 403.
     gw = gateway.start(b, "127.0.0.1", 0)
@@ -167,9 +167,9 @@ def test_unshare_cuts_access_and_rekeys(pair: tuple[Drive, Drive], server: Serve
     a.write_file("/proj/sub/after2.txt", b"also after")
     a.write_file("/proj/old.txt", b"a new version of an old file")
     # Bob's access is gone at once.
-    with pytest.raises((PermissionDenied, NotFound)):
+    with pytest.raises(PermissionDenied, match="revoked"):  # a folder bob could see: 403, not 404
         b.api.get_node(a.stat("/proj/after.txt").node_id)
-    with pytest.raises((PermissionDenied, NotFound)):
+    with pytest.raises(PermissionDenied, match="no active share"):
         b.api.changes(0, owner=a.owner)
     b.refresh()
     assert b.listdir("/") == []
@@ -348,10 +348,10 @@ def test_recipient_reaches_only_chunks_of_files_it_may_read(pair: tuple[Drive, D
     a.sharing.share("/p2", "bob", "read")
     b.sharing.accept("alice")
     assert b.api.get_chunk(chunks("/p1/one.bin")[0])  # inside an active share: served
-    with pytest.raises((NotFound, PermissionDenied)):  # never shared, though alice shares other things
+    with pytest.raises(NotFound):  # never shared, though alice shares other things: 404, as unknown
         b.api.get_chunk(chunks("/private.bin")[0])
     a.sharing.unshare("/p1", "bob")
-    with pytest.raises((NotFound, PermissionDenied)):  # revoked: not even chunks of unchanged files
+    with pytest.raises(PermissionDenied, match="revoked"):  # revoked: not even chunks of unchanged files
         b.api.get_chunk(chunks("/p1/one.bin")[0])
     assert b.api.get_chunk(chunks("/p2/two.bin")[0])  # the other share still works
 

@@ -104,16 +104,23 @@ def test_swapped_chunks(server: Server, tmp_path: Path, setup: tuple[Drive, str,
     must_fail(fresh(server, tmp_path, "victim"), "/secret.bin")
 
 
-def test_swapped_chunks_with_swapped_ids(server: Server, tmp_path: Path, setup: tuple[Drive, str, bytes]) -> None:
-    """Reordering the manifest's references is impossible without the key; renaming files is caught too."""
-    d, node, _ = setup
-    ids = chunks_of(d, "/secret.bin")
-    a, b = chunk_path(server, ids[0]), chunk_path(server, ids[1])
-    tmp = a.with_name("tmp")
-    a.rename(tmp)
-    b.rename(a)
-    tmp.rename(b)
+def test_reordered_manifest_references(server: Server, tmp_path: Path, setup: tuple[Drive, str, bytes]) -> None:
+    """The server cannot reorder a file's chunks by editing the manifest's list of chunk ids: it is sealed.
+
+    The two 32-byte chunk ids are swapped where they sit in the sealed blob
+    (version byte, 24-byte nonce, then the 92-byte head; a stream cipher keeps
+    offsets), and the server's own list of the version's chunks is swapped too.
+    """
+    d, node, data = setup
+    with db(server) as c:
+        (blob,) = c.execute("SELECT manifest FROM versions WHERE node_id=? AND version=1", (node,)).fetchone()
+        raw = bytearray(blob)
+        first, second = 1 + 24 + 92, 1 + 24 + 92 + 32
+        raw[first:first + 32], raw[second:second + 32] = raw[second:second + 32], raw[first:first + 32]
+        assert bytes(raw) != blob
+        c.execute("UPDATE versions SET manifest=? WHERE node_id=? AND version=1", (bytes(raw), node))
     must_fail(fresh(server, tmp_path, "victim"), "/secret.bin")
+    must_fail(d, "/secret.bin")
 
 
 def test_swapped_manifests(server: Server, tmp_path: Path, setup: tuple[Drive, str, bytes]) -> None:
