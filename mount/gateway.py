@@ -22,24 +22,27 @@ from typing import Any
 import httpx
 from cheroot import wsgi
 from wsgidav.dir_browser import WsgiDavDirBrowser
-from wsgidav.error_printer import ErrorPrinter
 from wsgidav.http_authenticator import HTTPAuthenticator
 from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
-from megadrive.drive import Drive
+from megadrive.drive import Drive, write_private
 from megadrive.errors import ConfigError, log_text
-from megadrive.state import write_private
 
+from .connection import BoundedServer, DeferredTLSAdapter
 from .guard import Credentials, FileContentHeaders, Guard, HostPolicy
 from .locks import PersistentLockStorage
 from .props import DrivePropertyManager
-from .webdav import DriveProvider
+from .webdav import DriveProvider, ErrorPages
 
 log = logging.getLogger(__name__)
 
 REFRESH_INTERVAL = 2.0
 STATE_FILE = "gateway.json"
+# Worker threads: each serves one connection at a time, and a slow client holds one only as long as
+# mount.connection allows (10 s for headers, 20 s plus 1 s per 500 bytes for a body).
+WORKERS = 64
+TIMEOUT = 60  # seconds: the longest wait for one read or write, and how long an idle connection is kept
 
 
 def is_loopback(host: str) -> bool:
@@ -65,7 +68,7 @@ def build_app(drive: Drive, *, verbose: int = 1) -> WsgiDAVApp:
     """wsgidav over the Drive, anonymous inside: the Guard in front of it authenticates every request."""
     config = {
         "provider_mapping": {"/": DriveProvider(drive)},
-        "middleware_stack": [ErrorPrinter, HTTPAuthenticator, WsgiDavDirBrowser, FileContentHeaders,
+        "middleware_stack": [ErrorPages, HTTPAuthenticator, WsgiDavDirBrowser, FileContentHeaders,
                              RequestResolver],
         "http_authenticator": {"domain_controller": None, "accept_basic": False, "accept_digest": False,
                                "default_to_digest": False},
@@ -141,13 +144,11 @@ def start(drive: Drive, host: str = "127.0.0.1", port: int = 8080, *, auth: tupl
     credentials = Credentials(*auth) if auth else Credentials.fresh()
     scheme = "https" if tls else "http"
     guard = Guard(build_app(drive), credentials)
-    server = wsgi.Server((host, port), guard, numthreads=16, timeout=60)
+    server = BoundedServer((host, port), guard, numthreads=WORKERS, timeout=TIMEOUT, request_queue_size=128)
     server.error_log = _one_line_error_log  # type: ignore[method-assign]
     if tls:
-        from cheroot.ssl.builtin import BuiltinSSLAdapter
-
         try:
-            server.ssl_adapter = BuiltinSSLAdapter(str(tls[0]), str(tls[1]))
+            server.ssl_adapter = DeferredTLSAdapter(str(tls[0]), str(tls[1]))
         except (OSError, ssl.SSLError) as e:
             raise ConfigError(f"cannot load the TLS certificate and key: {e}") from None
     server.prepare()

@@ -10,7 +10,11 @@ request it checks, in this order:
    other web page can script requests to it;
 3. the request carries the gateway's credentials, HTTP Basic or Digest, for
    every method, GET and OPTIONS included (401 otherwise): on loopback too,
-   because any local user can connect to 127.0.0.1.
+   because any local user can connect to 127.0.0.1;
+4. its path, headers and body stay within the gateway's bounds
+   (:mod:`.bounds`: 400, 408, 413, 414, 415 or 416 otherwise).
+
+Every refusal but the 401 challenge is logged, one line without any name.
 
 Every response then gets ``X-Content-Type-Options: nosniff``,
 ``X-Frame-Options: DENY`` and, unless it is file content, a script-free
@@ -31,6 +35,7 @@ import binascii
 import hashlib
 import hmac
 import ipaddress
+import logging
 import re
 import secrets
 import time
@@ -40,6 +45,10 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from wsgidav.mw.base_mw import BaseMiddleware
+
+from .bounds import check_request
+
+log = logging.getLogger(__name__)
 
 REALM = "MegaDrive"
 GENERATED_USER = "megadrive"
@@ -228,6 +237,9 @@ class Guard:
         if not ok:
             return self._challenge(environ, start_response, stale)
         environ["megadrive.gateway.user"] = self.credentials.user
+        refusal = check_request(environ, scheme=hosts.scheme, own_host=lambda netloc: hosts.admits(netloc) is not None)
+        if refusal:
+            return self._refuse(environ, start_response, refusal.status, refusal.reason)
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             return start_response(status, _with_page_headers(headers, file=bool(environ.get(FILE_REQUEST))),
@@ -333,12 +345,16 @@ class Guard:
         return self._refuse(environ, start_response, "401 Unauthorized",
                             "log in with the gateway's user and password (see its banner, or gateway.json "
                             "in MEGADRIVE_HOME)",
-                            [("WWW-Authenticate", digest), ("WWW-Authenticate", basic)])
+                            [("WWW-Authenticate", digest), ("WWW-Authenticate", basic)], logged=False)
 
     @staticmethod
     def _refuse(environ: Environ, start_response: StartResponse, status: str, message: str,
-                extra: list[tuple[str, str]] | None = None) -> list[bytes]:
-        """A one-line text/plain answer (no body for HEAD)."""
+                extra: list[tuple[str, str]] | None = None, *, logged: bool = True) -> list[bytes]:
+        """A one-line text/plain answer (no body for HEAD), and a log line (the message never names a file)."""
+        if logged:
+            method = str(environ.get("REQUEST_METHOD", ""))
+            method = method if method.isascii() and method.isalpha() and len(method) <= 16 else "?"
+            log.warning("refused %s request: %s: %s", method, status, message)
         body = f"{status}: {message}\n".encode()
         headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
                    *(extra or [])]

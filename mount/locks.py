@@ -4,6 +4,10 @@ wsgidav's in-memory ``LockStorageDict`` does the lock logic; this subclass
 writes every lock through to the Drive's sealed local records (keyed hash of
 the token, sealed JSON value), so no plaintext path lands on disk, and
 reloads them when the gateway starts.
+
+A lock's owner (the client's XML) holds at most ``MAX_OWNER_BYTES`` (413),
+and the gateway keeps at most ``MAX_LOCKS`` locks (403 past that): each is
+kept in memory and on disk.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import logging
 import time
 from typing import Any
 
+from wsgidav.dav_error import DAVError
 from wsgidav.lock_man.lock_storage import LockStorageDict
 
 from megadrive.drive import Drive
@@ -20,6 +25,8 @@ from megadrive.drive import Drive
 log = logging.getLogger(__name__)
 
 NAMESPACE = "webdav-lock"
+MAX_LOCKS = 10_000
+MAX_OWNER_BYTES = 4096
 
 
 def _encode(v: Any) -> Any:
@@ -52,6 +59,14 @@ class PersistentLockStorage(LockStorageDict):  # type: ignore[misc]
             self._dict.setdefault(f"URL2TOKEN:{root}", []).append(token)
             self._saved[token] = json.dumps({k: _encode(v) for k, v in lock.items()}, sort_keys=True)
         log.info("restored %d WebDAV lock(s)", len(self._saved))
+
+    def create(self, path: str, lock: dict[str, Any]) -> Any:
+        owner = lock.get("owner") or b""
+        if len(owner) > MAX_OWNER_BYTES:
+            raise DAVError(413, context_info=f"a lock owner may hold at most {MAX_OWNER_BYTES} bytes")
+        if len(self._saved) >= MAX_LOCKS:
+            raise DAVError(403, context_info=f"the gateway holds {MAX_LOCKS} locks already; unlock some first")
+        return super().create(path, lock)
 
     def _flush(self) -> None:
         """Called by every change in LockStorageDict: write the differences through."""

@@ -1,7 +1,10 @@
 """WebDAV dead properties, stored encrypted on the server in each node's meta.
 
 A property travels with its node: a move or copy done by the Drive carries
-it, so the copy/move hooks here have nothing to do.
+it, so the copy/move hooks here have nothing to do. The dead properties of
+one node hold at most ``MAX_PROPS_BYTES`` (names and values, UTF-8), so its
+meta stays within what the server stores; a property past that gets 413 in
+the PROPPATCH answer (and the others of the request 424, RFC 4918 9.2).
 """
 
 from __future__ import annotations
@@ -9,10 +12,15 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote
 
+from wsgidav.dav_error import DAVError
+
 from megadrive.drive import Drive
 from megadrive.errors import NotFound
 
-from .webdav import dav_errors
+from .webdav import HTTP_CONTENT_TOO_LARGE, dav_errors
+
+MAX_PROPS_BYTES = 32 * 1024
+PENDING = "megadrive.props.pending"  # environ: path -> the properties this PROPPATCH sets
 
 
 def _path(norm_url: str) -> str:
@@ -47,10 +55,19 @@ class DrivePropertyManager:
     def write_property(self, norm_url: str, name: str, property_value: bytes | str, dry_run: bool = False,
                        environ: Any = None) -> None:
         value = property_value.decode("utf-8") if isinstance(property_value, bytes) else str(property_value)
+        path = _path(norm_url)
+        # wsgidav checks every property of a PROPPATCH (dry_run) before it writes any: count them all.
+        staged = (environ if environ is not None else {}).setdefault(PENDING, {}).setdefault(path, {})
+        with dav_errors():
+            props = {**self._props(norm_url), **staged, name: value}
+        if sum(len(k.encode()) + len(v.encode()) for k, v in props.items()) > MAX_PROPS_BYTES:
+            raise DAVError(HTTP_CONTENT_TOO_LARGE,
+                           context_info=f"the properties of one resource may hold at most {MAX_PROPS_BYTES} bytes")
         if dry_run:
+            staged[name] = value
             return
         with dav_errors():
-            self.drive.set_attrs(_path(norm_url), props={name: value})
+            self.drive.set_attrs(path, props={name: value})
 
     def remove_property(self, norm_url: str, name: str, dry_run: bool = False, environ: Any = None) -> None:
         if dry_run:

@@ -1,9 +1,11 @@
 """WebDAV front-end: a wsgidav DAVProvider over the Drive API, and nothing else.
 
 It only translates: WebDAV resources to Drive calls, and Drive errors to
-DAVError statuses (in :func:`dav_errors`, the one mapping). Uploads stream
+DAVError statuses (in :func:`dav_error`, the one mapping). Uploads stream
 into a staged Drive version that becomes visible only when the request body
-completed (``end_write(with_errors=False)``).
+completed (``end_write(with_errors=False)``). :class:`ErrorPages` turns every
+failure into a one-line answer: a Drive error, a client too slow or a body
+cut short, and (as a logged 500) anything else; never a traceback or a repr.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import mimetypes
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote, unquote, urlparse
 
@@ -24,19 +27,23 @@ from wsgidav.dav_error import (
     HTTP_CONFLICT,
     HTTP_FORBIDDEN,
     HTTP_INTERNAL_ERROR,
+    HTTP_NO_CONTENT,
     HTTP_NOT_FOUND,
+    HTTP_NOT_MODIFIED,
     HTTP_PRECONDITION_FAILED,
     DAVError,
     PRECONDITION_CODE_PropfindFiniteDepth,
+    get_http_status_string,
 )
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
+from wsgidav.mw.base_mw import BaseMiddleware
 
-from megadrive.content import FileReader, FileWriter
-from megadrive.drive import Drive, Entry, join
+from megadrive.drive import Drive, Entry, FileReader, FileWriter, join
 from megadrive.errors import (
     AlreadyExists,
     AuthError,
     Conflict,
+    FileTooLarge,
     IntegrityError,
     InvalidPath,
     IsADirectory,
@@ -47,13 +54,23 @@ from megadrive.errors import (
     NotFound,
     PermissionDenied,
     QuotaExceeded,
+    ServerError,
     StaleVersion,
+    TakenDown,
 )
+
+from .bounds import http_date
+from .connection import ClientTooSlow, MalformedBody
 
 log = logging.getLogger(__name__)
 
+HTTP_REQUEST_TIMEOUT = 408
+HTTP_CONTENT_TOO_LARGE = 413
+HTTP_UNAVAILABLE_FOR_LEGAL_REASONS = 451
 HTTP_INSUFFICIENT_STORAGE = 507
 HTTP_BAD_GATEWAY = 502
+# 4xx answers to a request the gateway will not carry out as sent: each gets a log line (never a name in it).
+REFUSALS = frozenset({400, 405, 408, 411, 413, 414, 415, 416, 431, 501})
 
 
 def _status_for(e: MegaDriveError) -> int:
@@ -67,25 +84,40 @@ def _status_for(e: MegaDriveError) -> int:
         return HTTP_BAD_REQUEST
     if isinstance(e, PermissionDenied):
         return HTTP_FORBIDDEN
+    if isinstance(e, FileTooLarge):
+        return HTTP_CONTENT_TOO_LARGE
+    if isinstance(e, TakenDown):
+        return HTTP_UNAVAILABLE_FOR_LEGAL_REASONS
     if isinstance(e, QuotaExceeded):
         return HTTP_INSUFFICIENT_STORAGE
-    if isinstance(e, NetworkError | AuthError):
+    if isinstance(e, NetworkError | AuthError | ServerError):  # the storage server is down or failed
         return HTTP_BAD_GATEWAY
     return HTTP_INTERNAL_ERROR
 
 
+class LoggedError(DAVError):  # type: ignore[misc]
+    """A status whose cause was logged where it was mapped (a Drive error, an internal error)."""
+
+
+def dav_error(e: MegaDriveError) -> LoggedError:
+    """The one place Drive errors become WebDAV statuses; a 5xx is logged (by type, never with a name)."""
+    status = _status_for(e)
+    if isinstance(e, IntegrityError):
+        log.error("INTEGRITY FAILURE: %s", e.log_text())
+    elif status >= 500:
+        log.error("%s", e.log_text())
+    # InvalidPath quotes the name as Python would; the client gets the rule it broke instead.
+    text = (InvalidPath.__doc__ or "").strip() if isinstance(e, InvalidPath) else e.message
+    return LoggedError(status, context_info=text)
+
+
 @contextmanager
 def dav_errors() -> Iterator[None]:
-    """The one place Drive errors become WebDAV statuses."""
+    """Drive calls inside raise their errors as WebDAV statuses (:func:`dav_error`)."""
     try:
         yield
     except MegaDriveError as e:
-        status = _status_for(e)
-        if isinstance(e, IntegrityError):
-            log.error("INTEGRITY FAILURE: %s", e.log_text())
-        elif status >= 500:
-            log.error("%s", e.log_text())
-        raise DAVError(status, context_info=e.message) from None
+        raise dav_error(e) from None
 
 
 def _drive(environ: dict[str, Any]) -> Drive:
@@ -239,11 +271,21 @@ class FileResource(DAVNonCollection):
         return _native_copy(self, dest_path, depth_infinity)
 
     def set_last_modified(self, dest_path: str, time_stamp: Any, *, dry_run: bool) -> bool:
-        secs = time_stamp if isinstance(time_stamp, int | float) else util.parse_time_string(time_stamp)
-        if not dry_run:
-            with dav_errors():
-                _drive(self.environ).set_attrs(dest_path, mtime_ns=int(secs * 1_000_000_000))
-        return True
+        return _set_mtime(self, dest_path, time_stamp, dry_run)
+
+
+MAX_MTIME = 253402300799  # 9999-12-31T23:59:59Z
+
+
+def _set_mtime(res: Any, dest_path: str, time_stamp: Any, dry_run: bool) -> bool:
+    """getlastmodified (or X-OC-Mtime, or Win32LastModifiedTime) written: an HTTP date or seconds."""
+    secs = time_stamp if isinstance(time_stamp, int | float) else http_date(str(time_stamp))
+    if secs is None or not 0 <= secs <= MAX_MTIME:
+        raise DAVError(HTTP_BAD_REQUEST, context_info="not a date the drive can store")
+    if not dry_run:
+        with dav_errors():
+            _drive(res.environ).set_attrs(dest_path, mtime_ns=int(secs * 1_000_000_000))
+    return True
 
 
 def _drop_locks(res: Any, path: str) -> None:
@@ -355,11 +397,7 @@ class FolderResource(DAVCollection):
         return _native_copy(self, dest_path, depth_infinity)
 
     def set_last_modified(self, dest_path: str, time_stamp: Any, *, dry_run: bool) -> bool:
-        secs = time_stamp if isinstance(time_stamp, int | float) else util.parse_time_string(time_stamp)
-        if not dry_run:
-            with dav_errors():
-                _drive(self.environ).set_attrs(dest_path, mtime_ns=int(secs * 1_000_000_000))
-        return True
+        return _set_mtime(self, dest_path, time_stamp, dry_run)
 
 
 WIN32_NS = "{urn:schemas-microsoft-com:}"
@@ -375,10 +413,8 @@ class DriveProvider(DAVProvider):
 
     def custom_request_handler(self, environ: dict[str, Any], start_response: Any, default_handler: Any) -> Any:
         method = environ["REQUEST_METHOD"]
-        if method == "PROPFIND" and environ.get("HTTP_DEPTH", "infinity").strip().lower() == "infinity":
-            # Walking the whole drive for one request is refused (RFC 4918 9.1, as Apache and IIS do).
-            raise DAVError(HTTP_FORBIDDEN, context_info="PROPFIND with Depth: infinity is not supported",
-                           err_condition=PRECONDITION_CODE_PropfindFiniteDepth)
+        if method == "PROPFIND":
+            self._finite_propfind(environ)
         if method == "PROPPATCH":
             self._admit_win32_proppatch(environ)
         if method in ("MOVE", "COPY") and "HTTP_DESTINATION" in environ:
@@ -396,6 +432,28 @@ class DriveProvider(DAVProvider):
 
                 return default_handler(environ, start)
         return default_handler(environ, start_response)
+
+    def _finite_propfind(self, environ: dict[str, Any]) -> None:
+        """Walking a whole folder tree for one request is refused (RFC 4918 9.1, as Apache and IIS do).
+
+        No Depth header means infinity; on a file or a missing resource that is
+        what Depth 0 answers (webdav4/fsspec send no Depth to stat a file), so
+        only a folder is refused.
+        """
+        depth = environ.get("HTTP_DEPTH")
+        if depth is None:
+            try:
+                with dav_errors():
+                    is_folder = self.drive.stat(environ["PATH_INFO"]).is_dir
+            except DAVError as e:
+                if e.value >= 500:
+                    raise
+                is_folder = False  # missing, or a path through a file: Depth 0 answers that (404)
+            if not is_folder:
+                environ["HTTP_DEPTH"] = depth = "0"
+        if depth in (None, "infinity"):
+            raise DAVError(HTTP_FORBIDDEN, context_info="PROPFIND with Depth: infinity is not supported",
+                           err_condition=PRECONDITION_CODE_PropfindFiniteDepth)
 
     def _admit_win32_proppatch(self, environ: dict[str, Any]) -> None:
         """Let a PROPPATCH that only sets Win32 times/attributes through a lock without its token.
@@ -427,8 +485,10 @@ class DriveProvider(DAVProvider):
     def is_readonly(self) -> bool:
         return False
 
-    def get_resource_inst(self, path: str, environ: dict[str, Any]) -> Any:
+    def get_resource_inst(self, path: str | None, environ: dict[str, Any]) -> Any:
         environ["megadrive.drive"] = self.drive
+        if path is None:  # wsgidav asks for the parent of "/"
+            return None
         try:
             with dav_errors():
                 entry = self.drive.stat(path)
@@ -441,3 +501,107 @@ class DriveProvider(DAVProvider):
         if entry.is_dir:
             return FolderResource(path, environ, entry)
         return FileResource(path, environ, entry)
+
+
+def _method(environ: dict[str, Any]) -> str:
+    """The request method as a log may show it (it comes from the client)."""
+    m = str(environ.get("REQUEST_METHOD", ""))
+    return m if m.isascii() and m.isalpha() and len(m) <= 16 else "?"
+
+
+def as_dav_error(e: BaseException) -> DAVError:
+    """Any failure inside wsgidav as the status it deserves; what is no client's fault is a logged 500."""
+    if isinstance(e, DAVError) and e.src_exception is not None and not isinstance(e.src_exception, DAVError):
+        e = e.src_exception  # wsgidav wrapped a foreign exception (a PUT's body copy does)
+    if isinstance(e, DAVError):
+        return e
+    if isinstance(e, MegaDriveError):
+        return dav_error(e)
+    if isinstance(e, ClientTooSlow):
+        return DAVError(HTTP_REQUEST_TIMEOUT, context_info="the request came too slowly")
+    if isinstance(e, MalformedBody):
+        return DAVError(HTTP_BAD_REQUEST, context_info=str(e))
+    if isinstance(e, ConnectionError):
+        return DAVError(HTTP_BAD_REQUEST, context_info="the connection failed before the request was read")
+    log.error("internal error: %s", type(e).__name__)
+    log.debug("internal error", exc_info=e)  # (`megadrive -v`: the traceback, which may name files)
+    return LoggedError(HTTP_INTERNAL_ERROR, context_info="the gateway failed to carry out the request")
+
+
+def _wsgidav_error_page(sub: Any) -> DAVError | None:
+    """An error page wsgidav built itself, outside any exception (the one error of a DELETE or MOVE), as the
+    DAVError to render again: its HTML carries wsgidav's version, a date and at times a Python repr."""
+    code_text = str(sub.status).split(" ", 1)[0]
+    if not code_text.isdigit() or int(code_text) < 400:
+        return None
+    headers = list(sub.response_headers or [])
+    if not any(k.lower() == "content-type" and v.startswith("text/html") for k, v in headers):
+        return None
+    keep = [(k, v) for k, v in headers if k.lower() not in ("content-type", "content-length", "date")]
+    return DAVError(int(code_text), add_headers=keep)
+
+
+class ErrorPages(BaseMiddleware):  # type: ignore[misc]
+    """wsgidav's ErrorPrinter without its failures: every error is one text line, never a traceback or repr.
+
+    A status raised as :class:`DAVError` is sent with its one-line context
+    (or the XML of its precondition); anything else is mapped by
+    :func:`as_dav_error`. Refusals (:data:`REFUSALS`) get a log line. An error
+    after the first body byte cannot change the status: the connection is
+    cut instead (the client sees a short body).
+    """
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        sub = util.SubAppStartResponse()
+        started = False
+        err: DAVError | None = None
+        try:
+            app_iter = self.next_app(environ, sub)
+            try:
+                for chunk in app_iter:
+                    if not started:
+                        err = _wsgidav_error_page(sub)
+                        if err is not None:
+                            break
+                        start_response(sub.status, sub.response_headers, sub.exc_info)
+                        started = True
+                    yield chunk
+            finally:
+                if hasattr(app_iter, "close"):
+                    app_iter.close()
+            if not started and err is None:
+                err = _wsgidav_error_page(sub)
+                if err is None:
+                    start_response(sub.status, sub.response_headers, sub.exc_info)
+                    return
+        except Exception as e:  # noqa: BLE001 - the one place where every failure becomes a status
+            err = as_dav_error(e)
+            if started:
+                raise ConnectionAbortedError(f"response cut short ({err.value})") from None
+        if err is not None:
+            yield from self._page(environ, start_response, err)
+
+    @staticmethod
+    def _page(environ: dict[str, Any], start_response: Any, err: DAVError) -> Iterator[bytes]:
+        try:
+            status = f"{err.value} {HTTPStatus(err.value).phrase}"
+        except ValueError:
+            status = get_http_status_string(err)
+        if err.value in REFUSALS:
+            log.warning("refused %s request: %s", _method(environ), status)
+        elif err.value >= 500 and not isinstance(err, LoggedError):
+            log.error("%s request failed: %s", _method(environ), status)
+        headers = [("Date", util.get_rfc1123_time()), *(err.add_headers or [])]
+        if err.value in (HTTP_NOT_MODIFIED, HTTP_NO_CONTENT):
+            start_response(status, [("Content-Length", "0"), *headers])
+            return
+        if err.err_condition:
+            content_type, body = "application/xml; charset=utf-8", err.err_condition.as_string().encode()
+        else:
+            context = str(err.context_info or "").strip().splitlines()
+            shown = context and (err.value < 500 or isinstance(err, LoggedError))
+            text = f"{status}: {context[0][:300]}" if shown else status
+            content_type, body = "text/plain; charset=utf-8", f"{text}\n".encode()
+        start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body))), *headers])
+        if err.add_body and environ.get("REQUEST_METHOD") != "HEAD":
+            yield body

@@ -443,18 +443,25 @@ def raw_connect(url: str) -> socket.socket:
     return s
 
 
-def read_response(s: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """Read one HTTP/1.1 response with a Content-Length (or until close)."""
+def read_response(s: socket.socket, *, head: bool = False) -> tuple[int, dict[str, str], bytes]:
+    """Read one HTTP/1.1 response with a Content-Length (or until close), past any 1xx interim answer;
+    ``head``: the answer to a HEAD (no body, whatever its Content-Length)."""
     buf = b""
-    while b"\r\n\r\n" not in buf:
-        data = s.recv(65536)
-        if not data:
-            raise ConnectionError(f"connection closed mid-headers: {buf!r}")
-        buf += data
-    head, _, body = buf.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
+    while True:
+        while b"\r\n\r\n" not in buf:
+            data = s.recv(65536)
+            if not data:
+                raise ConnectionError(f"connection closed mid-headers: {buf!r}")
+            buf += data
+        top, _, body = buf.partition(b"\r\n\r\n")
+        if not top.startswith(b"HTTP/1.1 1"):
+            break
+        buf = body
+    lines = top.decode("latin-1").split("\r\n")
     code = int(lines[0].split()[1])
     headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    if head:
+        return code, headers, b""
     if "content-length" in headers:
         n = int(headers["content-length"])
         while len(body) < n:
@@ -526,3 +533,62 @@ def files_containing(root: Path, needles: Iterable[bytes]) -> list[str]:
 def needle_forms(marker: str) -> list[bytes]:
     """How a marker could land on disk: UTF-8, URL-encoded, UTF-16 (SQLite can store either)."""
     return sorted({marker.encode(), quote(marker).encode(), marker.encode("utf-16-le")})
+
+
+def raw_request(target: RawTarget, method: str, path: str | bytes, headers: dict[str, str] | None = None,
+                body: bytes = b"", *, auth: bool = True, timeout: float = 60) -> tuple[int, dict[str, str], bytes]:
+    """One request on a fresh socket, byte for byte as given (``path`` may be bytes: NUL, invalid UTF-8...).
+
+    A Content-Length is added for a body unless ``headers`` frame it themselves."""
+    u = urlsplit(target.url)
+    hdrs = {"Host": u.netloc, **({"Authorization": target.authorization} if auth else {}), **(headers or {})}
+    if body and not any(k.lower() in ("content-length", "transfer-encoding") for k in hdrs):
+        hdrs["Content-Length"] = str(len(body))
+    target_bytes = path if isinstance(path, bytes) else path.encode()
+    head = method.encode() + b" " + target_bytes + b" HTTP/1.1\r\n"
+    head += b"".join(k.encode() + b": " + v.encode("latin-1") + b"\r\n" for k, v in hdrs.items()) + b"\r\n"
+    with raw_connect(target.url) as s:
+        s.settimeout(timeout)
+        s.sendall(head + body)
+        return read_response(s, head=method.upper() == "HEAD")
+
+
+class PeakRss:
+    """The highest resident set size of process ``pid`` while the block runs (sampled every 10 ms)."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self._proc = psutil.Process(pid)
+        self.peak = self._proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.01):
+            try:
+                self.peak = max(self.peak, self._proc.memory_info().rss)
+            except Exception:  # noqa: BLE001 - the process may have ended
+                return
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    @property
+    def mib(self) -> float:
+        return self.peak / MiB
+
+
+def self_signed_cert(folder: Path) -> tuple[Path, Path]:
+    """A throwaway certificate and key for 127.0.0.1 and localhost (needs the openssl command)."""
+    crt, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(crt)],
+                   check=True, capture_output=True, timeout=60)
+    return crt, key
