@@ -14,7 +14,11 @@ Every function returns the *effective owner*: the account the route handler
 then passes to the metadata store as ``owner``, so sequence bumps, quota and
 chunk ownership land on the owner whoever acts. Handlers of writes call
 these inside ``MetaStore.transaction()`` so a decision holds for the write
-(a revocation cannot slip between check and change).
+(a revocation cannot slip between check and change): as soon as a check
+learns whose data it decides about, it holds that account
+(``MetaStore.hold_accounts``) and, if the engine says the state may have
+moved meanwhile, reads the node again, so the shares and the ancestry it
+looks at are the ones the write will see.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import enum
 from dataclasses import dataclass
 
 from .errors import Conflict, Forbidden, NotFound, Unavailable
-from .metastore import MetaStore, Node
+from .store.contract import MetaStore
+from .store.records import Node
 
 
 class Level(enum.IntEnum):
@@ -51,6 +56,8 @@ def node_access(meta: MetaStore, caller: str, node_id: str, what: str = "node") 
     """The caller's access to a live node; ``NotFound`` if it has none and never had."""
     try:
         node = meta.find_node(node_id)
+        if meta.hold_accounts(node.owner):  # the owner's data is now fixed until the unit ends
+            node = meta.find_node(node_id)
     except NotFound:
         raise NotFound(f"{what} not found") from None
     if node.owner == caller:
@@ -136,6 +143,7 @@ def chunk_owner(meta: MetaStore, caller: str, owner: str | None) -> str:
     caller holds an active write share from it (``403`` otherwise, whoever ``owner`` is)."""
     if owner is None or owner == caller:
         return caller
+    meta.hold_accounts(owner)
     if not any(s.active and s.access == "write" for s in meta.shares_between(owner, caller)):
         raise Forbidden("no write share from this account")
     return owner

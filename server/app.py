@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -18,11 +19,12 @@ from typing import Any
 import falcon
 
 from . import auth, validate
-from .auth import WindowLimiter
-from .chunkstore import ChunkStore, DirChunkStore
+from .auth import Limiter, SharedLimiter
 from .config import MAX_RECORDS, SIGNUP_WINDOW, ServerConfig
 from .errors import BadRequest, TooLarge, Unauthorized, install_error_handlers
-from .metastore import Limits, MetaStore, SQLiteMetaStore
+from .store.chunks import ChunkStore
+from .store.contract import MetaStore
+from .store.records import Limits
 
 log = logging.getLogger("megadrive.server")
 
@@ -34,9 +36,9 @@ class ServerContext:
     config: ServerConfig
     meta: MetaStore
     chunks: ChunkStore
-    secret: bytes
-    limiter: WindowLimiter  # failed logins, per user name and per address
-    signup_limiter: WindowLimiter | None  # signups per address; None: no limit
+    secret: bytes  # shared by every process on the store (fake prelogin salts)
+    limiter: Limiter  # failed logins, per user name and per address (shared through the store)
+    signup_limiter: Limiter | None  # signups per address (shared); None: no limit
 
 
 class TokenAuth:
@@ -144,8 +146,10 @@ class BodyGuard:
 
 
 def prepare_data_dir(config: ServerConfig) -> None:
-    """Create the data directory owner-only; warn if an existing one is not."""
+    """Create the data directory owner-only (if there is one); warn if an existing one is not."""
     data_dir = config.data_dir
+    if data_dir is None:
+        return
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     mode = data_dir.stat().st_mode & 0o777
     if mode & 0o077:
@@ -157,37 +161,50 @@ def store_limits(config: ServerConfig) -> Limits:
     return Limits(quota=config.quota, max_nodes=config.max_nodes, max_records=MAX_RECORDS)
 
 
-def open_stores(config: ServerConfig) -> tuple[SQLiteMetaStore, DirChunkStore]:
-    """Create the data directory (0700) if needed and open its stores."""
+def open_stores(config: ServerConfig) -> tuple[MetaStore, ChunkStore]:
+    """Open the stores ``config`` names (creating the data directory, 0700, if it has one)."""
+    from .store.urls import open_chunks, open_meta
+
     prepare_data_dir(config)
-    return SQLiteMetaStore(config.meta_path, store_limits(config)), DirChunkStore(config.chunks_dir)
+    meta = open_meta(config.meta_location, store_limits(config))
+    try:
+        return meta, open_chunks(config.chunks_location)
+    except BaseException:
+        meta.close()
+        raise
 
 
-def build_app(
-    config: ServerConfig, metastore: MetaStore | None = None, chunkstore: ChunkStore | None = None
-) -> falcon.App:
-    """The WSGI app over the given stores (by default those of ``config.data_dir``).
+def shared_secret(config: ServerConfig, meta: MetaStore) -> bytes:
+    """The prelogin secret every process on ``meta`` uses: stored in the database, seeded
+    (once) from the data folder's ``server.secret`` if there is one, else at random."""
+    path = config.secret_path
+    seed = auth.load_or_create_secret(path) if path is not None else secrets.token_bytes(auth.SECRET_BYTES)
+    return meta.shared_secret(seed)
 
-    A given ``metastore`` must enforce the limits of ``config`` (see :func:`store_limits`).
+
+def build_app(config: ServerConfig, metastore: MetaStore, chunkstore: ChunkStore) -> falcon.App:
+    """The WSGI app over the given stores (see :func:`open_stores`).
+
+    ``metastore`` must enforce the limits of ``config`` (see :func:`store_limits`).
     """
     from . import routes_account, routes_chunks, routes_nodes, routes_records, routes_sharing
 
     prepare_data_dir(config)
-    if metastore is None:
-        metastore = SQLiteMetaStore(config.meta_path, store_limits(config))
     if metastore.limits != store_limits(config):
         raise ValueError("the metadata store's limits differ from the server configuration")
-    if chunkstore is None:
-        chunkstore = DirChunkStore(config.chunks_dir)
     ctx = ServerContext(
         config=config,
         meta=metastore,
         chunks=chunkstore,
-        secret=auth.load_or_create_secret(config.secret_path),
-        limiter=WindowLimiter(config.login_max_failures, config.login_window),
+        secret=shared_secret(config, metastore),
+        limiter=SharedLimiter(metastore, "login", config.login_max_failures, config.login_window),
         signup_limiter=(
-            WindowLimiter(
-                config.signup_rate, SIGNUP_WINDOW, message="too many signups from this address, retry later"
+            SharedLimiter(
+                metastore,
+                "signup",
+                config.signup_rate,
+                SIGNUP_WINDOW,
+                message="too many signups from this address, retry later",
             )
             if config.signup_rate
             else None

@@ -19,9 +19,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import RateLimited
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .store.contract import AccountStore
 
 SCRYPT_N = 2**14
 SCRYPT_R = 8
@@ -121,8 +124,55 @@ def source_key(remote_addr: str | None) -> str:
     return f"addr:{ip}"
 
 
+class Limiter(Protocol):
+    """Counts attempts per key in a sliding window: ``begin`` counts one (or raises
+    RateLimited) and returns its stamp; ``forgive`` stops counting a successful one."""
+
+    def begin(self, keys: list[str]) -> float: ...
+
+    def forgive(self, keys: list[str], stamp: float) -> None: ...
+
+
+class SharedLimiter:
+    """The limiter every server process on one metadata store shares: attempts are rows.
+
+    Same rule as :class:`WindowLimiter` (counted before the work it guards,
+    atomically, so parallel requests, on any process, never pass the limit;
+    Retry-After until the oldest counted attempt leaves the window), kept by
+    :meth:`AccountStore.count_attempt` in the database. The window runs on the
+    wall clock, which the processes share. ``scope`` keeps limiters apart
+    (``login``, ``signup``); the collector forgets attempts past their window.
+    """
+
+    def __init__(
+        self,
+        store: AccountStore,
+        scope: str,
+        max_attempts: int,
+        window: float,
+        message: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.scope = scope
+        self.max_attempts = max_attempts
+        self.window = window
+        self.message = message
+        self._clock = clock
+
+    def begin(self, keys: list[str]) -> float:
+        attempt, wait = self.store.count_attempt(self.scope, keys, self.max_attempts, self.window, self._clock())
+        if attempt is None:
+            raise RateLimited(retry_after=max(1, math.ceil(wait)), message=self.message)
+        return float(attempt)
+
+    def forgive(self, keys: list[str], stamp: float) -> None:
+        self.store.forgive_attempt(int(stamp))
+
+
 class WindowLimiter:
-    """Counts attempts per key (a user name, a client address) in a sliding window.
+    """Counts attempts per key (a user name, a client address) in a sliding window, in memory
+    (one process; :class:`SharedLimiter` is what the server uses).
 
     Once a key has ``max_attempts`` attempts within ``window`` seconds,
     further ones are refused with 429 (``message``, and a Retry-After of

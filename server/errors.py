@@ -196,6 +196,18 @@ class Unavailable(ServerError):
     default_message = "this content was removed after an abuse notice"
 
 
+class Busy(ServerError):
+    """A moment's contention the server could not wait out (say, a blob being deleted as it is stored)."""
+
+    status = 503
+    code = "busy"
+    default_message = "busy, retry shortly"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message)
+        self.headers["Retry-After"] = "1"
+
+
 # Falcon raises its own HTTPError for routing problems and malformed headers;
 # they are answered with the same codes as ours.
 _FALCON_CODES: dict[int, str] = {

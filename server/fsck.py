@@ -36,9 +36,10 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .chunkstore import ChunkNotFound, ChunkStore, DirChunkStore
 from .config import ServerConfig
-from .metastore import BlobDeleter, ChunkRow, MetaStore, SQLiteMetaStore, UsageAudit, VersionRef
+from .store.chunks import ChunkNotFound, ChunkStore
+from .store.contract import MetaStore
+from .store.records import BlobDeleter, ChunkRow, UsageAudit, VersionRef
 
 DEFAULT_GRACE = 3600.0
 _BATCH = 500
@@ -193,8 +194,8 @@ def check(meta: MetaStore, chunks: ChunkStore, grace: float = DEFAULT_GRACE, now
 
 
 def _old_blob_deleter(chunks: ChunkStore, cutoff: float) -> BlobDeleter:
-    """Deletes a blob only if it was last written before ``cutoff`` (checked under the write lock,
-    so a blob an upload just re-wrote is kept)."""
+    """Deletes a blob only if it was last written before ``cutoff`` (checked when its claimed
+    deletion is carried out, so a blob an upload just re-wrote is kept)."""
 
     def delete(chunk_id: str) -> int | None:
         try:
@@ -222,7 +223,7 @@ def repair(
             done.orphans_deleted.append(chunk_id)
         return freed
 
-    # delete_unowned re-checks, under the write lock, that no row names the blob.
+    # delete_unowned re-checks, in the unit that claims each blob, that no row names it.
     orphans = [o.chunk_id for o in report.orphans]
     for start in range(0, len(orphans), _BATCH):
         done.bytes_freed += meta.delete_unowned(orphans[start : start + _BATCH], delete)[1]
@@ -260,11 +261,12 @@ class FsckResult:
 def run(config: ServerConfig, *, do_repair: bool = False, grace: float = DEFAULT_GRACE) -> FsckResult:
     """Check (and with ``do_repair``, repair and check again) the data directory of ``config``.
 
-    Raises FileNotFoundError if it holds no MegaDrive data.
+    Raises FileNotFoundError if a data folder holds no MegaDrive data.
     """
-    if not config.meta_path.is_file():
-        raise FileNotFoundError(f"no MegaDrive data in {config.data_dir}")
-    meta, chunks = SQLiteMetaStore(config.meta_path), DirChunkStore(config.chunks_dir)
+    from .app import open_stores
+
+    require_data(config)
+    meta, chunks = open_stores(config)
     try:
         result = FsckResult(check(meta, chunks, grace))
         if do_repair:
@@ -274,6 +276,18 @@ def run(config: ServerConfig, *, do_repair: bool = False, grace: float = DEFAULT
     finally:
         meta.close()
         chunks.close()
+
+
+def require_data(config: ServerConfig) -> None:
+    """FileNotFoundError if the configuration's SQLite database does not exist (an operator's
+    command pointed at the wrong folder: it must not create an empty store there)."""
+    if config.meta_url is None and not config.meta_path.is_file():
+        raise FileNotFoundError(f"no MegaDrive data in {config.data_dir}")
+    if config.meta_url is not None and config.meta_url.startswith("sqlite:"):
+        from .store.urls import sqlite_path
+
+        if not sqlite_path(config.meta_url).is_file():
+            raise FileNotFoundError(f"no MegaDrive data at {config.meta_url}")
 
 
 # -- text output ---------------------------------------------------------------------------------

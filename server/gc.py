@@ -5,9 +5,11 @@ account's files lists it (after pruning, purge, or an upload never
 committed) and it has not been uploaded or asked about for ``grace``
 seconds, which keeps uploads in progress safe. The account's ownership row
 goes, returning the bytes to its quota; the blob goes once no account owns
-it. Blobs are only deleted while the metadata store's write lock is held, so
-a concurrent upload of the same chunk either sees the ownership removed and
-re-stores the blob, or keeps it alive.
+it. Blob deletions are queued in the unit of work that removes the rows and
+carried out after it commits (server/store/contract/chunks.py), so a
+concurrent upload of the same chunk either cancels the deletion, waits for
+it and writes the blob again, or keeps it alive. Several server processes
+may collect at once: they hold the same accounts and skip each other's claims.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import threading
 import time
 from typing import Any
 
-from .chunkstore import ChunkNotFound, ChunkStore
-from .metastore import BlobDeleter, MetaStore
+from .store.chunks import ChunkStore
+from .store.contract import MetaStore
+from .store.records import BlobDeleter
 
 log = logging.getLogger("megadrive.server.gc")
 
@@ -30,27 +33,22 @@ _SWEEP_BATCH = 500
 def blob_deleter(chunks: ChunkStore) -> BlobDeleter:
     """A callback deleting one blob and reporting the bytes freed (None if absent)."""
 
-    def delete(chunk_id: str) -> int | None:
-        try:
-            size = chunks.size(chunk_id)
-        except ChunkNotFound:
-            return None
-        return size if chunks.delete(chunk_id) else None
-
-    return delete
+    return chunks.remove
 
 
 def collect(meta: MetaStore, chunks: ChunkStore, grace: float, now: float | None = None) -> dict[str, Any]:
     """One full pass; returns what was removed.
 
     Also deletes blobs no account owns at all (left by a crash between
-    writing a blob and recording it), expired tokens and stale temp files.
+    writing a blob and recording it, or queued for deletion by a pass that
+    crashed), expired tokens, forgotten limiter attempts and stale temp files.
     """
     started = time.monotonic()
     now = time.time() if now is None else now
     delete = blob_deleter(chunks)
+    # Deletions a crashed pass (or a failed delete) left queued: blobs no row names, like orphans.
+    orphans, orphan_bytes = meta.process_deletions(delete)
     report = meta.collect_garbage(now - grace, delete)
-    orphans = orphan_bytes = 0
     batch: list[str] = []
     for chunk_id in chunks.iter_ids():
         batch.append(chunk_id)
@@ -68,6 +66,7 @@ def collect(meta: MetaStore, chunks: ChunkStore, grace: float, now: float | None
         "orphans_deleted": orphans,
         "temp_files_removed": chunks.sweep_temp(TEMP_MAX_AGE),
         "tokens_expired": meta.purge_expired_tokens(now),
+        "attempts_forgotten": meta.prune_attempts(time.time()),
     }
     result["seconds"] = round(time.monotonic() - started, 3)
     return result

@@ -9,7 +9,7 @@ import falcon
 
 from . import auth, validate
 from .errors import NotFound, Unauthorized
-from .metastore import Account, Identity, NewAccount
+from .store.records import Account, Identity, NewAccount
 from .validate import (
     AUTH_KEY_BYTES,
     MAX_META_BYTES,

@@ -14,13 +14,18 @@ from typing import TYPE_CHECKING
 import falcon
 
 from . import access, testhooks, validate
-from .chunkstore import ChunkNotFound
-from .errors import BadRequest, NotFound, QuotaExceeded, ServerError, Unavailable
+from .errors import BadRequest, Busy, NotFound, QuotaExceeded, ServerError, Unavailable
 from .gc import blob_deleter
+from .store.chunks import ChunkNotFound
+from .store.contract import DeletionInProgress
+from .store.records import ChunkAdded
 from .validate import MAX_BULK_JSON_BYTES, MAX_CHUNK_BYTES, get_field
 
 if TYPE_CHECKING:  # pragma: no cover
     from .app import ServerContext
+
+# How long a PUT waits for a deletion of the same blob (claimed by a collector) to finish.
+DELETION_WAIT = 10.0
 
 
 class MissingChunks:
@@ -57,12 +62,14 @@ class ChunkItem:
         """Store a chunk the caller uploads (for itself, or for the owner named in
         ``X-MegaDrive-Owner``).
 
-        The blob is written before the ownership row so the slow fsync
-        happens outside the database write lock; ``ensure_stored`` re-writes
-        it under the lock in the rare case the collector removed it in
-        between. A refused upload deletes the blob again unless someone
-        else owns it. The share is checked before anything is read and again
-        in the transaction that records the chunk.
+        The blob is written first, outside any unit of work (the slow part,
+        fsync or an S3 PUT), then the ownership row is recorded; the store
+        answers whether a deletion of the same blob ran meanwhile (then it is
+        written again before the answer) or is running (then the PUT waits for
+        it). So a row never names a blob that is gone. A refused upload
+        deletes the blob again unless someone else owns it. The share is
+        checked before anything is read and again in the unit that records
+        the chunk.
         """
         cid = validate.chunk_id(chunk_id)
         named = _named_owner(req)
@@ -74,31 +81,39 @@ class ChunkItem:
             raise BadRequest("chunk body does not hash to its id")
         size, quota = len(data), ctx.config.quota
 
-        def ensure_stored() -> None:
-            if not ctx.chunks.has(cid):
-                ctx.chunks.put(cid, data)
+        def record() -> ChunkAdded:
+            deadline = time.monotonic() + DELETION_WAIT
+            while True:
+                try:
+                    with ctx.meta.transaction():
+                        access.chunk_owner(ctx.meta, caller, named)
+                        return ctx.meta.add_chunk(owner, cid, size, quota, time.time())
+                except DeletionInProgress:
+                    if time.monotonic() > deadline:
+                        raise Busy("this chunk is being deleted; retry shortly") from None
+                    time.sleep(0.05)
 
-        def record() -> bool:
-            with ctx.meta.transaction():
-                access.chunk_owner(ctx.meta, caller, named)
-                return ctx.meta.add_chunk(owner, cid, size, quota, time.time(), ensure_stored)
-
-        if ctx.meta.owns_chunk(owner, cid):
-            created = record()
-        else:
-            if ctx.meta.is_removed_chunk(cid):
-                raise Unavailable()
-            used = ctx.meta.usage(owner)
-            if used + size > quota:
-                raise QuotaExceeded(quota=quota, used=used)
+        wrote = False
+        owned = ctx.meta.owns_chunk(owner, cid)
+        if not (owned and ctx.chunks.has(cid)):  # (a held chunk whose blob was lost is written again)
+            if not owned:
+                if ctx.meta.is_removed_chunk(cid):
+                    raise Unavailable()
+                used = ctx.meta.usage(owner)
+                if used + size > quota:
+                    raise QuotaExceeded(quota=quota, used=used)
             ctx.chunks.put(cid, data)
+            wrote = True
             testhooks.pause("chunk.stored")
-            try:
-                created = record()
-            except ServerError:
+        try:
+            added = record()
+        except ServerError:
+            if wrote:
                 ctx.meta.delete_unowned([cid], blob_deleter(ctx.chunks))
-                raise
-        resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
+            raise
+        if added.restore:  # a deletion of this blob ran since it was written: write it again
+            ctx.chunks.put(cid, data)
+        resp.status = falcon.HTTP_201 if added.created else falcon.HTTP_200
         resp.media = {"chunk_id": cid, "size": size}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, chunk_id: str) -> None:

@@ -14,7 +14,7 @@ import falcon
 
 from . import access, validate
 from .errors import BadRequest, PreconditionRequired
-from .metastore import Node
+from .store.records import Node
 from .validate import (
     CHANGES_DEFAULT_LIMIT,
     CHANGES_MAX_LIMIT,

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import falcon
 
 from . import access, validate
-from .chunkstore import ChunkNotFound
 from .errors import BadRequest, Forbidden, Gone, NotFound, Unavailable
-from .metastore import Link, Node, Share
+from .store.chunks import ChunkNotFound
+from .store.records import Link, Node, Share
 from .validate import (
     MAX_GRANT_BYTES,
     MAX_LINK_BLOB_BYTES,

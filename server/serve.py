@@ -18,9 +18,9 @@ from cheroot import wsgi
 
 from . import gc, testhooks
 from .app import CLOSE_CONNECTION_KEY, build_app, open_stores
-from .chunkstore import ChunkStore
 from .config import ServerConfig
-from .metastore import MetaStore
+from .store.chunks import ChunkStore
+from .store.contract import MetaStore
 
 log = logging.getLogger("megadrive.server")
 
@@ -151,7 +151,7 @@ def serve_forever(config: ServerConfig, on_ready: Callable[[str], None] | None =
 
 
 def run_gc(config: ServerConfig, grace: float | None = None) -> dict[str, Any]:
-    """One collection pass over ``config.data_dir`` (safe next to a running server)."""
+    """One collection pass over the stores of ``config`` (safe next to running servers)."""
     meta, chunks = open_stores(config)
     try:
         return gc.collect(meta, chunks, config.gc_grace if grace is None else grace)

@@ -12,9 +12,9 @@ folder with everything in it) named by a node id or by one of its links:
 * its links, manifests and versions answer ``451``;
 * one JSON line is appended to ``DIR/audit.log`` (``O_APPEND``, fsynced).
 
-It works next to a running server: SQLite in WAL mode serialises it with the
-server's writes, and blobs are deleted while the write lock is held, as the
-garbage collector does.
+It works next to running servers: it holds every account it changes (see
+server/store/contract/unit.py), and the blobs are queued for deletion in its
+unit of work and deleted after it commits, as the garbage collector does.
 """
 
 from __future__ import annotations
@@ -27,11 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from . import validate
-from .chunkstore import DirChunkStore
 from .config import ServerConfig
 from .errors import ServerError
 from .gc import blob_deleter
-from .metastore import SQLiteMetaStore
 
 AUDIT_LOG = "audit.log"
 
@@ -77,17 +75,32 @@ def append_audit(path: Path, record: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def takedown(config: ServerConfig, target: str, reason: str = "", operator: str | None = None) -> dict[str, Any]:
-    """Take down the node ``target`` names and return the audit record written.
+def takedown(
+    config: ServerConfig,
+    target: str,
+    reason: str = "",
+    operator: str | None = None,
+    audit_log: Path | None = None,
+) -> dict[str, Any]:
+    """Take down the node ``target`` names and return the audit record written
+    (to ``audit_log``, by default ``audit.log`` in the data folder).
 
     Raises :class:`TakedownError` for a target that cannot be taken down.
     """
-    if not config.meta_path.is_file():
-        raise TakedownError(f"no MegaDrive data in {config.data_dir}")
+    from .app import open_stores
+    from .fsck import require_data
+
+    if audit_log is None:
+        if config.data_dir is None:
+            raise TakedownError("name the audit log (--audit-log FILE) or a data folder")
+        audit_log = config.data_dir / AUDIT_LOG
+    try:
+        require_data(config)
+    except FileNotFoundError as e:
+        raise TakedownError(str(e)) from None
     node_id, link_id = resolve_target(target)
     reason = validate.scrub_fragments(reason)  # an operator's pasted link keeps no key in the audit log
-    meta = SQLiteMetaStore(config.meta_path)
-    chunks = DirChunkStore(config.chunks_dir)
+    meta, chunks = open_stores(config)
     try:
         if node_id is None:
             assert link_id is not None
@@ -117,5 +130,5 @@ def takedown(config: ServerConfig, target: str, reason: str = "", operator: str 
         "reason": reason,
         "report_ids": result.report_ids,
     }
-    append_audit(config.data_dir / AUDIT_LOG, record)
+    append_audit(audit_log, record)
     return record

@@ -12,6 +12,7 @@ _TESTS = str(Path(__file__).resolve().parents[1])
 if _TESTS not in sys.path:  # tests/serverproc.py is shared with other test folders
     sys.path.insert(0, _TESTS)
 
+from engine_fixtures import pg_cluster, pg_database, pg_template, seaweed  # noqa: E402,F401 - session engines
 from mdserver_helpers import User, new_user  # noqa: E402
 from serverproc import ServerProcess  # noqa: E402
 
@@ -70,3 +71,4 @@ def bob(server_url: str) -> Iterator[User]:
     user = new_user(server_url)
     yield user
     user.client.close()
+

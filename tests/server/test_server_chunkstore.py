@@ -12,16 +12,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from megadrive.server.chunkstore import ChunkNotFound, ChunkStore, DirChunkStore, MemoryChunkStore
+from megadrive.server.store.chunks import ChunkNotFound, ChunkStore, MemoryChunkStore
+from megadrive.server.store.chunks_folder import DirChunkStore
 
 
 def cid(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@pytest.fixture(params=["dir", "memory"])
+@pytest.fixture(params=["dir", "memory", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ChunkStore]:
-    s: ChunkStore = DirChunkStore(tmp_path / "chunks") if request.param == "dir" else MemoryChunkStore()
+    """The local folder, memory, and S3 (SeaweedFS; each test its own key prefix)."""
+    s: ChunkStore
+    if request.param == "s3":
+        from megadrive.server.store.chunks_s3 import S3ChunkStore
+
+        s = S3ChunkStore.from_url(request.getfixturevalue("seaweed").url())
+    else:
+        s = DirChunkStore(tmp_path / "chunks") if request.param == "dir" else MemoryChunkStore()
     yield s
     s.close()
 
@@ -99,6 +107,29 @@ class TestContract:
             store.has(bad)
         with pytest.raises(ValueError):
             store.put(bad, b"x")
+
+
+class TestS3ChunkStore:
+    def test_url_forms(self) -> None:
+        from megadrive.server.store.chunks_s3 import S3ChunkStore
+
+        with pytest.raises(ValueError):
+            S3ChunkStore.from_url("s3:///no-bucket")
+        with pytest.raises(ValueError):
+            S3ChunkStore.from_url("s3://bucket?endpoint=http://x&secret=leak")  # credentials never in a URL
+
+    def test_objects_are_named_by_prefix_and_id(self, seaweed: object) -> None:
+        from megadrive.server.store.chunks_s3 import S3ChunkStore
+
+        url = seaweed.url("layout/test")  # type: ignore[attr-defined]
+        store = S3ChunkStore.from_url(url)
+        data = b"layout"
+        store.put(cid(data), data)
+        assert store.prefix == "layout/test/"
+        listed = store._client.list_objects_v2(Bucket=store.bucket, Prefix="layout/")["Contents"]
+        assert [o["Key"] for o in listed] == ["layout/test/" + cid(data)]
+        assert store.remove(cid(data)) == len(data) and store.remove(cid(data)) is None
+        store.close()
 
 
 class TestDirChunkStore:

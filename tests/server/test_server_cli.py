@@ -143,3 +143,35 @@ def test_tls(tmp_path: Path) -> None:
         assert r.status_code == 200 and r.json() == {"ok": True}
         with pytest.raises(httpx.HTTPError):
             httpx.get(url.replace("https://", "http://") + "/v1/health", timeout=3)
+
+
+def test_store_urls(tmp_path: Path) -> None:
+    """--data, or --meta and --chunks: refused with one line when incomplete or of an unknown kind."""
+    r = cli("--meta", f"sqlite:///{tmp_path}/m.sqlite3", "--listen", "127.0.0.1:0")
+    assert r.returncode == 2 and "--chunks" in r.stderr and "Traceback" not in r.stderr
+    r = cli("--meta", "mysql://x/y", "--chunks", "s3://b", "--listen", "127.0.0.1:0")
+    assert r.returncode == 2 and "sqlite" in r.stderr and "Traceback" not in r.stderr
+    r = cli("--data", str(tmp_path / "d"), "--chunks", "ftp://x/y", "--listen", "127.0.0.1:0")
+    assert r.returncode == 2 and "s3://" in r.stderr
+    config = build_config(None, meta_url=f"sqlite:///{tmp_path}/m.sqlite3", chunks_url=f"file://{tmp_path}/c")
+    assert config.data_dir is None and config.secret_path is None
+    assert config.meta_location.endswith("/m.sqlite3") and config.chunks_location == f"file://{tmp_path}/c"
+    data = ServerConfig(data_dir=tmp_path / "d")
+    assert data.meta_location == f"sqlite:///{tmp_path}/d/meta.sqlite3"
+    assert data.chunks_location == f"file://{tmp_path}/d/chunks"
+
+
+def test_urls_override_the_data_folder(tmp_path: Path) -> None:
+    """--meta and --chunks name the stores (here SQLite and a folder elsewhere); --data only seeds the secret."""
+    meta, chunks = tmp_path / "db" / "m.sqlite3", tmp_path / "blobs"
+    args = ["--meta", f"sqlite:///{meta}", "--chunks", f"file://{chunks}"]
+    with running_server(tmp_path / "unused", extra_args=args) as url:
+        assert httpx.get(url + "/v1/health").json() == {"ok": True}
+    assert meta.is_file() and chunks.is_dir()
+    assert not (tmp_path / "unused" / "meta.sqlite3").exists()  # --data only seeded the secret
+
+
+def test_migration_head_is_the_newest_script() -> None:
+    from megadrive.server.store import migrate
+
+    assert migrate.HEAD == migrate.script_head()

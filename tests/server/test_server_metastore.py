@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 
 from megadrive.server import gc
-from megadrive.server.chunkstore import ChunkStore, DirChunkStore, MemoryChunkStore
 from megadrive.server.errors import (
     BadRequest,
     Conflict,
@@ -37,18 +36,13 @@ from megadrive.server.errors import (
     StaleMeta,
     Unavailable,
 )
-from megadrive.server.metastore import (
-    MAX_DEPTH,
-    MAX_TOKENS_PER_ACCOUNT,
-    SCHEMA_VERSION,
-    Identity,
-    Limits,
-    MetaStore,
-    NewAccount,
-    Node,
-    Share,
-    SQLiteMetaStore,
-)
+from megadrive.server.store import migrate
+from megadrive.server.store.chunks import ChunkStore
+from megadrive.server.store.chunks_folder import DirChunkStore
+from megadrive.server.store.contract import DeletionInProgress, MetaStore
+from megadrive.server.store.records import MAX_DEPTH, MAX_TOKENS_PER_ACCOUNT, Identity, Limits, NewAccount, Node, Share
+from megadrive.server.store.sqlite import SQLiteMetaStore
+from megadrive.server.store.tables import SCHEMA_VERSION
 
 BIG_QUOTA = 1 << 40
 ROOT_META = b"root-meta"  # every account's root meta: the bytes a fresh account already uses
@@ -59,30 +53,37 @@ def hex32() -> str:
     return secrets.token_hex(16)
 
 
-def make_sqlite(tmp_path: Path, limits: Limits | None = None) -> MetaStore:
-    return SQLiteMetaStore(tmp_path / "meta.sqlite3", limits)
+# Each engine pair of a deployment: the embedded default, and PostgreSQL with SeaweedFS's S3.
+ENGINES = ["sqlite+folder", "postgresql+s3"]
 
 
-STORES: dict[str, Callable[[Path, Limits | None], MetaStore]] = {"sqlite": make_sqlite}
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
-@pytest.fixture(params=sorted(STORES))
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MetaStore]:
-    s = STORES[request.param](tmp_path, None)
-    yield s
-    s.close()
-
-
-@pytest.fixture(params=sorted(STORES))
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., MetaStore]]:
+@pytest.fixture
+def make_store(engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., MetaStore]]:
     """``make(limits, name=None)``: a store with those limits, each name its own data (a name
     given again reopens that data, say with other limits); all closed at teardown."""
     made: list[MetaStore] = []
+    places: dict[str, str] = {}
+    # Set up before the first store opens, so its databases are dropped after the stores close.
+    new_database = request.getfixturevalue("pg_database") if engine.startswith("postgresql") else None
 
-    def make(limits: Limits, name: str | None = None) -> MetaStore:
-        where = tmp_path / (name or f"limited{len(made)}")
-        where.mkdir(exist_ok=True)
-        made.append(STORES[request.param](where, limits))
+    def make(limits: Limits | None, name: str | None = None) -> MetaStore:
+        name = name or f"limited{len(made)}"
+        if engine.startswith("sqlite"):
+            where = tmp_path / name
+            where.mkdir(exist_ok=True)
+            made.append(SQLiteMetaStore(where / "meta.sqlite3", limits))
+        else:
+            from megadrive.server.store.postgresql import PostgreSQLMetaStore
+
+            if name not in places:
+                assert new_database is not None
+                places[name] = new_database()
+            made.append(PostgreSQLMetaStore(places[name], limits))
         return made[-1]
 
     yield make
@@ -90,9 +91,31 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Calla
         s.close()
 
 
-@pytest.fixture(params=["memory", "dir"])
-def chunks(request: pytest.FixtureRequest, tmp_path: Path) -> ChunkStore:
-    return MemoryChunkStore() if request.param == "memory" else DirChunkStore(tmp_path / "chunks")
+@pytest.fixture
+def store(make_store: Callable[..., MetaStore]) -> MetaStore:
+    return make_store(None, "store")
+
+
+@pytest.fixture
+def chunks(engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ChunkStore]:
+    if engine.endswith("folder"):
+        yield DirChunkStore(tmp_path / "chunks")
+        return
+    from megadrive.server.store.chunks_s3 import S3ChunkStore
+
+    s3 = S3ChunkStore.from_url(request.getfixturevalue("seaweed").url())
+    yield s3
+    s3.close()
+
+
+def plant(store: MetaStore, statement: str, **params: Any) -> None:
+    """Damage planted behind the store's back (any engine): one SQL statement, committed."""
+    import sqlalchemy as sa
+
+    engine = store.engine  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        conn.execute(sa.text(statement), params)
+        conn.commit()
 
 
 def new_account(store: MetaStore, name: str | None = None) -> tuple[str, str]:
@@ -126,13 +149,13 @@ def mk(store: MetaStore, owner: str, parent: str, kind: str = "dir") -> Node:
 
 
 def upload(store: MetaStore, chunks: ChunkStore | None, owner: str, data: bytes, quota: int = BIG_QUOTA) -> str:
+    """What PUT /v1/chunks does: the blob first, then its row (and the blob again if asked)."""
     cid = hashlib.sha256(data).hexdigest()
-
-    def ensure() -> None:
-        if chunks is not None and not chunks.has(cid):
-            chunks.put(cid, data)
-
-    store.add_chunk(owner, cid, len(data), quota, time.time(), ensure)
+    if chunks is not None:
+        chunks.put(cid, data)
+    added = store.add_chunk(owner, cid, len(data), quota, time.time())
+    if added.restore and chunks is not None:
+        chunks.put(cid, data)
     return cid
 
 
@@ -692,33 +715,67 @@ class TestChunks:
         base = len(ROOT_META)
         c = upload(store, chunks, uid, b"x" * 100)
         assert store.owns_chunk(uid, c) and store.usage(uid) == base + 100
-        assert not store.add_chunk(uid, c, 100, BIG_QUOTA, time.time(), lambda: None)  # already owned
+        assert not store.add_chunk(uid, c, 100, BIG_QUOTA, time.time()).created  # already owned
         assert store.usage(uid) == base + 100
         other, _ = new_account(store)
         assert not store.owns_chunk(other, c)
-        assert store.add_chunk(other, c, 100, BIG_QUOTA, time.time(), lambda: None)  # each owner pays
+        assert store.add_chunk(other, c, 100, BIG_QUOTA, time.time()).created  # each owner pays
         assert store.usage(other) == base + 100 and store.usage(uid) == base + 100
 
     def test_quota_refusal_changes_nothing(self, store: MetaStore, acct: tuple[str, str]) -> None:
         uid, _ = acct
-        called: list[bool] = []
         used = len(ROOT_META) + 60
-        store.add_chunk(uid, "a" * 64, 60, 100, 1.0, lambda: None)
+        store.add_chunk(uid, "a" * 64, 60, 100, 1.0)
         with pytest.raises(QuotaExceeded) as info:
-            store.add_chunk(uid, "b" * 64, 100 - used + 1, 100, 1.0, lambda: called.append(True))
+            store.add_chunk(uid, "b" * 64, 100 - used + 1, 100, 1.0)
         assert (info.value.quota, info.value.used) == (100, used)
-        assert not called and not store.owns_chunk(uid, "b" * 64) and store.usage(uid) == used
-        assert store.add_chunk(uid, "c" * 64, 100 - used, 100, 1.0, lambda: None)  # exactly at quota is fine
+        assert not store.owns_chunk(uid, "b" * 64) and store.usage(uid) == used
+        assert store.add_chunk(uid, "c" * 64, 100 - used, 100, 1.0).created  # exactly at quota is fine
 
-    def test_failed_ensure_stored_records_nothing(self, store: MetaStore, acct: tuple[str, str]) -> None:
+    def test_recording_cancels_a_queued_deletion(
+        self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]
+    ) -> None:
         uid, _ = acct
+        data = b"queued for deletion"
+        cid = hashlib.sha256(data).hexdigest()
+        chunks.put(cid, data)
+        assert store.queue_unowned([cid], time.time()) == 1 and store.pending_deletions() == [cid]
+        added = store.add_chunk(uid, cid, len(data), BIG_QUOTA, time.time())
+        assert added.created and not added.restore and store.pending_deletions() == []
+        assert store.process_deletions(gc.blob_deleter(chunks)) == (0, 0) and chunks.has(cid)
 
-        def broken() -> None:
-            raise OSError("disk full")
+    def test_named_chunks_are_never_queued_nor_deleted(
+        self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]
+    ) -> None:
+        uid, _ = acct
+        cid = upload(store, chunks, uid, b"owned")
+        assert store.queue_unowned([cid], time.time()) == 0
+        assert store.delete_unowned([cid], gc.blob_deleter(chunks)) == (0, 0) and chunks.has(cid)
 
-        with pytest.raises(OSError):
-            store.add_chunk(uid, "d" * 64, 10, BIG_QUOTA, 1.0, broken)
-        assert not store.owns_chunk(uid, "d" * 64) and store.usage(uid) == len(ROOT_META)
+    def test_a_deletion_being_carried_out_makes_recording_wait_then_restore(
+        self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]
+    ) -> None:
+        """The claim is committed before the blob goes: a row recorded meanwhile would name a
+        blob about to vanish, so add_chunk refuses until the deletion is done, then says
+        the blob must be written again."""
+        uid, _ = acct
+        data = b"being deleted"
+        cid = hashlib.sha256(data).hexdigest()
+        chunks.put(cid, data)
+        store.queue_unowned([cid], time.time())
+        refused: list[str] = []
+
+        def deleter(chunk_id: str) -> int | None:
+            try:
+                store.add_chunk(uid, chunk_id, len(data), BIG_QUOTA, time.time())
+            except DeletionInProgress:
+                refused.append(chunk_id)
+            return gc.blob_deleter(chunks)(chunk_id)
+
+        assert store.process_deletions(deleter) == (1, len(data)) and refused == [cid]
+        assert not store.owns_chunk(uid, cid) and not chunks.has(cid)
+        added = store.add_chunk(uid, cid, len(data), BIG_QUOTA, time.time())
+        assert added.created and added.restore
 
     def test_missing(self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]) -> None:
         uid, _ = acct
@@ -815,7 +872,9 @@ class TestGarbageCollection:
         chunks.put(cid, data)  # step 1 of an upload
         gc.collect(store, chunks, grace=0)  # collector deletes the unowned blob
         assert not chunks.has(cid)
-        upload(store, chunks, uid, data)  # step 2: ensure_stored re-writes it
+        added = store.add_chunk(uid, cid, len(data), BIG_QUOTA, time.time())  # step 2: the row
+        assert added.created and added.restore  # ... and the store says the blob went meanwhile
+        chunks.put(cid, data)  # step 3, as PUT /v1/chunks does
         assert chunks.has(cid) and store.owns_chunk(uid, cid)
 
     def test_blob_deletion_follows_the_committed_row_removal(
@@ -887,14 +946,10 @@ class TestAudit:
         other, _ = new_account(store)
         assert all(a.consistent for a in store.usage_audit())
         assert {a.user_id for a in store.usage_audit()} >= {uid, other}
-        if isinstance(store, SQLiteMetaStore):  # damage planted behind the store's back
-            conn = sqlite3.connect(store.path)
-            with conn:
-                conn.execute("UPDATE users SET used = used + 7, node_count = 99 WHERE user_id = ?", (uid,))
-            conn.close()
-            (bad,) = [a for a in store.usage_audit() if not a.consistent]
-            assert (bad.user_id, bad.used - bad.stored, bad.node_count, bad.nodes) == (uid, 7, 99, 1)
-            store.recompute_usage([uid])
+        plant(store, "UPDATE users SET used = used + 7, node_count = 99 WHERE user_id = :uid", uid=uid)
+        (bad,) = [a for a in store.usage_audit() if not a.consistent]
+        assert (bad.user_id, bad.used - bad.stored, bad.node_count, bad.nodes) == (uid, 7, 99, 1)
+        store.recompute_usage([uid])
         assert all(a.consistent for a in store.usage_audit())
         audited(store, uid)
 
@@ -1140,6 +1195,18 @@ class TestSharedChanges:
 # -- public links, abuse reports -------------------------------------------------------
 
 
+def test_shared_changes_with_nested_roots_list_each_node_once(store: MetaStore, acct: tuple[str, str]) -> None:
+    uid, root = acct
+    bob, _ = new_account(store)
+    outer = mk(store, uid, root)
+    inner = mk(store, uid, outer.node_id)
+    f = mk(store, uid, inner.node_id, "file")
+    share(store, uid, outer.node_id, bob)
+    share(store, uid, inner.node_id, bob)
+    changes, more = store.shared_changes(uid, [inner.node_id, outer.node_id], 0, 100)
+    assert [n.node_id for n in changes] == [outer.node_id, inner.node_id, f.node_id] and not more
+
+
 class TestLinks:
     def test_create_list_delete(self, store: MetaStore, acct: tuple[str, str]) -> None:
         uid, root = acct
@@ -1235,7 +1302,7 @@ class TestTakedown:
         with pytest.raises(Unavailable):
             store.commit_version(uid, f.node_id, 2, b"m3", [], None, 10, 6.0)
         with pytest.raises(Unavailable):
-            store.add_chunk(uid, c1, 40, BIG_QUOTA, 6.0, lambda: None)  # cannot come back
+            store.add_chunk(uid, c1, 40, BIG_QUOTA, 6.0)  # cannot come back
         with pytest.raises(Unavailable):
             store.create_link(uid, f.node_id, b"b", None, None, None, 6.0)
         assert store.get_manifest(uid, keep.node_id) == (1, b"mk")
@@ -1299,7 +1366,8 @@ def test_sqlite_migrates_a_version_1_database(tmp_path: Path) -> None:
     finally:
         store.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (3,)
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (4,)
+    assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (migrate.HEAD,)
     conn.close()
 
 
@@ -1597,6 +1665,10 @@ def test_sqlite_upgrade_to_3_recomputes_used(tmp_path: Path) -> None:
     conn.executescript(
         """
         DROP TABLE records;
+        DROP TABLE alembic_version;
+        DROP TABLE attempts;
+        DROP TABLE blob_deletions;
+        DROP TABLE server_state;
         ALTER TABLE users DROP COLUMN node_count;
         UPDATE users SET used = COALESCE((SELECT SUM(size) FROM chunks WHERE chunks.owner = users.user_id), 0);
         PRAGMA user_version=2;
@@ -1614,5 +1686,5 @@ def test_sqlite_upgrade_to_3_recomputes_used(tmp_path: Path) -> None:
     finally:
         store.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone() == (3,)
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     conn.close()
