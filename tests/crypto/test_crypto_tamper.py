@@ -445,7 +445,14 @@ GOOD_FILE: dict[str, object] = {"n": "x", "k": "file", "key": "00" * 32, "fid": 
                                  "m": 1_700_000_000_000_000_000, "mode": 0o644, "v": 1, "r": 1, "p": {"a": "b"}}
 GOOD_DIR: dict[str, object] = {**GOOD_FILE, "k": "dir", "fid": "", "s": 0, "v": 0}
 INT_FIELDS = {"s": "size", "m": "mtime_ns", "mode": "mode", "v": "version", "r": "rev"}
-MISSING = object()
+class _Missing:
+    """A key left out of the meta (its repr is stable, so test ids are the same in every process)."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING = _Missing()
 
 
 def variant(base: dict[str, object], key: str, value: object) -> dict[str, object]:
