@@ -48,9 +48,13 @@ class Journal(Protocol):
 
     def put_version(self, keys: FileKeys, manifest: Manifest, *, base_version: int,
                     origin: tuple[bytes, bytes] | None, parent_id: str, parent_key: bytes | None,
-                    mtime_ns: int) -> None: ...
+                    mtime_ns: int, prior: bytes | None = None) -> None: ...
 
     def done(self, node_id: str) -> None: ...
+
+    def begin_write(self, node_id: str) -> None: ...
+
+    def end_write(self, node_id: str) -> None: ...
 
 
 class Committer(Protocol):
@@ -59,6 +63,10 @@ class Committer(Protocol):
     def commit(self, w: FileWriter, manifest: Manifest) -> None: ...
 
     def keep_conflict(self, w: FileWriter, manifest: Manifest) -> str: ...
+
+    def save_local(self, w: FileWriter) -> None: ...
+
+    def saved(self, w: FileWriter) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -238,7 +246,9 @@ class FileWriter:
         self.closed = False
         self.modified = truncate or create
         self.uploaded_bytes = 0
+        self.sealed_bytes = 0  # ciphertext this writer sealed (what the server will be sent and charge)
         self.journaled = False  # the version being committed is in the journal (a failed upload loses nothing)
+        self.prior: bytes | None = None  # the journaled version this one is written on (Journal.lineage)
         # Asked (old size, new size) before a hole grows the file: the size cap and the quota left.
         self.room: Callable[[int, int], None] | None = None
         if base is not None and not truncate:
@@ -247,6 +257,8 @@ class FileWriter:
             self.size = base.size
             n = len(base.chunks)
             self._clean = {i: _Clean(c, i == n - 1, chunk_len(base.size, i)) for i, c in enumerate(base.chunks)}
+        if journal is not None:  # its chunks are not orphans while it lives, even before it saves a version
+            journal.begin_write(keys.node_id)
 
     # -- staging ------------------------------------------------------------------------------
 
@@ -358,12 +370,22 @@ class FileWriter:
         blob = format.seal_chunk(self._ckey, self.keys.file_id, idx, last, bytes(buf))
         cid = crypto.content_id(blob)
         self._clean[idx] = _Clean(bytes.fromhex(cid), last, len(buf))
+        self.sealed_bytes += len(blob)
         if self.journal is not None:
+            # Kept on this machine: the upload below is only a head start, never waited for (the uploader
+            # sends whatever the server lacks when the version is committed).
             self.journal.put_chunk(cid, self.keys.node_id, blob)
+            if self._sem.acquire(blocking=False):
+                try:
+                    self._io.submit(self._upload, cid, blob, True)
+                except BaseException:
+                    self._sem.release()
+                    raise
+            return
         self._unsent[cid] = blob  # readable again before its upload is confirmed
         self._sem.acquire()
         try:
-            fut = self._io.submit(self._upload, cid, blob)
+            fut = self._io.submit(self._upload, cid, blob, False)
         except BaseException:
             self._sem.release()
             raise
@@ -377,11 +399,14 @@ class FileWriter:
             blob = self.journal.get_chunk(cid)
         return blob if blob is not None else self._io.fetch(cid)
 
-    def _upload(self, cid: str, blob: bytes) -> None:
+    def _upload(self, cid: str, blob: bytes, head_start: bool) -> None:
         try:
             self._io.put(cid, blob, self.keys.owner)
             self.uploaded_bytes += len(blob)
             self._unsent.pop(cid, None)
+        except (MegaDriveError, OSError):
+            if not head_start:
+                raise  # a head start that failed is sent again by the uploader, from the journal
         finally:
             self._sem.release()
 
@@ -432,11 +457,29 @@ class FileWriter:
                 return
             self._journal_version(self._manifest(self._seal_layout()))
 
+    def save(self) -> int:
+        """Write-back: seal what is staged into the local journal as the file's next version, and return.
+
+        The version is durable on this machine (ciphertext only) and what reads
+        of the file see here; the uploader commits it on the server in the
+        background. Refused before anything is kept if the quota cannot hold it.
+        Returns the version number it will have.
+        """
+        with self._lock:
+            if self.closed or self.journal is None:
+                raise MegaDriveError("only an open writer with a journal can save locally")
+            manifest = self._manifest(self._seal_layout())
+            self._committer.save_local(self)
+            self._journal_version(manifest)
+            self.journaled, self.modified, self.create = True, False, False
+        self._committer.saved(self)
+        return manifest.version
+
     def _journal_version(self, manifest: Manifest) -> None:
         assert self.journal is not None
         self.journal.put_version(self.keys, manifest, base_version=manifest.version - 1, origin=self.origin,
                                  parent_id=self.parent_id, parent_key=self.parent_key,
-                                 mtime_ns=self.mtime_ns or time.time_ns())
+                                 mtime_ns=self.mtime_ns or time.time_ns(), prior=self.prior)
 
     # -- commit -------------------------------------------------------------------------------
 
@@ -485,10 +528,13 @@ class FileWriter:
         """Drop everything staged. Chunks already sent become garbage the server collects."""
         with self._lock:
             self._dirty.clear()
-            try:
-                self._wait_uploads()
-            except (MegaDriveError, OSError, ServerError):
-                pass
+            if self.journal is None:  # a journaling writer's head-start uploads are never waited for
+                try:
+                    self._wait_uploads()
+                except (MegaDriveError, OSError, ServerError):
+                    pass
+            elif not self.closed:
+                self.journal.end_write(self.keys.node_id)
             self.closed = True
 
     def close(self) -> None:

@@ -56,5 +56,6 @@ class Copier:
                         raise IntegrityError("integrity check failed: cannot copy an entry that fails authentication")
                     self._copy_node(child, (copy_row, new), self.ctx.tree.child_meta(child, row, meta).name, True)
             return
-        self.files.new_file(parent, name, self.files.content(row, meta), meta.mtime_ns, meta.mode, dict(meta.props),
-                            meta.link)
+        _, _, lv = self.ns.current(row, meta)  # a version saved here and not uploaded yet is the newest
+        self.files.new_file(parent, name, self.files.content(row, meta), lv.mtime_ns if lv else meta.mtime_ns,
+                            meta.mode, dict(meta.props), meta.link)

@@ -31,7 +31,7 @@ from .chunkio import ServerChunks
 from .content import FileReader, FileWriter
 from .context import DriveContext
 from .copies import Copier
-from .errors import NotFound
+from .errors import NetworkError, NotFound, ServerError
 from .feed import Feed
 from .files import MAX_FILE_SIZE, Files
 from .format import Manifest, NodeMeta
@@ -81,9 +81,10 @@ class Drive:
         self.nodes = Nodes(self.ctx, self.feed, self.ns)
         self.sharing = Sharing(self.ctx, shares, self.ns, self.nodes, self.feed, self.refresh)
         self.nodes.after_move = self.sharing.after_move
-        self.files = Files(self.ctx, self.feed, self.ns, self.nodes, lambda: self.quota().available)
+        self.files = Files(self.ctx, self.feed, self.ns, self.nodes, self._available, self._forget_quota)
         self.copier = Copier(self.ctx, self.ns, self.nodes, self.files)
         self.uploader = Uploader(self.ctx, self.feed, self.nodes, self.files)
+        self.files.on_saved = self.uploader.kick
         self.feed.load_root()
 
     @classmethod
@@ -155,6 +156,16 @@ class Drive:
             self._quota = (now, Quota(int(a["used"]), int(a["quota"])))
         return self._quota[1]
 
+    def _forget_quota(self) -> None:
+        self._quota = None
+
+    def _available(self) -> int:
+        """Quota left, as last known when the server cannot be asked (writes go on offline: the journal)."""
+        try:
+            return self.quota().available
+        except (NetworkError, ServerError):
+            return self._quota[1].available if self._quota is not None else 1 << 62
+
     def local_records(self, ns: str) -> LocalRecords:
         return LocalRecords(self.ctx.index, self.ctx.master, self.ctx.owner, ns)
 
@@ -217,6 +228,8 @@ class Drive:
                   props: dict[str, str | None] | None = None) -> Entry:
         loc = self.ns.resolve(path)
         loc.verified()
+        if mtime_ns is not None:  # first: a version not uploaded yet keeps it too (see set_attrs_id)
+            self.ctx.journal.set_mtime(loc.row.node_id, mtime_ns)
         self.nodes.set_attrs(loc.row, mtime_ns=mtime_ns, mode=mode, props=props)
         return self.ns.stat(loc.path)
 
@@ -241,9 +254,10 @@ class Drive:
         return self.files.open_read(path, cache=cache)
 
     def open_write(self, path: str, *, truncate: bool = True, create: bool = True, exclusive: bool = False,
-                   mtime_ns: int | None = None) -> FileWriter:
+                   mtime_ns: int | None = None, journal: bool = False) -> FileWriter:
+        """``journal=True`` for write-back: ``save()`` the writer, and the uploader commits it."""
         return self.files.open_write(path, truncate=truncate, create=create, exclusive=exclusive,
-                                     mtime_ns=mtime_ns)
+                                     mtime_ns=mtime_ns, journal=journal)
 
     def read_file(self, path: str) -> bytes:
         with self.files.open_read(path) as r:
@@ -275,4 +289,8 @@ class Drive:
         return self.files.open_write_id(node_id, truncate=truncate, journal=journal)
 
     def set_attrs_id(self, node_id: str, *, mtime_ns: int | None = None, mode: int | None = None) -> None:
+        # The journal first, then the server: the uploader reads the server's row, then the journaled
+        # version, so a commit racing with this either carries the new time or fails its compare-and-swap.
+        if mtime_ns is not None:
+            self.ctx.journal.set_mtime(node_id, mtime_ns)
         self.nodes.set_attrs(self.ctx.row(node_id), mtime_ns=mtime_ns, mode=mode)

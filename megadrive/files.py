@@ -69,12 +69,14 @@ class Files:
     """Readers and writers of file content, and the :class:`~megadrive.content.Committer` they commit with."""
 
     def __init__(self, ctx: DriveContext, feed: Feed, ns: Namespace, nodes: Nodes,
-                 available: Callable[[], int]) -> None:
+                 available: Callable[[], int], committed: Callable[[], None] = lambda: None) -> None:
         self.ctx = ctx
         self.feed = feed
         self.ns = ns
         self.nodes = nodes
         self._available = available  # bytes of quota left (cached a few seconds)
+        self.committed = committed  # a version reached the server: the quota figures changed
+        self.on_saved: Callable[[], None] = lambda: None  # a version was saved here for the uploader
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -102,24 +104,30 @@ class Files:
         loc = self.ns.resolve(path)
         if loc.row.kind == "dir":
             raise IsADirectory(f"is a folder: {loc.path}")
-        return self.reader(loc.row, loc.verified(), cache=cache)
+        return self.current_reader(loc.row, loc.verified(), cache=cache)
 
     def open_read_id(self, node_id: str) -> FileReader:
-        """A node held open by a front-end: the version this machine has not uploaded yet, if any."""
+        """A node held open by a front-end."""
         row = self.ctx.row(node_id)
         if row.kind == "dir":
             raise IsADirectory("is a folder")
-        meta = self.ctx.tree.meta(row)
-        lv = self.ns.local(node_id)
+        return self.current_reader(row, self.ctx.tree.meta(row))
+
+    def current_reader(self, row: IndexRow, meta: NodeMeta, *, cache: bool = True) -> FileReader:
+        """The version this machine shows: one saved here and not uploaded yet, if any."""
+        row, meta, lv = self.ns.current(row, meta)
         if lv is not None:
-            return FileReader(JournalFirst(self.ctx), lv.keys, lv.manifest)
-        return self.reader(row, meta)
+            return FileReader(JournalFirst(self.ctx), lv.keys, lv.manifest, cache=cache)
+        return self.reader(row, meta, cache=cache)
 
     def content(self, row: IndexRow, meta: NodeMeta) -> Iterator[bytes]:
         """A file's current plaintext, chunk by chunk (verified as it streams)."""
-        if meta.link is not None or not meta.version:
+        if meta.link is not None:
             return
-        src = self.reader(row, meta, cache=False)
+        row, meta, lv = self.ns.current(row, meta)
+        if lv is None and not meta.version:
+            return
+        src = self.current_reader(row, meta, cache=False)
         try:
             yield from src.iter_range()
         finally:
@@ -168,8 +176,9 @@ class Files:
         return w
 
     def open_write(self, path: str, *, truncate: bool = True, create: bool = True, exclusive: bool = False,
-                   mtime_ns: int | None = None) -> FileWriter:
-        """Stage a new version of ``path`` (created at commit if it does not exist)."""
+                   mtime_ns: int | None = None, journal: bool = False) -> FileWriter:
+        """Stage a new version of ``path`` (created at commit if it does not exist); ``journal``: for
+        write-back (:meth:`FileWriter.save`), keeping what it seals on this machine until uploaded."""
         parent, name = self.ns.parent_for_new(path)
         pmeta = parent.verified()
         existing = self.ns.existing(parent, name)
@@ -179,13 +188,14 @@ class Files:
             if existing.kind == "dir":
                 raise IsADirectory(f"is a folder: {path}")
             meta = self.ctx.tree.child_meta(existing, parent.row, pmeta)
-            return self.writer(existing, meta, (parent.row, pmeta), truncate=truncate, mtime_ns=mtime_ns)
+            return self.current_writer(existing, meta, (parent.row, pmeta), truncate=truncate, journal=journal,
+                                       mtime_ns=mtime_ns)
         if not create:
             raise NotFound(f"no such file: {path}")
         keys = FileKeys(self.ctx.owner_of(parent.row), crypto.random_id().hex(), crypto.random_id(),
                         crypto.random_key())
         return self.new_writer(keys, None, truncate=True, parent_id=parent.row.node_id, name=name, create=True,
-                               parent_key=pmeta.key, mtime_ns=mtime_ns)
+                               parent_key=pmeta.key, mtime_ns=mtime_ns, journal=journal)
 
     def open_write_id(self, node_id: str, *, truncate: bool = False, journal: bool = False) -> FileWriter:
         """Stage a new version of a node held open (renames meanwhile are fine); ``journal``: keep every
@@ -196,14 +206,22 @@ class Files:
         chain = self.ctx.tree.chain(row)
         if len(chain) < 2:
             raise IsADirectory("is a folder")
-        lv = self.ns.local(node_id) if journal else None
-        if lv is not None:  # build on the version this machine has not uploaded yet
+        return self.current_writer(row, chain[-1][1], chain[-2], truncate=truncate, journal=journal)
+
+    def current_writer(self, row: IndexRow, meta: NodeMeta, parent: tuple[IndexRow, NodeMeta], *, truncate: bool,
+                       journal: bool, mtime_ns: int | None = None) -> FileWriter:
+        """A writer on the version this machine shows (a journaling one builds on a version saved here and
+        not uploaded yet: it replaces that one, or follows it if the uploader commits it meanwhile)."""
+        fresh, meta, lv = self.ns.current(row, meta)
+        if lv is not None and journal:
             w = FileWriter(self.ctx.chunks, self, lv.keys, None if truncate else lv.manifest, truncate=truncate,
-                           parent_id=lv.parent_id, name=chain[-1][1].name, create=False, journal=self.ctx.journal,
-                           origin=lv.origin, parent_key=lv.parent_key)
-            w.base_version, w.room = lv.base_version, self.room
+                           parent_id=lv.parent_id, name=meta.name, create=False, journal=self.ctx.journal,
+                           origin=lv.origin, parent_key=lv.parent_key, mtime_ns=mtime_ns)
+            w.base_version, w.room, w.prior = lv.base_version, self.room, self.ctx.journal.lineage(lv)
             return w
-        return self.writer(row, chain[-1][1], chain[-2], truncate=truncate, journal=journal)
+        if fresh is not row:
+            parent = self.ctx.tree.chain(fresh)[-2]
+        return self.writer(fresh, meta, parent, truncate=truncate, journal=journal, mtime_ns=mtime_ns)
 
     # -- committing (the Committer protocol) ------------------------------------------------------
 
@@ -236,6 +254,7 @@ class Files:
                 self.upload_from_journal(e.missing, w.keys.owner)
                 continue
             self.feed.apply(n, new, pmeta.key)
+            self.committed()
             return
         raise Conflict("the file keeps changing on the server; try again")
 
@@ -257,7 +276,7 @@ class Files:
                                      "in the local journal")
             self.ctx.chunks.put(cid, blob, owner)
 
-    def _create_for(self, w: FileWriter, mtime: int) -> None:
+    def _create_for(self, w: FileWriter, mtime: int, *, local: bool = False) -> None:
         parent = self.ctx.index.get(w.parent_id)
         if parent is None:
             raise NotFound("the folder was removed while the file was being written")
@@ -265,12 +284,31 @@ class Files:
         if w.parent_key is not None and not crypto.ct_equal(pmeta.key, w.parent_key):
             raise IntegrityError(f"integrity check failed: folder {short(parent.node_id)}'s key changed while a "
                                  "file was being written into it")
-        if self.ctx.index.lookup(parent.node_id, self.ctx.name_hash(parent.node_id, w.name)):
+        if self.ns.child(parent.node_id, w.name):
             raise AlreadyExists(f"a file named {w.name!r} appeared while this one was being written")
         meta = NodeMeta(name=w.name, kind="file", key=w.keys.content_key, file_id=w.keys.file_id,
                         mtime_ns=mtime, mode=w.mode, props=dict(w.props), link=w.link)
-        self.nodes.create_node(parent, pmeta, meta, node_id=w.keys.node_id)
+        if local:
+            self.nodes.create_local(parent, pmeta, meta, w.keys.node_id)
+        else:
+            self.nodes.create_node(parent, pmeta, meta, node_id=w.keys.node_id)
         w.create = False
+
+    def save_local(self, w: FileWriter) -> None:
+        """Before a version is kept on this machine for the uploader (FileWriter.save): is there room for
+        it in the quota, beside what already waits to be uploaded? A new file is created here too."""
+        folder = self.ctx.index.get(w.parent_id)
+        if folder is not None:
+            self.ns.check_writable(folder)
+        waiting = self.ctx.journal.pending_bytes() + max(0, w.sealed_bytes - w.uploaded_bytes)
+        available = self._available()
+        if waiting > available:
+            raise QuotaExceeded(f"storage quota exceeded: {waiting} bytes to upload, {available} available")
+        if w.create:
+            self._create_for(w, w.mtime_ns or time.time_ns(), local=True)
+
+    def saved(self, w: FileWriter) -> None:
+        self.on_saved()
 
     def keep_conflict(self, w: FileWriter, manifest: Manifest) -> str:
         """A staged version lost its compare-and-swap: keep it beside the file, under fresh keys."""

@@ -16,6 +16,7 @@ table (journal, contacts, local records) reads and writes it through
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -55,6 +56,7 @@ class Index:
     """SQLite (WAL) file per account; one connection guarded by a lock, safe across threads."""
 
     def __init__(self, path: Path | str) -> None:
+        self.path = None if str(path) == ":memory:" else Path(path)
         self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._lock = threading.RLock()
         self.db = sqlite_utils.Database(self._conn)
@@ -62,6 +64,27 @@ class Index:
             self.db.enable_wal()
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._create()
+        # Every process with the index open holds a shared lock on this file: who gets it exclusively
+        # is alone (nobody else can be writing into the journal right now).
+        self._users = None if self.path is None else open(self.path.with_name(self.path.name + ".users"), "a+b")
+        if self._users is not None:
+            fcntl.flock(self._users, fcntl.LOCK_SH)
+
+    @contextmanager
+    def alone(self) -> Iterator[bool]:
+        """Whether no other process has this index open, held so for the block's duration."""
+        if self._users is None:
+            yield True
+            return
+        try:
+            fcntl.flock(self._users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(self._users, fcntl.LOCK_SH)
 
     def _create(self) -> None:
         db = self.db
@@ -112,6 +135,9 @@ class Index:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            if self._users is not None:
+                self._users.close()
+                self._users = None
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -128,6 +154,11 @@ class Index:
         """A statement on one of the index's tables (the module that owns a table writes its SQL)."""
         with self._lock:
             self._conn.execute(sql, params)
+
+    def data_version(self) -> int:
+        """Changes when another process (a mount beside a gateway on one data folder) wrote the file."""
+        with self._lock:
+            return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
 
     def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:

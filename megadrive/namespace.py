@@ -42,6 +42,7 @@ class Entry:
     props: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     removed: bool = False  # taken down by the operator after an abuse notice
     link: str | None = None  # set for a symbolic link: its target
+    revision: str = ""  # set for a version saved on this machine (it tells two such saves apart)
 
     @property
     def is_dir(self) -> bool:
@@ -53,8 +54,10 @@ class Entry:
 
     @property
     def etag(self) -> str:
-        """Strong validator: changes exactly when the content version changes."""
-        return f"{self.node_id[:16]}-{self.version}"
+        """Strong validator: changes exactly when the content version changes. A version saved here has
+        its revision instead of its number: two saves before an upload may share a number, and the
+        number moves when the uploader puts a save on top of one it committed meanwhile."""
+        return f"{self.node_id[:16]}-{f'r{self.revision}' if self.revision else self.version}"
 
 
 @dataclass(frozen=True)
@@ -131,10 +134,7 @@ class Namespace:
         for name in names:
             if row.kind != "dir":
                 raise NotADirectory(f"not a folder: {cur}")
-            h = self.ctx.name_hash(row.node_id, name)
-            child = self.ctx.index.lookup(row.node_id, h)
-            if child is None and self.feed.hash_pending(row.node_id):  # a change being ingested right now
-                child = self.ctx.index.lookup(row.node_id, h)
+            child = self.child(row.node_id, name)
             cur = join(cur, name)
             if child is None:
                 raise NotFound(f"no such file or folder: {cur}")
@@ -154,7 +154,16 @@ class Namespace:
         return parent, parts[-1]
 
     def existing(self, parent: Located, name: str) -> IndexRow | None:
-        return self.ctx.index.lookup(parent.row.node_id, self.ctx.name_hash(parent.row.node_id, name))
+        return self.child(parent.row.node_id, name)
+
+    def child(self, parent_id: str, name: str) -> IndexRow | None:
+        """The folder's entry of that name. A row being ingested right now (its meta stored, its name
+        not verified yet) is verified first: a lookup in that window must not answer "no such file"."""
+        h = self.ctx.name_hash(parent_id, name)
+        child = self.ctx.index.lookup(parent_id, h)
+        if child is None and self.feed.hash_pending(parent_id):
+            child = self.ctx.index.lookup(parent_id, h)
+        return child
 
     def parent_of(self, row: IndexRow) -> tuple[IndexRow, NodeMeta]:
         """The verified parent of a node, as its chain reaches it (not the root, not a share root)."""
@@ -177,18 +186,46 @@ class Namespace:
         share = self.shares.incoming[top.node_id]
         return f"/{SHARED_DIR}/{share.owner_name}/" + "/".join([share.name, *names])
 
+    def check_writable(self, folder: IndexRow) -> None:
+        """A change inside a folder shared with this account read-only is refused here, before it is kept
+        on this machine for an upload the server would refuse (write-back)."""
+        if not folder.owner:
+            return
+        top = self.ctx.tree.chain(folder)[0][0]
+        share = self.shares.incoming.get(top.node_id)
+        if share is None or share.access != "write":
+            raise PermissionDenied("Permission denied: the folder is shared with you read-only")
+
     # -- entries and listings ---------------------------------------------------------------------
 
     def entry(self, row: IndexRow, path: str, meta: NodeMeta | None) -> Entry:
         if meta is None:
             return Entry(path=path, name=PurePosixPath(path).name, node_id=row.node_id, kind="dir", size=0,
                          mtime_ns=0, mode=0o555, version=0)
+        lv = None
+        if row.kind == "file":
+            row, meta, lv = self.current(row, meta)
         size, mtime, version = meta.size, meta.mtime_ns, meta.version
-        lv = self.local(row.node_id) if row.kind == "file" else None
         if lv is not None:  # written here, not uploaded yet: what this machine shows is the newest
-            size, mtime, version = lv.size, lv.mtime_ns, lv.base_version + 1
+            size, mtime, version, revision = lv.size, lv.mtime_ns, lv.base_version + 1, lv.token
+        else:
+            revision = self.ctx.journal.token_of(row.node_id, version) if row.kind == "file" else ""
         return Entry(path=path, name=meta.name, node_id=row.node_id, kind=row.kind, size=size, mtime_ns=mtime,
-                     mode=meta.mode, version=version, props=dict(meta.props), removed=row.removed, link=meta.link)
+                     mode=meta.mode, version=version, props=dict(meta.props), removed=row.removed, link=meta.link,
+                     revision=revision)
+
+    def current(self, row: IndexRow, meta: NodeMeta) -> tuple[IndexRow, NodeMeta, LocalVersion | None]:
+        """A file as this machine shows it: its version journaled here (the newest) if any, else the
+        index's, read again if the uploader committed a journaled version since ``row`` was read."""
+        lv = self.local(row.node_id)
+        if lv is None and self.ctx.journal.forgotten_after(row.node_id, meta.version):
+            fresh = self.ctx.index.get(row.node_id)
+            try:
+                if fresh is not None:
+                    return fresh, self.ctx.tree.meta(fresh), None
+            except (Orphan, IntegrityError):  # moved or gone meanwhile: what was read stands
+                pass
+        return row, meta, lv
 
     def local(self, node_id: str) -> LocalVersion | None:
         """The node's version journaled on this machine and not committed yet, if any (a broken one is

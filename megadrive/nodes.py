@@ -92,10 +92,12 @@ class Nodes:
         except (NetworkError, ServerError):
             if not offline:
                 raise
-            self._create_local(parent.row, parent.verified(), meta, node_id)
+            self.create_local(parent.row, parent.verified(), meta, node_id)
         return self.ns.stat(path)
 
-    def _create_local(self, parent: IndexRow, pmeta: NodeMeta, meta: NodeMeta, node_id: str) -> None:
+    def create_local(self, parent: IndexRow, pmeta: NodeMeta, meta: NodeMeta, node_id: str) -> None:
+        """A node created on this machine first: in the index and the journal now, on the server when the
+        uploader gets to it (see :meth:`ensure_created`)."""
         blob = format.seal_meta(pmeta.key, self.ctx.owner_of(parent), parent.node_id, node_id, meta)
         self.ctx.journal.put_create(node_id, parent.node_id, meta.kind, blob)
         row = IndexRow(node_id, parent.node_id, meta.kind, 0, 0, False, 0, blob, None, False, parent.owner)
@@ -103,11 +105,12 @@ class Nodes:
         self.ctx.tree.note(row, meta, pmeta.key)
         self.ctx.index.set_name_hash(node_id, self.ctx.name_hash(parent.node_id, meta.name), False)
 
-    def ensure_created(self, node_id: str) -> None:
-        """A node created on this machine while offline is created on the server first (same id and meta)."""
+    def ensure_created(self, node_id: str) -> bool:
+        """A node created on this machine first (write-back, or offline) is created on the server before
+        anything else is asked of the server about it (same id and meta). True if it was created now."""
         rec = self.ctx.journal.create_of(node_id)
         if rec is None:
-            return
+            return False
         parent_id, kind, blob = rec
         try:
             n = self.ctx.api.create_node(node_id, parent_id, kind, blob)
@@ -121,6 +124,13 @@ class Nodes:
             n = self.ctx.api.create_node(node_id, root.node_id, kind, blob)
         self.feed.apply(n)
         self.ctx.journal.created(node_id)
+        return True
+
+    def ensure_all_created(self) -> None:
+        """Before a folder is moved or trashed: files created in it on this machine exist on the server
+        first (or the uploader would later create them where the folder no longer is)."""
+        for node_id in self.ctx.journal.creates():
+            self.ensure_created(node_id)
 
     def symlink(self, path: str, target: str) -> Entry:
         """A symbolic link: a node whose encrypted meta holds the target (like its name, never in clear)."""
@@ -148,6 +158,12 @@ class Nodes:
         ``verify``: how to verify the node's current meta (default: its chain).
         """
         verify = verify or self.ctx.tree.meta
+        if row.kind == "dir" and move:
+            self.ensure_all_created()
+        if self.ensure_created(row.node_id):
+            row = self.ctx.row(row.node_id)
+        if replace is not None:
+            self.ensure_created(replace)
         for _ in range(8):
             cur = verify(row)
             new = dataclasses.replace(change(dataclasses.replace(cur, props=dict(cur.props))), rev=cur.rev + 1)
@@ -220,6 +236,9 @@ class Nodes:
         loc.verified()
         if loc.row.parent_id is None or loc.row.node_id == self.ctx.root_id:
             raise Conflict("cannot delete the root folder")
+        if loc.row.kind == "dir":
+            self.ensure_all_created()
+        self.ensure_created(loc.row.node_id)
         self.ctx.api.trash_node(loc.row.node_id)
         self.feed.apply(self.ctx.api.get_node(loc.row.node_id))
 

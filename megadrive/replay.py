@@ -9,14 +9,29 @@ back into its meta only if that meta still names the keys it started from.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
+import hashlib
 import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
 
 from . import crypto, format
 from .api import MetaChanged
 from .content import FileReader
 from .context import DriveContext
-from .errors import MegaDriveError, NetworkError, NotFound, ServerError, StaleVersion
+from .errors import (
+    MegaDriveError,
+    NetworkError,
+    NotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    ServerError,
+    StaleVersion,
+    log_text,
+)
 from .feed import Feed
 from .files import Files, JournalFirst
 from .journal import LocalVersion
@@ -26,6 +41,8 @@ from .tree import short
 
 log = logging.getLogger(__name__)
 
+UPLOAD_INTERVAL = 2.0  # seconds between rounds when nothing kicks the uploader
+
 
 class Uploader:
     def __init__(self, ctx: DriveContext, feed: Feed, nodes: Nodes, files: Files) -> None:
@@ -33,48 +50,183 @@ class Uploader:
         self.feed = feed
         self.nodes = nodes
         self.files = files
+        self._reported: dict[str, str] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._busy_sources: list[Callable[[], set[str]]] = []
+        self._lock = threading.Lock()
+        self._rounds, self._failed = 0, False  # rounds done; whether the last one failed
+        self._lock_file = ctx.index.path.with_name(ctx.index.path.name + ".upload-lock") if ctx.index.path else None
+
+    # -- in the background (write-back: the mount and the gateway return once a version is journaled) ---
+
+    def start(self, busy: Callable[[], set[str]] = set) -> None:
+        """Upload what is journaled as it comes, but the files ``busy()`` names (still being written).
+        Each front-end on the drive (a gateway and a mount in one process) calls it with its own."""
+        self._busy_sources.append(busy)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="megadrive-uploader", daemon=True)
+            self._thread.start()
+        self.kick()
+
+    def _busy(self) -> set[str]:
+        return set().union(*(f() for f in self._busy_sources))
+
+    def kick(self) -> None:
+        """Something was journaled: upload it now rather than at the next round."""
+        self._idle.clear()
+        self._wake.set()
+
+    def stop(self, timeout: float = 120.0) -> None:
+        """Upload what can be uploaded (the server may be gone: then it waits in the journal), then stop."""
+        self.wait(timeout)
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def wait(self, timeout: float) -> bool:
+        """Until nothing uploadable waits (True), or the server cannot be reached, or ``timeout`` seconds."""
+        if self._thread is None:
+            return not self.pending()
+        deadline = time.monotonic() + timeout
+        first = self._rounds + 1  # a round that starts after this kick
+        self.kick()
+        while time.monotonic() < deadline:
+            if self._idle.wait(0.05):
+                return True
+            if self._rounds > first and self._failed:
+                return False
+        return False
+
+    def _loop(self) -> None:
+        delay = 0.0
+        while not self._stop.is_set():
+            self._wake.wait(delay or UPLOAD_INTERVAL)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            failed = False
+            try:
+                with self._lock, self._only_uploader() as mine:
+                    if not mine:  # another process on this data folder uploads this journal now
+                        delay = 0.5
+                        continue
+                    for line in self._replay(self._busy()):
+                        log.log(logging.WARNING if line.startswith(("kept", "lost")) else logging.INFO, "%s", line)
+                delay = 0.0
+            except (NetworkError, ServerError) as e:
+                log.warning("journaled versions wait for the server: %s", e.log_text())
+                delay, failed = min(max(delay * 2, 1.0), 30.0), True
+            except Exception as e:  # noqa: BLE001 - the uploader must outlive any one failure
+                log.error("uploader: %s", log_text(e))
+                delay, failed = 5.0, True
+            finally:
+                self._failed = failed
+                self._rounds += 1
+            if not delay and not self._waiting() - self._busy() - set(self._reported):
+                self._idle.set()
+
+    def _waiting(self) -> set[str]:
+        return set(self.ctx.journal.nodes()) | set(self.ctx.journal.creates())
 
     def pending(self) -> int:
         """Files with a version (or a creation) saved on this machine that the server does not have yet."""
         return len(set(self.ctx.journal.nodes()) | set(self.ctx.journal.creates()))
+
+    @contextlib.contextmanager
+    def _only_uploader(self) -> Iterator[bool]:
+        """One process at a time uploads a data folder's journal (``megadrive up`` runs a mount process
+        beside its gateway): two would commit one version twice, the second as a conflicted copy."""
+        if self._lock_file is None:
+            yield True
+            return
+        with open(self._lock_file, "a+b") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     def replay(self, skip: set[str] | frozenset[str] = frozenset()) -> list[str]:
         """Upload and commit what the journal holds, except for nodes in ``skip`` (files still open here).
 
         Returns one line per file, naming nodes by id (the lines go to the
         mount's log). A network failure stops it and leaves the rest journaled.
+        Another process uploading the same journal right now: nothing is done.
         """
+        with self._only_uploader() as mine:
+            return self._replay(skip) if mine else []
+
+    def _replay(self, skip: set[str] | frozenset[str]) -> list[str]:
         journal = self.ctx.journal
         report: list[str] = []
         for node_id in journal.creates():
             if node_id not in skip:
-                self.nodes.ensure_created(node_id)
+                try:
+                    self.nodes.ensure_created(node_id)
+                except (QuotaExceeded, PermissionDenied) as e:
+                    self._held(node_id, e)
         for node_id in journal.nodes():
             if node_id in skip:
                 continue
+            lv = None
             try:
                 lv = journal.get(node_id)
                 if lv is None:
                     continue
-                report.append(self._replay_one(lv))
+                line, committed, lv = self._replay_one(lv)
+                report.append(line)
             except (NetworkError, ServerError):
                 raise
+            except (QuotaExceeded, PermissionDenied) as e:
+                # Not lost: it waits here (encrypted) until there is room, or access comes back.
+                self._held(node_id, e)
+                continue
             except MegaDriveError as e:
                 log.error("could not recover a journaled version of node %s: %s", short(node_id), e.log_text())
                 report.append(f"lost a journaled version of node {short(node_id)}: {e.log_text()}")
-            journal.done(node_id)
-        for node_id in journal.orphans():
-            if node_id in skip:
-                continue
-            log.warning("dropping chunks of a write to node %s that never reached close() or fsync()",
-                        short(node_id))
-            journal.done(node_id)
+                committed = False
+            self._reported.pop(node_id, None)
+            if lv is None:
+                journal.done(node_id)
+            elif committed:
+                journal.settle(lv)
+            else:
+                journal.drop(lv)
+        with self.ctx.index.alone() as alone:
+            for node_id in journal.drop_orphans(skip) if alone else ():
+                log.warning("dropped chunks of a write to node %s that never reached close() or fsync()",
+                            short(node_id))
         return report
 
-    def _replay_one(self, lv: LocalVersion) -> str:
+    def _held(self, node_id: str, e: MegaDriveError) -> None:
+        if self._reported.get(node_id) != type(e).__name__:
+            self._reported[node_id] = type(e).__name__
+            log.error("a version of node %s waits on this machine: %s", short(node_id), e.log_text())
+
+    def _replay_one(self, lv: LocalVersion) -> tuple[str, bool, LocalVersion]:
+        """Commit one journaled version: (a report line, whether the node now has it as its next version,
+        the version as it went: replay may have put it on a newer base)."""
         node_id, base = lv.node_id, lv.base_version
         self.nodes.ensure_created(node_id)
-        row = self.ctx.row(node_id)
+        try:
+            row = self.ctx.row(node_id)
+        except NotFound:  # the file is gone from the server (purged): keep what was written, in the root
+            reader = FileReader(JournalFirst(self.ctx), lv.keys, lv.manifest, cache=False)
+            with reader:
+                copy = self.files.new_file(self.files.conflict_home(lv.parent_id, lv.parent_key),
+                                           f"recovered {short(node_id)}", reader.iter_range(), lv.mtime_ns)
+            return f"node {short(node_id)} is gone: its unsaved version was kept as node {short(copy)}", False, lv
+        again = self.ctx.journal.get(node_id)  # after the row: a time set meanwhile is in one or the other
+        if again is not None and again.sealed_manifest == lv.sealed_manifest:
+            lv = again
         chain = self.ctx.tree.chain(row)
         if len(chain) < 2:
             raise NotFound("the file's folder is gone")
@@ -87,7 +239,12 @@ class Uploader:
             _, blob = self.ctx.api.get_manifest(node_id, base + 1)
             done = format.open_manifest(meta.key, owner, node_id, base + 1, meta.file_id, blob)
             if done.chunks == lv.manifest.chunks and done.size == lv.size:
-                return f"node {short(node_id)} was already committed (version {base + 1})"
+                return f"node {short(node_id)} was already committed (version {base + 1})", True, lv
+            if meta.version == base + 1 and lv.prior is not None and hashlib.sha256(blob).digest() == lv.prior:
+                # The server has the version this one was saved on top of (committed just before a crash
+                # that kept it from being settled): this one goes on top of it, not beside it.
+                lv = self.ctx.journal.rebase(lv, base + 1)
+                base = lv.base_version
         if meta.version == base and continuous:
             new = dataclasses.replace(meta, props=dict(meta.props), size=lv.size, version=base + 1,
                                       mtime_ns=lv.mtime_ns, rev=meta.rev + 1, key=lv.keys.content_key,
@@ -97,10 +254,13 @@ class Uploader:
                 n = self.ctx.api.commit_version(node_id, base, lv.sealed_manifest, list(lv.chunk_ids), meta=blob,
                                                 meta_seq=row.seq)
                 self.feed.apply(n, new, pmeta.key)
-                return f"recovered node {short(node_id)} (version {base + 1})"
-            except MetaChanged:
+                self.files.committed()
+                return f"committed node {short(node_id)} (version {base + 1})", True, lv
+            except MetaChanged:  # changed meanwhile (a rename, a new time set here): read both again
                 self.feed.apply(self.ctx.api.get_node(node_id))
-                return self._replay_one(lv)
+                fresh = self.ctx.journal.get(node_id)
+                return self._replay_one(fresh if fresh is not None and fresh.sealed_manifest == lv.sealed_manifest
+                                        else lv)
             except StaleVersion:
                 pass
         home = (parent, pmeta) if continuous else self.files.conflict_home(lv.parent_id, lv.parent_key)
@@ -110,4 +270,5 @@ class Uploader:
                                        dict(meta.props))
         finally:
             reader.close()
-        return f"kept unsaved changes of node {short(node_id)} as node {short(copy)} (the file changed meanwhile)"
+        return f"kept unsaved changes of node {short(node_id)} as node {short(copy)} (the file changed meanwhile)", \
+            False, lv

@@ -350,6 +350,7 @@ class Sharing:
             raise InvalidPath(f"links are for files: {loc.path}")
         if loc.row.owner:
             raise Conflict("only the owner can link this file")
+        self.nodes.ensure_created(loc.row.node_id)  # a file saved here first: the server must know it
         record = format.LinkRecord(self.ctx.owner, loc.row.node_id, meta.name, meta.key, meta.file_id)
         if password:
             salt = crypto.random_salt()

@@ -286,18 +286,18 @@ class MegaDriveFS:
             # On top of whatever this machine has not uploaded yet, like every write of the mount.
             with self.drive.open_write_id(self.drive.stat(path).node_id, truncate=length == 0, journal=True) as w:
                 w.truncate(length)
-                self.files.commit_writer(w)
+                self.files.save_writer(w)
 
     def flush(self, path: str | None, fh: int) -> None:
-        """close(): commit now, so a failed commit (quota, conflict) reaches the program; a server that
-        cannot be reached leaves the version journaled here, to upload when it answers."""
+        """close(): the version is sealed into the local journal now (a quota that cannot hold it reaches
+        the program as ENOSPC); the uploader commits it on the server in the background."""
         of = self.files.handle(fh)
         if of is not None:
             with self._errors():
                 self.files.commit(of)
 
     def fsync(self, path: str | None, datasync: int, fh: int) -> None:
-        """fsync() returns once the data is a committed version on the server, or sealed in the journal."""
+        """fsync() returns once the data is a version sealed in the local journal (durable on this machine)."""
         self.flush(path, fh)
 
     def release(self, path: str | None, fh: Any) -> None:

@@ -99,6 +99,7 @@ class Gateway:
     _stop: threading.Event
     state_file: Path | None = None
     _state: bytes = field(default=b"", repr=False)
+    drive: Drive | None = field(default=None, repr=False)
 
     @property
     def user(self) -> str:
@@ -118,9 +119,12 @@ class Gateway:
         return httpx.Client(base_url=self.url, auth=self.auth, timeout=kw.pop("timeout", 60), **kw)
 
     def stop(self) -> None:
+        """Stop serving, then upload what PUTs saved here (what cannot be, waits for the next start)."""
         self._stop.set()
         self.server.stop()
         self.thread.join(timeout=10)
+        if self.drive is not None:
+            self.drive.uploader.stop()
         if self.state_file is not None:
             try:
                 if self.state_file.read_bytes() == self._state:  # not a newer gateway's
@@ -164,7 +168,8 @@ def start(drive: Drive, host: str = "127.0.0.1", port: int = 8080, *, auth: tupl
     if poll:
         threading.Thread(target=_poll, args=(drive, stop), name="megadrive-sync", daemon=True).start()
     shown = f"[{host}]" if ":" in host else host
-    gw = Gateway(server, thread, f"{scheme}://{shown}:{bound}/", credentials, stop)
+    drive.uploader.start()  # write-back: a PUT returns once its version is journaled here
+    gw = Gateway(server, thread, f"{scheme}://{shown}:{bound}/", credentials, stop, drive=drive)
     if state_file is not None:
         doc: dict[str, Any] = {"url": gw.url, "user": credentials.user}
         if credentials.generated:  # the operator's own password is not copied anywhere

@@ -2,10 +2,12 @@
 
 Every descriptor of a file shares one staged version (a FileWriter) and one
 reader, so programs see each other's writes at once and renames or unlinks of
-an open file keep working through its descriptors. A dirty file that rests a
-second is checkpointed into the local journal (sealed); close() and fsync()
-commit, and if the server cannot be reached the version stays journaled and
-is uploaded when it answers (the sync loop).
+an open file keep working through its descriptors. Write-back, like every
+desktop sync client: close() and fsync() seal the version into the local
+journal (ciphertext only) and return; the drive's uploader commits it on the
+server in the background, and reads here see it at once. A dirty file that
+rests a second is checkpointed into the journal too, so a killed mount loses
+at most the last second of writes nobody closed or fsync()ed.
 """
 
 from __future__ import annotations
@@ -93,7 +95,11 @@ class OpenFiles:
         return of.writer
 
     def release(self, fh: Any) -> None:
-        """The last descriptor of a file closed: commit what it staged, then forget it."""
+        """The last descriptor of a file closed: save what it staged, then forget it.
+
+        The open file stays findable while it is saved: a program opening it meanwhile (the kernel sends
+        release after close() has returned) shares it, instead of reading a version not journaled yet.
+        """
         with self._lock:
             of = self._handles.pop(fh if isinstance(fh, int) else fh.fh, None)
             if of is None:
@@ -101,45 +107,41 @@ class OpenFiles:
             of.refs -= 1
             if of.refs:
                 return
-            self._files.pop(of.node_id, None)
         try:
             self.commit(of)
         except MegaDriveError as e:
-            log.error("commit of node %s at release failed: %s", of.node_id[:12], e.log_text())
+            log.error("saving node %s at release failed: %s", of.node_id[:12], e.log_text())
+        with self._lock:
+            if of.refs or self._files.get(of.node_id) is not of:
+                return  # opened again meanwhile: its new descriptors own it now
+            self._files.pop(of.node_id, None)
         with of.lock:
             if of.writer is not None:
                 of.writer.close()
                 of.writer = None
             of.drop_reader()
 
-    # -- committing -------------------------------------------------------------------------------
+    # -- saving (write-back) ----------------------------------------------------------------------
 
-    def commit_writer(self, w: FileWriter) -> bool:
-        """Commit; if the server cannot be reached the version is already journaled (encrypted) on this
-        machine: reads see it, and it is uploaded when the server is back. True if committed now."""
-        try:
-            w.commit()
-        except (NetworkError, ServerError) as e:
-            if not w.journaled:
-                raise
-            log.warning("node %s saved on this machine, to upload when the server answers: %s",
-                        w.keys.node_id[:12], e.log_text())
-            return False
-        return True
+    def save_writer(self, w: FileWriter) -> None:
+        """Seal the writer's version into the journal (refused with QuotaExceeded if it cannot fit); the
+        uploader commits it."""
+        w.save()
 
     def commit(self, of: OpenFile) -> None:
+        """close() / fsync(): the open file's version becomes durable here and goes to the uploader."""
         with of.lock:
             w = of.writer
             if w is None:
                 return
             if w.modified:
                 try:
-                    committed = self.commit_writer(w)
+                    version = w.save()
                 except MegaDriveError:
-                    of.writer = None  # the writer is spent; what it held was committed, kept aside, or reported
+                    of.writer = None  # the writer is spent; what it held was saved, or the error is reported
                     w.close()
                     raise
-                self.seen_version[of.node_id] = w.base_version + (0 if committed else 1)
+                self.seen_version[of.node_id] = version
             of.writer = None
             w.close()
             of.drop_reader()
@@ -149,26 +151,30 @@ class OpenFiles:
     def start(self) -> None:
         threading.Thread(target=self._sync_loop, name="megadrive-sync", daemon=True).start()
         threading.Thread(target=self._checkpoint_loop, name="megadrive-journal", daemon=True).start()
+        self.drive.uploader.start(busy=self.busy)
+
+    def busy(self) -> set[str]:
+        """Nodes a program is still writing (their checkpoints are not versions to upload yet)."""
+        return {of.node_id for of in list(self._files.values()) if of.writer is not None}
 
     def stop(self) -> None:
-        """Unmount: commit whatever is still staged, and upload what waits in the journal, if the server is
+        """Unmount: save whatever is still staged, and upload what waits in the journal if the server is
         there (what cannot be uploaded stays journaled, encrypted, for the next mount)."""
         self._stop.set()
         for of in list(self._files.values()):
             try:
                 self.commit(of)
             except MegaDriveError as e:
-                log.error("could not commit node %s at unmount: %s", of.node_id[:12], e.log_text())
+                log.error("could not save node %s at unmount: %s", of.node_id[:12], e.log_text())
         self._files.clear()
-        self.upload_journaled()
+        self.drive.uploader.stop()
 
     def upload_journaled(self) -> None:
-        """Commit versions saved on this machine while the server was unreachable (files not open now)."""
+        """Before serving: commit what a killed (or offline) mount journaled."""
         if not self.drive.pending_uploads():
             return
-        busy = {of.node_id for of in list(self._files.values()) if of.writer is not None}
         try:
-            for line in self.drive.replay_journal(skip=busy):
+            for line in self.drive.replay_journal(skip=self.busy()):
                 log.warning("journal: %s", line)
         except (NetworkError, ServerError) as e:
             log.warning("journaled versions wait for the server: %s", e.log_text())
@@ -179,8 +185,6 @@ class OpenFiles:
                 self.drive.refresh()
             except Exception as e:  # noqa: BLE001 - the poller must survive a flaky network
                 log.warning("sync failed: %s", log_text(e))
-                continue
-            self.upload_journaled()
 
     def _checkpoint_loop(self) -> None:
         """Like a filesystem's writeback interval: dirty data resting for a second is journaled, sealed,

@@ -236,12 +236,12 @@ class FileResource(DAVNonCollection):
 
     def begin_write(self, *, content_type: str | None = None) -> _WriteStream:
         with dav_errors():
-            self._writer = _drive(self.environ).open_write(self.path)
+            self._writer = _drive(self.environ).open_write(self.path, journal=True)
         self._stream = _WriteStream(self._writer)
         return self._stream
 
     def end_write(self, *, with_errors: bool) -> None:
-        """Commit the staged version only if the whole body arrived; otherwise keep the old one."""
+        """Save the staged version only if the whole body arrived; otherwise keep the old one."""
         w, self._writer = self._writer, None
         if w is None:
             return
@@ -254,8 +254,11 @@ class FileResource(DAVNonCollection):
             w.abort()  # the client went away mid-body: cheroot reports that as a short, clean EOF
             log.warning("a PUT body ended after %d of %s bytes; nothing committed", received, expected)
             raise DAVError(HTTP_BAD_REQUEST, context_info="request body incomplete; nothing was stored")
-        with dav_errors():
-            w.commit()
+        with dav_errors():  # write-back: durable here (sealed) now, on the server once the uploader has it
+            try:
+                w.save()
+            finally:
+                w.close()
             self.entry = _drive(self.environ).stat(self.path)
 
     def delete(self) -> None:

@@ -68,7 +68,8 @@ class Account:
         return str(json.loads((self.home / "session.json").read_text())["token"])
 
     def server_account(self) -> dict[str, Any]:
-        """GET /v1/account on the server with the session's bearer token."""
+        """GET /v1/account on the server with the session's bearer token (once the mounts have uploaded)."""
+        settle()
         r = httpx.get(self.server_url.rstrip("/") + "/v1/account", timeout=30,
                       headers={"Authorization": f"Bearer {self.token()}"})
         assert r.status_code == 200, r.text
@@ -98,9 +99,31 @@ def login(acct: Account, parent: Path) -> Account:
     return Account(acct.server_url, home, acct.user)
 
 
+# Homes of the mounts now up: the mount writes back (close() returns once a version is journaled), so what
+# a test reads from the server it reads once they have uploaded what they hold.
+MOUNTED_HOMES: set[Path] = set()
+
+
+def settle(timeout: float = 90) -> None:
+    """Wait until every live mount's journal is uploaded (the server has what the programs closed)."""
+    deadline = time.monotonic() + timeout
+    for home in list(MOUNTED_HOMES):
+        while True:
+            d = Drive.open(home, refresh=False)
+            try:
+                pending = d.pending_uploads()
+            finally:
+                d.close()
+            if not pending:
+                break
+            assert time.monotonic() < deadline, f"the mount of {home} still has {pending} upload(s) pending"
+            time.sleep(0.1)
+
+
 @contextmanager
 def drive_of(acct: Account) -> Iterator[Drive]:
     """The account's Drive in this process (opened fresh, so it pulls the server's current state)."""
+    settle()
     d = Drive.open(acct.home)
     try:
         yield d
@@ -115,6 +138,7 @@ def server_read(peer: Account, path: str) -> bytes:
 
 def server_names(peer: Account, path: str) -> list[str]:
     """`megadrive ls PATH` of a second client: what the server holds in that folder."""
+    settle()
     return [ln.rstrip("/") for ln in ok(md(peer.home, "ls", path)).splitlines() if ln]
 
 
@@ -164,6 +188,7 @@ class Mount:
             pid = int(m.group(1)) if m else None
         assert pid is not None, f"no mount child pid: {r.stdout}"
         self.pids.append(pid)
+        MOUNTED_HOMES.add(self.acct.home)
         return self
 
     def child_pid(self) -> int | None:
@@ -179,7 +204,8 @@ class Mount:
         return self.pids[-1]
 
     def kill(self) -> None:
-        """SIGKILL the mount child (a crash): the mount point is left dead."""
+        """SIGKILL the mount child (a crash): the mount point is left dead (its journal waits for the next)."""
+        MOUNTED_HOMES.discard(self.acct.home)
         os.kill(self.pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while pid_alive(self.pid) and time.monotonic() < deadline:
@@ -190,6 +216,7 @@ class Mount:
 
     def unmount(self) -> None:
         """`megadrive unmount`, then `fusermount -uz` if still mounted, then kill the child if alive."""
+        MOUNTED_HOMES.discard(self.acct.home)
         if mounted(self.path):
             with suppress(subprocess.TimeoutExpired):
                 self.unmount_cli()

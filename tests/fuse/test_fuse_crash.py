@@ -92,12 +92,14 @@ def test_fsynced_data_survives_sigkill(mount: Mount, acct: Account, tmp_path: Pa
         os.write(fd, synced)
         os.fsync(fd)
         os.write(fd, b"not synced")  # may be lost, must not corrupt what was synced
-        mount.kill()
+        mount.kill()  # fsync made it durable here (the journal), maybe not yet on the server
     finally:
         with suppress(OSError):
             os.close(fd)
+    mount.mount()  # the next start uploads what the journal holds
+    assert (mount.path / "journal.db").read_bytes()[:len(synced)] == synced
     peer = login(acct, tmp_path)
-    assert server_read(peer, "/journal.db") == synced
+    assert server_read(peer, "/journal.db")[:len(synced)] == synced
     assert server_names(peer, "/") == ["journal.db"]
 
 
@@ -165,7 +167,8 @@ def test_errno_after_crash_is_enotconn_not_a_hang(mount: Mount) -> None:
 
 def test_conflict_at_close_keeps_the_write_as_a_conflicted_copy(mount: Mount, acct: Account,
                                                                  tmp_path: Path) -> None:
-    """Another client commits while a file is open here: close() reports EIO and nothing is lost."""
+    """Another client commits while a file is open here: nothing is lost. close() returns at once (the
+    version is journaled); the uploader finds the file changed and keeps this version as a conflicted copy."""
     p = mount.path / "notes.txt"
     p.write_bytes(b"base")
     peer = login(acct, tmp_path)
@@ -175,9 +178,7 @@ def test_conflict_at_close_keeps_the_write_as_a_conflicted_copy(mount: Mount, ac
         with drive_of(peer) as d:
             d.write_file("/notes.txt", b"theirs, from another machine")
     finally:
-        with pytest.raises(OSError) as ei:
-            os.close(fd)
-    assert ei.value.errno == errno.EIO
+        os.close(fd)
     names = server_names(peer, "/")
     copies = [n for n in names if n.startswith("notes (conflicted copy")]
     assert len(copies) == 1, names

@@ -173,6 +173,23 @@ class GatewayProcess:
                 self.proc.wait(timeout)
         return self.proc.returncode
 
+    def settle(self, timeout: float = 90) -> None:
+        """Wait until the gateway has uploaded what its PUTs saved (write-back: a PUT returns once the
+        version is sealed in the local journal; tests that read the server's store wait for it)."""
+        from megadrive.drive import Drive  # the test's own view of the gateway's data folder
+
+        deadline = time.monotonic() + timeout
+        while True:
+            d = Drive.open(self.home, refresh=False)
+            try:
+                pending = d.pending_uploads()
+            finally:
+                d.close()
+            if not pending:
+                return
+            assert time.monotonic() < deadline, f"the gateway still has {pending} upload(s) pending"
+            time.sleep(0.05)
+
     def client(self, **kw: Any) -> httpx.Client:
         """An httpx client logged in to the gateway (Basic: preemptive, so streamed bodies are sent once)."""
         return httpx.Client(base_url=kw.pop("base_url", self.url), timeout=kw.pop("timeout", 120),

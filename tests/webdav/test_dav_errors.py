@@ -60,11 +60,13 @@ def test_tampered_chunk_is_an_error_never_bytes(fresh_server: ServerProcess, tmp
     with gw.client() as c:
         t0 = time.time() - 0.01
         put(c, "/small.bin", small)
+        gw.settle()  # write-back: the server has it once the gateway's uploader sent it
         small_chunks = new_chunk_files(fresh_server.data_dir, t0)
         assert len(small_chunks) == 1, small_chunks
         time.sleep(0.05)
         t1 = time.time() - 0.01
         put(c, "/large.bin", large)
+        gw.settle()
         large_chunks = [p for p in new_chunk_files(fresh_server.data_dir, t1) if p not in small_chunks]
         assert len(large_chunks) == 4, large_chunks
         put(c, "/intact.txt", b"untouched")
@@ -87,7 +89,7 @@ def test_tampered_chunk_is_an_error_never_bytes(fresh_server: ServerProcess, tmp
     assert "Traceback" not in gw.stderr(), gw.stderr()[-3000:]
 
 
-def tamper_a_middle_chunk(c: httpx.Client, data_dir: Path, path: str, data: bytes) -> int:
+def tamper_a_middle_chunk(gw: GatewayProcess, c: httpx.Client, data_dir: Path, path: str, data: bytes) -> int:
     """Upload ``data`` and corrupt one of its chunks other than the first; returns that chunk's index.
 
     Chunk files are content-addressed, so which file holds which chunk is found by probing:
@@ -95,6 +97,7 @@ def tamper_a_middle_chunk(c: httpx.Client, data_dir: Path, path: str, data: byte
     """
     t0 = time.time() - 0.01
     put(c, path, data)
+    gw.settle()
     chunks = new_chunk_files(data_dir, t0)
     n = -(-len(data) // MiB)
     assert len(chunks) == n, chunks
@@ -118,7 +121,7 @@ def test_tampered_chunk_mid_file_cuts_the_body_short(fresh_server: ServerProcess
     gw = gateways(acct.home)
     data = seeded_bytes(3, 4 * MiB)
     with gw.client() as c:
-        k = tamper_a_middle_chunk(c, fresh_server.data_dir, "/movie.bin", data)
+        k = tamper_a_middle_chunk(gw, c, fresh_server.data_dir, "/movie.bin", data)
         put(c, "/intact.txt", b"untouched")
         got = b""
         status = None
@@ -146,7 +149,7 @@ def test_mid_body_integrity_failure_logs_one_line(fresh_server: ServerProcess, t
     acct = signup(fresh_server.url, tmp_path)
     gw = gateways(acct.home)
     with gw.client() as c:
-        tamper_a_middle_chunk(c, fresh_server.data_dir, "/movie.bin", seeded_bytes(4, 3 * MiB))
+        tamper_a_middle_chunk(gw, c, fresh_server.data_dir, "/movie.bin", seeded_bytes(4, 3 * MiB))
         try:
             with c.stream("GET", "/movie.bin") as resp:
                 for _ in resp.iter_bytes():
