@@ -72,7 +72,9 @@ class Account:
         return json.loads((self.home / "session.json").read_text())  # type: ignore[no-any-return]
 
     def server_account(self) -> dict[str, Any]:
-        """GET /v1/account on the server, with the session's bearer token (not through the gateway)."""
+        """GET /v1/account on the server, with the session's bearer token (not through the gateway), once
+        what the gateway saved is uploaded."""
+        settle(self.home)
         r = httpx.get(self.server_url.rstrip("/") + "/v1/account", timeout=30,
                       headers={"Authorization": f"Bearer {self.session()['token']}"})
         assert r.status_code == 200, r.text
@@ -80,6 +82,24 @@ class Account:
 
     def used(self) -> int:
         return int(self.server_account()["used"])
+
+
+def settle(home: Path, timeout: float = 90) -> None:
+    """Wait until the gateway on ``home`` has uploaded what its PUTs saved (write-back: a PUT returns once
+    the version is sealed in the local journal; a test that reads the server's store waits for it)."""
+    from megadrive.drive import Drive  # the test's own view of the gateway's data folder
+
+    deadline = time.monotonic() + timeout
+    while True:
+        d = Drive.open(home, refresh=False)
+        try:
+            pending = d.pending_uploads()
+        finally:
+            d.close()
+        if not pending:
+            return
+        assert time.monotonic() < deadline, f"the gateway still has {pending} upload(s) pending"
+        time.sleep(0.05)
 
 
 def signup(server_url: str, parent: Path, user: str | None = None) -> Account:
@@ -174,21 +194,7 @@ class GatewayProcess:
         return self.proc.returncode
 
     def settle(self, timeout: float = 90) -> None:
-        """Wait until the gateway has uploaded what its PUTs saved (write-back: a PUT returns once the
-        version is sealed in the local journal; tests that read the server's store wait for it)."""
-        from megadrive.drive import Drive  # the test's own view of the gateway's data folder
-
-        deadline = time.monotonic() + timeout
-        while True:
-            d = Drive.open(self.home, refresh=False)
-            try:
-                pending = d.pending_uploads()
-            finally:
-                d.close()
-            if not pending:
-                return
-            assert time.monotonic() < deadline, f"the gateway still has {pending} upload(s) pending"
-            time.sleep(0.05)
+        settle(self.home, timeout)
 
     def client(self, **kw: Any) -> httpx.Client:
         """An httpx client logged in to the gateway (Basic: preemptive, so streamed bodies are sent once)."""

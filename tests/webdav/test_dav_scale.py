@@ -29,7 +29,7 @@ def big_folder(dav_server: ServerProcess, tmp_path_factory: pytest.TempPathFacto
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda i: g.drive.write_file(f"/big/file-{i:05d}.txt", b""), range(N)))
         print(f"\n{N} files created in {time.monotonic() - t0:.1f}s")
-        g.drive.write_file("/big/file-04242.txt", b"4242")
+        g.drive.write_file(f"/big/file-{N // 2:05d}.txt", b"4242")  # one file of the folder is not empty
         yield g
 
 
@@ -49,7 +49,7 @@ def propfind_big(g: InProcessGateway, body: bytes | None) -> tuple[list, list, f
     names = {res.path for res in responses}
     assert "/big/" in names or "/big" in names
     assert "/big/file-00000.txt" in names and f"/big/file-{N - 1:05d}.txt" in names
-    one = next(res for res in responses if res.path == "/big/file-04242.txt")
+    one = next(res for res in responses if res.path == f"/big/file-{N // 2:05d}.txt")
     assert one.text(f"{DAV}getcontentlength") == "4"
     return responses, calls, elapsed
 
