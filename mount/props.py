@@ -17,7 +17,7 @@ from wsgidav.dav_error import DAVError
 from megadrive.drive import Drive
 from megadrive.errors import NotFound
 
-from .webdav import HTTP_CONTENT_TOO_LARGE, dav_errors
+from .webdav import HTTP_CONTENT_TOO_LARGE, LISTED, dav_errors
 
 MAX_PROPS_BYTES = 32 * 1024
 PENDING = "megadrive.props.pending"  # environ: path -> the properties this PROPPATCH sets
@@ -36,9 +36,13 @@ class DrivePropertyManager:
     def __repr__(self) -> str:
         return "DrivePropertyManager"
 
-    def _props(self, norm_url: str) -> dict[str, str]:
+    def _props(self, norm_url: str, environ: Any = None) -> dict[str, str]:
         """A node's dead properties; none for one that vanished since it was listed (another client moved or
         deleted it while a PROPFIND was answering): one member gone must not fail the whole listing."""
+        if environ is not None and environ.get("REQUEST_METHOD") == "PROPFIND":
+            listed = environ.get(LISTED, {}).get(_path(norm_url))
+            if listed is not None:  # read by this PROPFIND's listing a moment ago
+                return dict(listed.props)
         try:
             return self.drive.stat(_path(norm_url)).props
         except NotFound:
@@ -46,11 +50,11 @@ class DrivePropertyManager:
 
     def get_properties(self, norm_url: str, environ: Any = None) -> list[str]:
         with dav_errors():
-            return sorted(self._props(norm_url))
+            return sorted(self._props(norm_url, environ))
 
     def get_property(self, norm_url: str, name: str, environ: Any = None) -> str | None:
         with dav_errors():
-            return self._props(norm_url).get(name)
+            return self._props(norm_url, environ).get(name)
 
     def write_property(self, norm_url: str, name: str, property_value: bytes | str, dry_run: bool = False,
                        environ: Any = None) -> None:

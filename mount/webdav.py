@@ -38,26 +38,8 @@ from wsgidav.dav_error import (
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 from wsgidav.mw.base_mw import BaseMiddleware
 
+from megadrive import errors
 from megadrive.drive import Drive, Entry, FileReader, FileWriter, join
-from megadrive.errors import (
-    AlreadyExists,
-    AuthError,
-    Conflict,
-    FileTooLarge,
-    IntegrityError,
-    InvalidPath,
-    IsADirectory,
-    MegaDriveError,
-    NetworkError,
-    NotADirectory,
-    NotEmpty,
-    NotFound,
-    PermissionDenied,
-    QuotaExceeded,
-    ServerError,
-    StaleVersion,
-    TakenDown,
-)
 
 from .bounds import http_date
 from .connection import ClientTooSlow, MalformedBody
@@ -69,45 +51,46 @@ HTTP_CONTENT_TOO_LARGE = 413
 HTTP_UNAVAILABLE_FOR_LEGAL_REASONS = 451
 HTTP_INSUFFICIENT_STORAGE = 507
 HTTP_BAD_GATEWAY = 502
+# environ: path -> the Entry a listing in this request just read (a PROPFIND's dead properties come from it
+# rather than from resolving every member's path again).
+LISTED = "megadrive.listed"
 # 4xx answers to a request the gateway will not carry out as sent: each gets a log line (never a name in it).
 REFUSALS = frozenset({400, 405, 408, 411, 413, 414, 415, 416, 431, 501})
 
 
-def _status_for(e: MegaDriveError) -> int:
-    if isinstance(e, NotFound):
-        return HTTP_NOT_FOUND
-    if isinstance(e, StaleVersion):
-        return HTTP_PRECONDITION_FAILED
-    if isinstance(e, AlreadyExists | NotEmpty | NotADirectory | IsADirectory | Conflict):
-        return HTTP_CONFLICT
-    if isinstance(e, InvalidPath):
-        return HTTP_BAD_REQUEST
-    if isinstance(e, PermissionDenied):
-        return HTTP_FORBIDDEN
-    if isinstance(e, FileTooLarge):
-        return HTTP_CONTENT_TOO_LARGE
-    if isinstance(e, TakenDown):
-        return HTTP_UNAVAILABLE_FOR_LEGAL_REASONS
-    if isinstance(e, QuotaExceeded):
-        return HTTP_INSUFFICIENT_STORAGE
-    if isinstance(e, NetworkError | AuthError | ServerError):  # the storage server is down or failed
-        return HTTP_BAD_GATEWAY
-    return HTTP_INTERNAL_ERROR
+# The one table of Drive errors to statuses, first match wins (a StaleVersion is a Conflict: it comes first).
+_STATUSES: tuple[tuple[type[errors.MegaDriveError] | tuple[type[errors.MegaDriveError], ...], int], ...] = (
+    (errors.NotFound, HTTP_NOT_FOUND),
+    (errors.StaleVersion, HTTP_PRECONDITION_FAILED),
+    ((errors.AlreadyExists, errors.NotEmpty, errors.NotADirectory, errors.IsADirectory, errors.Conflict),
+     HTTP_CONFLICT),
+    (errors.InvalidPath, HTTP_BAD_REQUEST),
+    (errors.PermissionDenied, HTTP_FORBIDDEN),
+    (errors.FileTooLarge, HTTP_CONTENT_TOO_LARGE),
+    (errors.TakenDown, HTTP_UNAVAILABLE_FOR_LEGAL_REASONS),
+    (errors.QuotaExceeded, HTTP_INSUFFICIENT_STORAGE),
+    # The storage server is down or failed:
+    ((errors.NetworkError, errors.AuthError, errors.ServerError), HTTP_BAD_GATEWAY),
+)
+
+
+def _status_for(e: errors.MegaDriveError) -> int:
+    return next((status for kinds, status in _STATUSES if isinstance(e, kinds)), HTTP_INTERNAL_ERROR)
 
 
 class LoggedError(DAVError):  # type: ignore[misc]
     """A status whose cause was logged where it was mapped (a Drive error, an internal error)."""
 
 
-def dav_error(e: MegaDriveError) -> LoggedError:
+def dav_error(e: errors.MegaDriveError) -> LoggedError:
     """The one place Drive errors become WebDAV statuses; a 5xx is logged (by type, never with a name)."""
     status = _status_for(e)
-    if isinstance(e, IntegrityError):
+    if isinstance(e, errors.IntegrityError):
         log.error("INTEGRITY FAILURE: %s", e.log_text())
     elif status >= 500:
         log.error("%s", e.log_text())
-    # InvalidPath quotes the name as Python would; the client gets the rule it broke instead.
-    text = (InvalidPath.__doc__ or "").strip() if isinstance(e, InvalidPath) else e.message
+    # errors.InvalidPath quotes the name as Python would; the client gets the rule it broke instead.
+    text = (errors.InvalidPath.__doc__ or "").strip() if isinstance(e, errors.InvalidPath) else e.message
     return LoggedError(status, context_info=text)
 
 
@@ -116,7 +99,7 @@ def dav_errors() -> Iterator[None]:
     """Drive calls inside raise their errors as WebDAV statuses (:func:`dav_error`)."""
     try:
         yield
-    except MegaDriveError as e:
+    except errors.MegaDriveError as e:
         raise dav_error(e) from None
 
 
@@ -166,7 +149,62 @@ class _WriteStream:
         pass
 
 
-class FileResource(DAVNonCollection):
+MAX_MTIME = 253402300799  # 9999-12-31T23:59:59Z
+
+
+class _NodeResource:
+    """What files and folders do alike: delete, MOVE and COPY as one Drive call each, mtime writes.
+    (A mixin before wsgidav's DAVNonCollection / DAVCollection, which supply ``environ`` and the rest.)"""
+
+    environ: dict[str, Any]
+    path: str
+    provider: Any
+
+    def get_creation_date(self) -> float | None:
+        return None
+
+    def delete(self) -> None:
+        with dav_errors():
+            _drive(self.environ).delete(self.path)
+        self.remove_all_properties(recursive=True)  # type: ignore[attr-defined]
+        self.remove_all_locks(recursive=True)  # type: ignore[attr-defined]
+
+    def handle_move(self, dest_path: str) -> bool:
+        """MOVE in one server transaction: the destination is trashed only as the source takes its place.
+
+        wsgidav's generic MOVE deletes the destination first; this never does.
+        Properties travel with the node; locks do not (RFC 4918 7.5).
+        """
+        with dav_errors():
+            _drive(self.environ).rename(self.path, dest_path, overwrite=True, replace_nonempty=True)
+        self._drop_locks(self.path)
+        self._drop_locks(dest_path)
+        return True
+
+    def handle_copy(self, dest_path: str, *, depth_infinity: bool) -> bool:
+        """COPY built beside the destination, then swapped in atomically; no chunk is re-uploaded."""
+        with dav_errors():
+            _drive(self.environ).copy(self.path, dest_path, overwrite=True, recursive=depth_infinity)
+        self._drop_locks(dest_path)
+        return True
+
+    def set_last_modified(self, dest_path: str, time_stamp: Any, *, dry_run: bool) -> bool:
+        """getlastmodified (or X-OC-Mtime, or Win32LastModifiedTime) written: an HTTP date or seconds."""
+        secs = time_stamp if isinstance(time_stamp, int | float) else http_date(str(time_stamp))
+        if secs is None or not 0 <= secs <= MAX_MTIME:
+            raise DAVError(HTTP_BAD_REQUEST, context_info="not a date the drive can store")
+        if not dry_run:
+            with dav_errors():
+                _drive(self.environ).set_attrs(dest_path, mtime_ns=int(secs * 1_000_000_000))
+        return True
+
+    def _drop_locks(self, path: str) -> None:
+        lm = self.provider.lock_manager
+        if lm:
+            lm.remove_all_locks_from_url(quote(self.provider.share_path + path.rstrip("/")), recursive=True)
+
+
+class FileResource(_NodeResource, DAVNonCollection):  # type: ignore[misc]
     def __init__(self, path: str, environ: dict[str, Any], entry: Entry | None) -> None:
         super().__init__(path, environ)
         self.entry = entry  # None: a PUT target not committed yet
@@ -178,9 +216,6 @@ class FileResource(DAVNonCollection):
 
     def get_content_type(self) -> str:
         return util.guess_mime_type(self.path) or mimetypes.guess_type(self.path)[0] or "application/octet-stream"
-
-    def get_creation_date(self) -> float | None:
-        return None
 
     def get_display_name(self) -> str:
         return self.entry.name if self.entry else util.get_uri_name(self.path)
@@ -261,64 +296,9 @@ class FileResource(DAVNonCollection):
                 w.close()
             self.entry = _drive(self.environ).stat(self.path)
 
-    def delete(self) -> None:
-        with dav_errors():
-            _drive(self.environ).delete(self.path)
-        self.remove_all_properties(recursive=True)
-        self.remove_all_locks(recursive=True)
-
-    def handle_move(self, dest_path: str) -> bool:
-        return _native_move(self, dest_path)
-
-    def handle_copy(self, dest_path: str, *, depth_infinity: bool) -> bool:
-        return _native_copy(self, dest_path, depth_infinity)
-
-    def set_last_modified(self, dest_path: str, time_stamp: Any, *, dry_run: bool) -> bool:
-        return _set_mtime(self, dest_path, time_stamp, dry_run)
 
 
-MAX_MTIME = 253402300799  # 9999-12-31T23:59:59Z
-
-
-def _set_mtime(res: Any, dest_path: str, time_stamp: Any, dry_run: bool) -> bool:
-    """getlastmodified (or X-OC-Mtime, or Win32LastModifiedTime) written: an HTTP date or seconds."""
-    secs = time_stamp if isinstance(time_stamp, int | float) else http_date(str(time_stamp))
-    if secs is None or not 0 <= secs <= MAX_MTIME:
-        raise DAVError(HTTP_BAD_REQUEST, context_info="not a date the drive can store")
-    if not dry_run:
-        with dav_errors():
-            _drive(res.environ).set_attrs(dest_path, mtime_ns=int(secs * 1_000_000_000))
-    return True
-
-
-def _drop_locks(res: Any, path: str) -> None:
-    lm = res.provider.lock_manager
-    if lm:
-        lm.remove_all_locks_from_url(quote(res.provider.share_path + path.rstrip("/")), recursive=True)
-
-
-def _native_move(res: Any, dest_path: str) -> bool:
-    """MOVE in one server transaction: the destination is trashed only as the source takes its place.
-
-    wsgidav's generic MOVE deletes the destination first; this never does.
-    Properties travel with the node; locks do not (RFC 4918 7.5).
-    """
-    with dav_errors():
-        _drive(res.environ).rename(res.path, dest_path, overwrite=True, replace_nonempty=True)
-    _drop_locks(res, res.path)
-    _drop_locks(res, dest_path)
-    return True
-
-
-def _native_copy(res: Any, dest_path: str, depth_infinity: bool) -> bool:
-    """COPY built beside the destination, then swapped in atomically; no chunk is re-uploaded."""
-    with dav_errors():
-        _drive(res.environ).copy(res.path, dest_path, overwrite=True, recursive=depth_infinity)
-    _drop_locks(res, dest_path)
-    return True
-
-
-class FolderResource(DAVCollection):
+class FolderResource(_NodeResource, DAVCollection):  # type: ignore[misc]
     def __init__(self, path: str, environ: dict[str, Any], entry: Entry) -> None:
         super().__init__(path, environ)
         self.entry = entry
@@ -326,9 +306,6 @@ class FolderResource(DAVCollection):
 
     def get_display_name(self) -> str:
         return self.entry.name
-
-    def get_creation_date(self) -> float | None:
-        return None
 
     def get_last_modified(self) -> float:
         return self.entry.mtime
@@ -367,7 +344,9 @@ class FolderResource(DAVCollection):
         with dav_errors():
             entries = _drive(self.environ).listdir(self.path)
         out: list[Any] = []
+        listed = self.environ.setdefault(LISTED, {})
         for e in entries:
+            listed[join(self.path, e.name)] = e
             p = join(self.path, e.name) + ("/" if e.is_dir else "")
             out.append(FolderResource(p, self.environ, e) if e.is_dir else FileResource(p, self.environ, e))
         return out
@@ -387,20 +366,6 @@ class FolderResource(DAVCollection):
     def support_recursive_delete(self) -> bool:
         return True
 
-    def delete(self) -> None:
-        with dav_errors():
-            _drive(self.environ).delete(self.path)
-        self.remove_all_properties(recursive=True)
-        self.remove_all_locks(recursive=True)
-
-    def handle_move(self, dest_path: str) -> bool:
-        return _native_move(self, dest_path)
-
-    def handle_copy(self, dest_path: str, *, depth_infinity: bool) -> bool:
-        return _native_copy(self, dest_path, depth_infinity)
-
-    def set_last_modified(self, dest_path: str, time_stamp: Any, *, dry_run: bool) -> bool:
-        return _set_mtime(self, dest_path, time_stamp, dry_run)
 
 
 WIN32_NS = "{urn:schemas-microsoft-com:}"
@@ -425,7 +390,7 @@ class DriveProvider(DAVProvider):
             dest = unquote(urlparse(environ["HTTP_DESTINATION"]).path)
             try:
                 created = not self.drive.exists(dest)
-            except MegaDriveError:
+            except errors.MegaDriveError:
                 created = False
             if created:
                 def start(status: str, headers: Any, exc_info: Any = None) -> Any:
@@ -518,7 +483,7 @@ def as_dav_error(e: BaseException) -> DAVError:
         e = e.src_exception  # wsgidav wrapped a foreign exception (a PUT's body copy does)
     if isinstance(e, DAVError):
         return e
-    if isinstance(e, MegaDriveError):
+    if isinstance(e, errors.MegaDriveError):
         return dav_error(e)
     if isinstance(e, ClientTooSlow):
         return DAVError(HTTP_REQUEST_TIMEOUT, context_info="the request came too slowly")
