@@ -132,19 +132,17 @@ def login(api: Api, base: Path, user: str, password: str) -> Session:
 
 def sign_up(server: str, user: str, password: str, base: Path) -> Session:
     """Create an account on ``server`` and keep its session under ``base`` (MEGADRIVE_HOME)."""
-    api = Api(server)
-    try:
-        s = signup(api, base, user, password)
-    finally:
-        api.close()
-    save_session(base, s)
-    return s
+    return _session(server, base, lambda api: signup(api, base, user, password))
 
 
 def log_in(server: str, user: str, password: str, base: Path) -> Session:
+    return _session(server, base, lambda api: login(api, base, user, password))
+
+
+def _session(server: str, base: Path, start: Callable[[Api], Session]) -> Session:
     api = Api(server)
     try:
-        s = login(api, base, user, password)
+        s = start(api)
     finally:
         api.close()
     save_session(base, s)

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import sqlite_utils
 
@@ -52,6 +52,21 @@ def _row(t: tuple) -> IndexRow:  # type: ignore[type-arg]
                     bool(t[11]))
 
 
+@contextmanager
+def try_exclusive(f: IO[bytes], *, after: int = fcntl.LOCK_UN) -> Iterator[bool]:
+    """Take ``f``'s flock exclusively without waiting: yields whether it was taken (another process
+    holds it otherwise), and puts it back to ``after`` at the end of the block."""
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        fcntl.flock(f, after)
+
+
 class Index:
     """SQLite (WAL) file per account; one connection guarded by a lock, safe across threads."""
 
@@ -76,15 +91,8 @@ class Index:
         if self._users is None:
             yield True
             return
-        try:
-            fcntl.flock(self._users, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(self._users, fcntl.LOCK_SH)
+        with try_exclusive(self._users, after=fcntl.LOCK_SH) as alone:
+            yield alone
 
     def _create(self) -> None:
         db = self.db

@@ -74,6 +74,7 @@ class Journal:
         # (see :meth:`forgotten_after`); bounded: a reader holds a row for moments, not thousands of uploads.
         self._forgotten: OrderedDict[str, tuple[int, str]] = OrderedDict()
         self._writing: Counter[str] = Counter()  # writers open in this process, per node
+        self.creates = Creates(index)
         self._data_version = index.data_version()
 
     # -- chunks (content.Journal protocol) -------------------------------------------------------
@@ -181,23 +182,6 @@ class Journal:
             raise IntegrityError("integrity check failed: the journal's chunk list does not match its manifest")
         return LocalVersion(node_id, base, keys, origin, parent_id, parent_key, mtime, manifest, sealed_manifest,
                             tuple(chunks), token, prior)
-
-    # -- files created while the server was unreachable ----------------------------------------------
-
-    def put_create(self, node_id: str, parent_id: str, kind: str, meta: bytes) -> None:
-        self.index.execute("INSERT OR REPLACE INTO creates(node_id, parent_id, kind, meta) VALUES (?,?,?,?)",
-                           (node_id, parent_id, kind, meta))
-
-    def create_of(self, node_id: str) -> tuple[str, str, bytes] | None:
-        """(parent id, kind, sealed meta) of a node this machine still has to create on the server."""
-        rows = self.index.query("SELECT parent_id, kind, meta FROM creates WHERE node_id=?", (node_id,))
-        return (str(rows[0][0]), str(rows[0][1]), bytes(rows[0][2])) if rows else None
-
-    def creates(self) -> list[str]:
-        return [r[0] for r in self.index.query("SELECT node_id FROM creates ORDER BY n")]
-
-    def created(self, node_id: str) -> None:
-        self.index.execute("DELETE FROM creates WHERE node_id=?", (node_id,))
 
     def _pending_nodes(self) -> list[str]:
         return [r[0] for r in self.index.query("SELECT node_id FROM pending")]
@@ -314,3 +298,26 @@ class Journal:
             for node_id in dropped:
                 self.done(node_id)
             return dropped
+
+
+class Creates:
+    """Nodes created on this machine first (write-back, or while the server was unreachable): what
+    the uploader still has to create on the server, in the order they were made."""
+
+    def __init__(self, index: Index) -> None:
+        self.index = index
+
+    def put(self, node_id: str, parent_id: str, kind: str, meta: bytes) -> None:
+        self.index.execute("INSERT OR REPLACE INTO creates(node_id, parent_id, kind, meta) VALUES (?,?,?,?)",
+                           (node_id, parent_id, kind, meta))
+
+    def of(self, node_id: str) -> tuple[str, str, bytes] | None:
+        """(parent id, kind, sealed meta) of a node this machine still has to create on the server."""
+        rows = self.index.query("SELECT parent_id, kind, meta FROM creates WHERE node_id=?", (node_id,))
+        return (str(rows[0][0]), str(rows[0][1]), bytes(rows[0][2])) if rows else None
+
+    def ids(self) -> list[str]:
+        return [r[0] for r in self.index.query("SELECT node_id FROM creates ORDER BY n")]
+
+    def done(self, node_id: str) -> None:
+        self.index.execute("DELETE FROM creates WHERE node_id=?", (node_id,))

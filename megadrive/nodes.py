@@ -99,7 +99,7 @@ class Nodes:
         """A node created on this machine first: in the index and the journal now, on the server when the
         uploader gets to it (see :meth:`ensure_created`)."""
         blob = format.seal_meta(pmeta.key, self.ctx.owner_of(parent), parent.node_id, node_id, meta)
-        self.ctx.journal.put_create(node_id, parent.node_id, meta.kind, blob)
+        self.ctx.journal.creates.put(node_id, parent.node_id, meta.kind, blob)
         row = IndexRow(node_id, parent.node_id, meta.kind, 0, 0, False, 0, blob, None, False, parent.owner)
         self.ctx.index.upsert(row)
         self.ctx.tree.note(row, meta, pmeta.key)
@@ -108,7 +108,7 @@ class Nodes:
     def ensure_created(self, node_id: str) -> bool:
         """A node created on this machine first (write-back, or offline) is created on the server before
         anything else is asked of the server about it (same id and meta). True if it was created now."""
-        rec = self.ctx.journal.create_of(node_id)
+        rec = self.ctx.journal.creates.of(node_id)
         if rec is None:
             return False
         parent_id, kind, blob = rec
@@ -123,13 +123,13 @@ class Nodes:
             self.ctx.index.remove(node_id)
             n = self.ctx.api.create_node(node_id, root.node_id, kind, blob)
         self.feed.apply(n)
-        self.ctx.journal.created(node_id)
+        self.ctx.journal.creates.done(node_id)
         return True
 
     def ensure_all_created(self) -> None:
         """Before a folder is moved or trashed: files created in it on this machine exist on the server
         first (or the uploader would later create them where the folder no longer is)."""
-        for node_id in self.ctx.journal.creates():
+        for node_id in self.ctx.journal.creates.ids():
             self.ensure_created(node_id)
 
     def symlink(self, path: str, target: str) -> Entry:

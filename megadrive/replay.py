@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import logging
 import threading
@@ -34,6 +33,7 @@ from .errors import (
 )
 from .feed import Feed
 from .files import Files, JournalFirst
+from .index import try_exclusive
 from .journal import LocalVersion
 from .nodes import Nodes
 from .paths import conflict_name
@@ -130,11 +130,11 @@ class Uploader:
                 self._idle.set()
 
     def _waiting(self) -> set[str]:
-        return set(self.ctx.journal.nodes()) | set(self.ctx.journal.creates())
+        return set(self.ctx.journal.nodes()) | set(self.ctx.journal.creates.ids())
 
     def pending(self) -> int:
         """Files with a version (or a creation) saved on this machine that the server does not have yet."""
-        return len(set(self.ctx.journal.nodes()) | set(self.ctx.journal.creates()))
+        return len(set(self.ctx.journal.nodes()) | set(self.ctx.journal.creates.ids()))
 
     @contextlib.contextmanager
     def _only_uploader(self) -> Iterator[bool]:
@@ -143,16 +143,8 @@ class Uploader:
         if self._lock_file is None:
             yield True
             return
-        with open(self._lock_file, "a+b") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        with open(self._lock_file, "a+b") as f, try_exclusive(f) as mine:
+            yield mine
 
     def replay(self, skip: set[str] | frozenset[str] = frozenset()) -> list[str]:
         """Upload and commit what the journal holds, except for nodes in ``skip`` (files still open here).
@@ -167,7 +159,7 @@ class Uploader:
     def _replay(self, skip: set[str] | frozenset[str]) -> list[str]:
         journal = self.ctx.journal
         report: list[str] = []
-        for node_id in journal.creates():
+        for node_id in journal.creates.ids():
             if node_id not in skip:
                 try:
                     self.nodes.ensure_created(node_id)
@@ -219,11 +211,7 @@ class Uploader:
         try:
             row = self.ctx.row(node_id)
         except NotFound:  # the file is gone from the server (purged): keep what was written, in the root
-            reader = FileReader(JournalFirst(self.ctx), lv.keys, lv.manifest, cache=False)
-            with reader:
-                copy = self.files.new_file(self.files.conflict_home(lv.parent_id, lv.parent_key),
-                                           f"recovered {short(node_id)}", reader.iter_range(), lv.mtime_ns)
-            return f"node {short(node_id)} is gone: its unsaved version was kept as node {short(copy)}", False, lv
+            return self._recover(lv), False, lv
         again = self.ctx.journal.get(node_id)  # after the row: a time set meanwhile is in one or the other
         if again is not None and again.sealed_manifest == lv.sealed_manifest:
             lv = again
@@ -272,3 +260,12 @@ class Uploader:
             reader.close()
         return f"kept unsaved changes of node {short(node_id)} as node {short(copy)} (the file changed meanwhile)", \
             False, lv
+
+    def _recover(self, lv: LocalVersion) -> str:
+        """Keep a journaled version whose file is gone from the server as a new file (where its folder
+        was, if that still has the key it had, else in the root)."""
+        reader = FileReader(JournalFirst(self.ctx), lv.keys, lv.manifest, cache=False)
+        with reader:
+            copy = self.files.new_file(self.files.conflict_home(lv.parent_id, lv.parent_key),
+                                       f"recovered {short(lv.node_id)}", reader.iter_range(), lv.mtime_ns)
+        return f"node {short(lv.node_id)} is gone: its unsaved version was kept as node {short(copy)}"

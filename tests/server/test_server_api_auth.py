@@ -240,8 +240,17 @@ def test_parallel_guesses_cannot_exceed_limit(make_server: Callable[..., ServerP
 def test_successful_logins_are_not_counted(make_server: Callable[..., ServerProcess]) -> None:
     server = make_server()
     user = new_user(server.url, login=False)
-    for _ in range(8):
-        user.do_login()
+    tokens = set()
+    for _ in range(8):  # more than the five failures that would lock the name out
+        user.do_login()  # (asserts 200)
+        tokens.add(user.token)
+    assert len(tokens) == 8
+    wrong = {"user": user.name, "auth_key": b64(b"\1" * 32)}
+    # The successes left the failure count at zero: five failures are still answered 401, the sixth 429.
+    with httpx.Client(base_url=server.url) as c:
+        for _ in range(5):
+            assert_json_error(c.post("/v1/login", json=wrong), 401)
+        assert_json_error(c.post("/v1/login", json=wrong), 429, "rate_limited")
 
 
 # -- signup limit per source address -------------------------------------------------------

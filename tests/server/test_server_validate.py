@@ -268,11 +268,14 @@ def test_limiter_window_and_retry_after() -> None:
 def test_limiter_forgives_successes() -> None:
     clock = FakeClock()
     limiter = auth.WindowLimiter(2, 60.0, clock=clock)
-    for _ in range(10):
+    for _ in range(10):  # ten attempts that succeeded, against a limit of two
         stamp = limiter.begin(["user:a"])
         limiter.forgive(["user:a"], stamp)
         clock.now += 0.01
+    limiter.begin(["user:a"])  # two that failed are still let through...
     limiter.begin(["user:a"])
+    with pytest.raises(RateLimited):  # ...and only a third is over the limit
+        limiter.begin(["user:a"])
 
 
 def test_limiter_message_and_concurrent_begins() -> None:
