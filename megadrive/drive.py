@@ -53,6 +53,8 @@ from .tree import Tree
 __all__ = ["MAX_FILE_SIZE", "MAX_NAME_BYTES", "Drive", "Entry", "FileReader", "FileWriter", "Located", "Quota",
            "check_name", "conflict_name", "join", "split_path", "write_private"]
 
+QUOTA_MAX_AGE = 5.0  # seconds an answer of the account's quota is reused
+
 
 @dataclass(frozen=True)
 class Quota:
@@ -73,6 +75,7 @@ class Drive:
                                 Journal(index, session.master, session.user_id), tree)
         self._lock = threading.RLock()
         self._quota: tuple[float, Quota] | None = None
+        self._quota_changed = False  # a commit of ours changed `used` since the last answer
         self.last_refresh = 0.0
         self.feed = Feed(self.ctx)
         shares = IncomingShares()
@@ -149,18 +152,23 @@ class Drive:
             self.last_refresh = time.monotonic()
             return count
 
-    def quota(self, max_age: float = 5.0) -> Quota:
+    def quota(self, max_age: float = QUOTA_MAX_AGE) -> Quota:
+        """The account's quota, asked again if older than ``max_age`` or if a commit changed it since."""
         now = time.monotonic()
-        if self._quota is None or now - self._quota[0] > max_age:
+        if self._quota is None or self._quota_changed or now - self._quota[0] > max_age:
             a = self.ctx.api.account()
-            self._quota = (now, Quota(int(a["used"]), int(a["quota"])))
+            self._quota, self._quota_changed = (now, Quota(int(a["used"]), int(a["quota"]))), False
         return self._quota[1]
 
     def _forget_quota(self) -> None:
-        self._quota = None
+        self._quota_changed = True
 
     def _available(self) -> int:
-        """Quota left, as last known when the server cannot be asked (writes go on offline: the journal)."""
+        """Quota left before a save: the last answer serves for half a second after commits changed it (a
+        tree copied in would ask once per file; what waits in the journal is counted apart anyway), and
+        as last known when the server cannot be asked (writes go on offline: the journal)."""
+        if self._quota is not None and time.monotonic() - self._quota[0] < 0.5:
+            return self._quota[1].available
         try:
             return self.quota().available
         except (NetworkError, ServerError):
@@ -233,8 +241,9 @@ class Drive:
         self.nodes.set_attrs(loc.row, mtime_ns=mtime_ns, mode=mode, props=props)
         return self.ns.stat(loc.path)
 
-    def create_file(self, path: str, *, mode: int = 0o644, exclusive: bool = True, offline: bool = False) -> Entry:
-        return self.nodes.create_file(path, mode=mode, exclusive=exclusive, offline=offline)
+    def create_file(self, path: str, *, mode: int = 0o644, exclusive: bool = True, local: bool = False) -> Entry:
+        """``local=True`` for write-back (see Nodes.create_file)."""
+        return self.nodes.create_file(path, mode=mode, exclusive=exclusive, local=local)
 
     def symlink(self, path: str, target: str) -> Entry:
         return self.nodes.symlink(path, target)

@@ -19,11 +19,9 @@ from .errors import (
     Conflict,
     InvalidPath,
     IsADirectory,
-    NetworkError,
     NotADirectory,
     NotEmpty,
     NotFound,
-    ServerError,
 )
 from .feed import Feed
 from .format import NodeMeta
@@ -72,12 +70,12 @@ class Nodes:
             self.mkdir(cur, exist_ok=True)
         return self.ns.stat(cur)
 
-    def create_file(self, path: str, *, mode: int = 0o644, exclusive: bool = True, offline: bool = False) -> Entry:
+    def create_file(self, path: str, *, mode: int = 0o644, exclusive: bool = True, local: bool = False) -> Entry:
         """Create an empty file (version 0) now, so it is visible before any content is committed.
 
-        ``offline``: if the server cannot be reached, create it on this machine
-        (journaled, its meta sealed as usual) and on the server before its first
-        version is committed (the FUSE mount, whose writes are journaled too).
+        ``local``: create it on this machine (journaled, its meta sealed as usual), and on the server
+        when the uploader gets to it, before its first version (write-back: the FUSE mount's creates
+        cost no round trip, and work offline).
         """
         parent, name = self.ns.parent_for_new(path)
         if self.ns.existing(parent, name) is not None:
@@ -87,12 +85,11 @@ class Nodes:
         meta = NodeMeta(name=name, kind="file", key=crypto.random_key(), file_id=crypto.random_id(),
                         mtime_ns=time.time_ns(), mode=mode & 0o7777)
         node_id = crypto.random_id().hex()
-        try:
-            self.create_node(parent.row, parent.verified(), meta, node_id=node_id)
-        except (NetworkError, ServerError):
-            if not offline:
-                raise
+        if local:  # write-back: the uploader creates it on the server (before its first version)
+            self.ns.check_writable(parent.row)
             self.create_local(parent.row, parent.verified(), meta, node_id)
+            return self.ns.stat(path)
+        self.create_node(parent.row, parent.verified(), meta, node_id=node_id)
         return self.ns.stat(path)
 
     def create_local(self, parent: IndexRow, pmeta: NodeMeta, meta: NodeMeta, node_id: str) -> None:

@@ -219,7 +219,7 @@ class MegaDriveFS:
 
     def create(self, path: str, mode: int, fi: Any = None) -> int:
         with self._errors():
-            e = self.drive.create_file(path, mode=mode, offline=True)
+            e = self.drive.create_file(path, mode=mode, local=True)
             fh, of = self.files.open(e.node_id)
             with of.lock:
                 self.files.writer(of, truncate=True)

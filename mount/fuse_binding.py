@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes.util
 import errno
+import functools
 import os
 import subprocess
 import time
@@ -20,8 +21,10 @@ UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
 
 
+@functools.cache
 def load() -> Any:
-    """Import the binding lazily (it loads libfuse on import).
+    """Import the binding lazily (it loads libfuse on import), once: looking libfuse up runs ``ldconfig``,
+    and every error a FUSE call answers (each ENOENT of a lookup) asks for the binding's FuseOSError.
 
     mfusepy is the binding, over libfuse3 when it is installed, else libfuse2
     (docs/FUSE.md has the measurements); MEGADRIVE_LIBFUSE=2|3 forces one,
