@@ -7,7 +7,7 @@ In one run, five FUSE file systems get the same workloads, one after the other:
 - md-fusepy-fuse2   `megadrive mount` with MEGADRIVE_FUSE_BINDING=fusepy (fusepy over libfuse2);
 - gocryptfs         gocryptfs over a local cipher folder;
 - rclone-crypt      `rclone mount` of an rclone crypt remote on the local backend, --vfs-cache-mode writes
-                    (both peers configured as /work/shared/peers/peer_bench.sh does; they run in the
+                    (both peers configured as ../shared/peers/peer_bench.sh does; they run in the
                     foreground as children of this script so they can always be ended).
 
 Each MegaDrive mount has its own real server process (tests/serverproc.py), its own
@@ -730,10 +730,19 @@ def main() -> None:
         except (IndexError, KeyError):
             raise SystemExit(f"--only takes a comma-separated list of: {', '.join(known)}") from None
         del args[i : i + 2]
+    json_out = None
+    if "--json" in args:
+        i = args.index("--json")
+        json_out = Path(args[i + 1])
+        del args[i : i + 2]
     size = int(args[0]) if args else 256
-    for tool in ("rclone", "gocryptfs", "fusermount", "tar", "cmp", "diff", "dd"):
+    for tool in ("fusermount", "tar", "cmp", "diff", "dd"):
         if not shutil.which(tool):
-            raise SystemExit(f"{tool} not found (apt-get install -y fuse libfuse2 libfuse3-3 rclone gocryptfs)")
+            raise SystemExit(f"{tool} not found (apt-get install -y fuse libfuse2 libfuse3-3)")
+    for peer in ("rclone", "gocryptfs"):
+        if not shutil.which(peer):
+            print(f"skipping {peer}: not installed (apt-get install -y {peer})", file=sys.stderr)
+            systems = [(n, m) for n, m in systems if not n.startswith(peer)]
     if not os.path.exists("/dev/fuse"):
         raise SystemExit("/dev/fuse is missing")
     signal.signal(signal.SIGTERM, _raise_on_term)  # so the finally blocks below run on kill too
@@ -772,6 +781,11 @@ def main() -> None:
         procs.stop_all()
         remove_work(tmp)
     print_report(inputs, results, started, load_before)
+    if json_out is not None:
+        json_out.write_text(json.dumps({
+            "size_mib": inputs.size, "files": inputs.nfiles,
+            "systems": {r.name: {"secs": r.secs, "peak_rss": r.peak_rss, "info": r.info,
+                                 "rows": [list(x) for x in r.rows]} for r in results}}, indent=1))
 
 
 if __name__ == "__main__":

@@ -7,16 +7,17 @@ In one run, each of three WebDAV servers on loopback gets the same workloads:
                 to a real server process (tests/serverproc.py) on local storage;
 - wsgidav       the plain `wsgidav` CLI serving a plain folder, no auth, no crypto;
 - rclone-crypt  `rclone serve webdav` over an rclone crypt remote on the local backend
-                (both peers configured as /work/shared/peers/peer_bench.sh does).
+                (both peers configured as ../shared/peers/peer_bench.sh does).
 
 Workloads: PUT of a SIZE MiB random file (curl -T), GET of it (curl -o /dev/null,
 then an untimed GET checked against the source's sha256), and upload / list /
 download of the Python stdlib tree (~700 .py files, built as peer_bench.sh does)
-with /work/shared/peers/dav_tree.py (8 threads, every download verified).
+with ../shared/peers/dav_tree.py (8 threads, every download verified).
 Peak RSS of the gateway and server processes is polled every 20 ms during the
 MegaDrive run. Not a test: figures are printed, never asserted.
 
-usage: python benchmarks/webdav_throughput.py [SIZE_MIB]   (default 256)
+usage: python benchmarks/webdav_throughput.py [SIZE_MIB] [--json PATH]   (default 256)
+A peer whose tool is not installed is skipped with a line saying so.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ from serverproc import running_server  # noqa: E402
 
 BIN = Path(sys.executable).parent
 PASSWORD = "benchmark password"  # noqa: S105 - a throwaway account on a throwaway server
-DAV_TREE = Path(os.environ.get("DAV_TREE", "/work/shared/peers/dav_tree.py"))
+REPO = Path(__file__).resolve().parent.parent
+DAV_TREE = Path(os.environ.get("DAV_TREE", REPO.parent / "shared" / "peers" / "dav_tree.py"))
 MIB = 1 << 20
 START_TIMEOUT = 30.0  # seconds for a server to come up
 OP_TIMEOUT = 900.0  # seconds for any one workload
@@ -184,6 +186,12 @@ def megadrive_dav(tmp: Path, procs: Procs, rss: dict[str, PeakRss]) -> Iterator[
         log = tmp / "md-gateway.log"
         gw = procs.start_piped([str(BIN / "megadrive"), "webdav", "--listen", "127.0.0.1:0"], env, log)
         rss["gateway"] = PeakRss(gw.pid)
+        profile = os.environ.get("MEGADRIVE_PROFILE")  # a folder: py-spy samples gateway and server into it
+        if profile:
+            for what, pid in (("gateway", gw.pid), ("server", server_pid)):
+                if pid:
+                    procs.start([str(BIN / "py-spy"), "record", "--pid", str(pid), "--format", "raw", "-r", "200",
+                                 "-o", str(Path(profile) / f"{what}.txt")], dict(os.environ), tmp / f"spy-{what}.log")
         try:
             url = read_served_url(gw, log)
             # Every request logs in: the run's password is in MEGADRIVE_HOME/gateway.json. A URL with
@@ -314,6 +322,7 @@ def run_peer(name: str, url: str, src: Path, digest: str, size: int, tree: Path)
         rates["tree-up"], rates["tree-down"] = up, down
         rows.append((name, f"tree upload ({n})", n / up if up else None, f"{up:8d} files/s"))
         rows.append((name, "tree list", lst, ""))
+        rates["tree-list-s"] = lst
         rows.append((name, f"tree download ({n})", n / down if down else None, f"{down:8d} files/s (verified)"))
     return rows, rates
 
@@ -364,11 +373,26 @@ def _raise_on_term(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+PEER_TOOLS = {"rclone-crypt": "rclone", "wsgidav": "wsgidav"}
+
+
 def main() -> None:
-    size = int(sys.argv[1]) if len(sys.argv) > 1 else 256
-    for tool in ("curl", "rclone"):
-        if not shutil.which(tool):
-            raise SystemExit(f"{tool} not found (apt-get install -y {tool})")
+    args = sys.argv[1:]
+    json_out = None
+    if "--json" in args:
+        i = args.index("--json")
+        json_out = Path(args[i + 1])
+        del args[i : i + 2]
+    size = int(args[0]) if args else 256
+    if not shutil.which("curl"):
+        raise SystemExit("curl not found (apt-get install -y curl)")
+    peers = []
+    for name, serve in PEERS:
+        tool = PEER_TOOLS.get(name)
+        if tool and not shutil.which(tool) and not (BIN / tool).exists():
+            print(f"skipping {name}: {tool} is not installed", file=sys.stderr)
+            continue
+        peers.append((name, serve))
     if not DAV_TREE.is_file():
         raise SystemExit(f"{DAV_TREE} not found (set DAV_TREE=path/to/dav_tree.py)")
     signal.signal(signal.SIGTERM, _raise_on_term)  # so the finally blocks below run on kill too
@@ -383,7 +407,7 @@ def main() -> None:
         tree = tmp / "tree"
         nfiles = make_tree(tree)
         tree_mib = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file()) / MIB
-        for name, serve in PEERS:
+        for name, serve in peers:
             rss: dict[str, PeakRss] = {}
             try:
                 with ExitStack() as stack:
@@ -413,6 +437,9 @@ def main() -> None:
         print(f"ratio megadrive/{peer:<13} " + ("  ".join(parts) if parts else "(n/a)"))
     for what in ("gateway", "server"):
         print(f"megadrive {what} peak RSS: " + (f"{peaks[what] / MIB:.0f} MiB" if what in peaks else "n/a"))
+    if json_out is not None:
+        json_out.write_text(json.dumps({"size_mib": size, "files": nfiles, "rates": rates, "peak_rss": peaks,
+                                        "rows": [list(r) for r in rows]}, indent=1))
 
 
 if __name__ == "__main__":
