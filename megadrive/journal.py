@@ -281,6 +281,10 @@ class Journal:
         with self._lock:
             self._writing[node_id] += 1
 
+    def is_writing(self, node_id: str) -> bool:
+        with self._lock:
+            return node_id in self._writing
+
     def end_write(self, node_id: str) -> None:
         with self._lock:
             self._writing[node_id] -= 1
@@ -306,6 +310,9 @@ class Creates:
 
     def __init__(self, index: Index) -> None:
         self.index = index
+        # Held while a node is created on the server, and while one never created there is forgotten
+        # here instead (deleted before the uploader got to it): never both for one node.
+        self.lock = threading.RLock()
 
     def put(self, node_id: str, parent_id: str, kind: str, meta: bytes) -> None:
         self.index.execute("INSERT OR REPLACE INTO creates(node_id, parent_id, kind, meta) VALUES (?,?,?,?)",

@@ -28,6 +28,7 @@ from .format import NodeMeta
 from .index import IndexRow
 from .namespace import Entry, Namespace
 from .paths import join, split_path
+from .tree import MAX_DEPTH
 
 MoveHook = Callable[[str, "str | None", str], None]  # (node id, old parent, new parent) after a move
 
@@ -105,10 +106,14 @@ class Nodes:
     def ensure_created(self, node_id: str) -> bool:
         """A node created on this machine first (write-back, or offline) is created on the server before
         anything else is asked of the server about it (same id and meta). True if it was created now."""
-        rec = self.ctx.journal.creates.of(node_id)
-        if rec is None:
-            return False
-        parent_id, kind, blob = rec
+        with self.ctx.journal.creates.lock:
+            rec = self.ctx.journal.creates.of(node_id)
+            if rec is None:
+                return False
+            self._create_on_server(node_id, *rec)
+            return True
+
+    def _create_on_server(self, node_id: str, parent_id: str, kind: str, blob: bytes) -> None:
         try:
             n = self.ctx.api.create_node(node_id, parent_id, kind, blob)
         except AlreadyExists:  # created just before a crash
@@ -121,13 +126,37 @@ class Nodes:
             n = self.ctx.api.create_node(node_id, root.node_id, kind, blob)
         self.feed.apply(n)
         self.ctx.journal.creates.done(node_id)
-        return True
 
-    def ensure_all_created(self) -> None:
-        """Before a folder is moved or trashed: files created in it on this machine exist on the server
-        first (or the uploader would later create them where the folder no longer is)."""
+    def ensure_all_created(self, under: str | None = None) -> None:
+        """Before a folder is moved or trashed: files created in it (``under``: that folder; None: any)
+        on this machine exist on the server first (or the uploader would later create them where the
+        folder no longer is)."""
         for node_id in self.ctx.journal.creates.ids():
-            self.ensure_created(node_id)
+            if under is None or self._inside(node_id, under):
+                self.ensure_created(node_id)
+
+    def _inside(self, node_id: str, folder_id: str) -> bool:
+        """Whether the index has ``node_id`` somewhere below ``folder_id`` (a local walk up its parents)."""
+        row = self.ctx.index.get(node_id)
+        for _ in range(MAX_DEPTH):
+            if row is None or row.parent_id is None:
+                return False
+            if row.parent_id == folder_id:
+                return True
+            row = self.ctx.index.get(row.parent_id)
+        return False
+
+    def forget_uncreated(self, row: IndexRow) -> bool:
+        """A file created here, deleted before the uploader created it on the server and not open in
+        this process: forgotten here (no round trip). False if it has to be trashed on the server."""
+        journal = self.ctx.journal
+        with journal.creates.lock:
+            if row.kind != "file" or journal.creates.of(row.node_id) is None or journal.is_writing(row.node_id):
+                return False
+            journal.done(row.node_id)
+            journal.creates.done(row.node_id)
+            self.ctx.index.remove(row.node_id)
+            return True
 
     def symlink(self, path: str, target: str) -> Entry:
         """A symbolic link: a node whose encrypted meta holds the target (like its name, never in clear)."""
@@ -233,8 +262,10 @@ class Nodes:
         loc.verified()
         if loc.row.parent_id is None or loc.row.node_id == self.ctx.root_id:
             raise Conflict("cannot delete the root folder")
+        if self.forget_uncreated(loc.row):
+            return
         if loc.row.kind == "dir":
-            self.ensure_all_created()
+            self.ensure_all_created(under=loc.row.node_id)
         self.ensure_created(loc.row.node_id)
         self.ctx.api.trash_node(loc.row.node_id)
         self.feed.apply(self.ctx.api.get_node(loc.row.node_id))

@@ -207,7 +207,10 @@ class Uploader:
         """Commit one journaled version: (a report line, whether the node now has it as its next version,
         the version as it went: replay may have put it on a newer base)."""
         node_id, base = lv.node_id, lv.base_version
-        self.nodes.ensure_created(node_id)
+        with self.ctx.journal.creates.lock:  # not deleted here meanwhile (Nodes.forget_uncreated)
+            if self.ctx.journal.get(node_id) is None:
+                return f"node {short(node_id)} was deleted before it was uploaded", False, lv
+            self.nodes.ensure_created(node_id)
         try:
             row = self.ctx.row(node_id)
         except NotFound:  # the file is gone from the server (purged): keep what was written, in the root

@@ -298,3 +298,33 @@ def test_tampered_local_record_is_dropped_never_returned(drive: Drive) -> None:
     (h3, b3), = rows("webdav-lock")
     put("other-ns", h3, b3)  # moved to another namespace
     assert other.values() == []
+
+
+def test_a_file_deleted_before_its_upload_never_reaches_the_server(drive: Drive, server: Server,
+                                                                    tmp_path: Path) -> None:
+    """Write-back: a file created and saved here, deleted before the uploader got to it, costs the server
+    nothing (no create, no trash); one created in a folder that is then trashed is created first."""
+    drive.mkdir("/d")
+    drive.create_file("/d/gone.txt", local=True)
+    w = drive.open_write("/d/gone.txt", journal=True)
+    w.write(b"never uploaded")
+    w.save()
+    w.close()
+    drive.create_file("/d/kept.txt", local=True)
+    assert drive.pending_uploads() == 2
+    gone, kept = drive.stat("/d/gone.txt").node_id, drive.stat("/d/kept.txt").node_id
+    drive.remove("/d/gone.txt")
+    assert drive.pending_uploads() == 1
+    with pytest.raises(NotFound):
+        drive.stat("/d/gone.txt")
+    drive.delete("/d")  # the folder goes to the trash with what was created in it
+    assert drive.pending_uploads() == 0
+    assert drive.replay_journal() == []
+    other = make_drive(server.url, new_home(tmp_path), drive.ctx.session.user, signup=False)
+    try:
+        assert [e.name for e in other.listdir("/")] == []
+        with pytest.raises(NotFound):  # the server never heard of it
+            other.api.get_node(gone)
+        assert other.api.get_node(kept).node_id == kept  # created before its folder was trashed
+    finally:
+        other.close()
