@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from serverproc import running_server  # noqa: E402
+from support.server import running_server  # noqa: E402
 
 BIN = Path(sys.executable).parent
 PASSWORD = "benchmark password"

@@ -10,7 +10,7 @@ In one run, five FUSE file systems get the same workloads, one after the other:
                     (both peers configured as ../shared/peers/peer_bench.sh does; they run in the
                     foreground as children of this script so they can always be ended).
 
-Each MegaDrive mount has its own real server process (tests/serverproc.py), its own
+Each MegaDrive mount has its own real server process (tests/support/server.py), its own
 MEGADRIVE_HOME, an account made with the real `megadrive signup` (MEGADRIVE_KDF=interactive),
 and is mounted with the real `megadrive mount` (a detached child) and removed with
 `megadrive unmount`. The libfuse each mount process really loaded is read from /proc/PID/maps.
@@ -69,7 +69,7 @@ import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from serverproc import running_server  # noqa: E402
+from support.server import running_server  # noqa: E402
 
 BIN = Path(sys.executable).parent
 PASSWORD = "benchmark password"  # noqa: S105 - a throwaway account on a throwaway server

@@ -4,7 +4,7 @@ In one run, each of three WebDAV servers on loopback gets the same workloads:
 
 - megadrive     the real `megadrive webdav` gateway (with its per-run password from gateway.json),
                 logged in (real `megadrive signup`)
-                to a real server process (tests/serverproc.py) on local storage;
+                to a real server process (tests/support/server.py) on local storage;
 - wsgidav       the plain `wsgidav` CLI serving a plain folder, no auth, no crypto;
 - rclone-crypt  `rclone serve webdav` over an rclone crypt remote on the local backend
                 (both peers configured as ../shared/peers/peer_bench.sh does).
@@ -46,7 +46,7 @@ import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from serverproc import running_server  # noqa: E402
+from support.server import running_server  # noqa: E402
 
 BIN = Path(sys.executable).parent
 PASSWORD = "benchmark password"  # noqa: S105 - a throwaway account on a throwaway server

@@ -7,16 +7,12 @@ the KDF at its floor (INTERACTIVE), which only the tests choose.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from mdtest import Server, make_drive  # noqa: E402
-from serverproc import running_server  # noqa: E402
+from support.accounts import Server, make_drive  # noqa: E402
+from support.server import running_server  # noqa: E402
 
 from megadrive.drive import Drive  # noqa: E402
 

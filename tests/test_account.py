@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from mdtest import PASSWORD, Server, make_drive, megadrive, new_home, ok, one_line_error
+from support.accounts import PASSWORD, Server, make_drive, megadrive, new_home, ok, one_line_error
 
 from megadrive import account, crypto
 from megadrive.api import Api

@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from mdtest import PASSWORD, Server, megadrive, new_home, ok, one_line_error
+from support.accounts import PASSWORD, Server, megadrive, new_home, ok, one_line_error
 
 from megadrive.format import CHUNK_SIZE
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mdtest import Server, make_drive, new_home
+from support.accounts import Server, make_drive, new_home
 
 from megadrive.drive import Drive
 from megadrive.errors import (

@@ -6,7 +6,7 @@ import os
 import secrets
 from pathlib import Path
 
-from mdtest import PASSWORD, Server, megadrive, ok
+from support.accounts import PASSWORD, Server, megadrive, ok
 
 from megadrive.drive import Drive
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from mdtest import Server, make_drive, megadrive, new_home, ok, one_line_error
+from support.accounts import Server, make_drive, megadrive, new_home, ok, one_line_error
 
 from megadrive import crypto, format
 from megadrive.drive import Drive
@@ -277,7 +277,7 @@ def test_takedown(server: Server, tmp_path: Path) -> None:
 
 def test_link_key_never_in_server_logs(tmp_path: Path) -> None:
     """Run a server with debug logging and check its whole log (and storage) for the link key."""
-    from serverproc import ServerProcess
+    from support.server import ServerProcess
 
     srv = ServerProcess(tmp_path / "srv", extra_args=["--log-level", "DEBUG"])
     try:

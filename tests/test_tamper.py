@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from mdtest import Server, make_drive, megadrive, new_home, one_line_error
+from support.accounts import Server, make_drive, megadrive, new_home, one_line_error
 
 from megadrive.drive import Drive
 from megadrive.errors import IntegrityError, NotFound

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from mdtest import BIN, PASSWORD
+from support.accounts import BIN, PASSWORD
 
 
 def gateway_state() -> dict[str, str]:

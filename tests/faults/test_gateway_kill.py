@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,9 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "webdav"))
-from davtest import (  # noqa: E402
+from support.dav import (  # noqa: E402
     Account,
     GatewayProcess,
     MiB,
@@ -35,7 +32,7 @@ from davtest import (  # noqa: E402
     seeded_bytes,
     signup,
 )
-from serverproc import NO_SIGNUP_LIMIT, ServerProcess  # noqa: E402
+from support.server import NO_SIGNUP_LIMIT, ServerProcess  # noqa: E402
 
 ROUNDS = 3
 

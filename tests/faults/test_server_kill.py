@@ -32,7 +32,8 @@ from typing import Any
 
 import httpx
 import pytest
-from faultproc import (
+from support.accounts import make_drive, new_home
+from support.faults import (
     FaultServer,
     arm,
     blob_path,
@@ -43,7 +44,6 @@ from faultproc import (
     put_chunk,
     wait_reached,
 )
-from mdtest import make_drive, new_home
 
 from megadrive.drive import Drive
 from megadrive.server import fsck

@@ -11,8 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mdtest import make_drive
-from serverproc import ServerProcess
+from support.accounts import make_drive
+from support.server import ServerProcess
 
 from megadrive.drive import Drive
 

@@ -1,6 +1,6 @@
 """Fixtures for the FUSE mount tests: a real server, accounts made by `megadrive signup`, real mounts.
 
-Helpers live in fusetest.py (imported by the test modules directly). Every
+Helpers live in support/mounts.py (imported by the test modules directly). Every
 mount made here is unmounted at teardown even when the test fails
 (`megadrive unmount`, then `fusermount -uz`, then SIGKILL of the mount child),
 and mounts left by an earlier, killed run are swept when the session starts.
@@ -10,19 +10,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-_HERE = str(Path(__file__).resolve().parent)
-_TESTS = str(Path(__file__).resolve().parents[1])
-for _p in (_TESTS, _HERE):  # serverproc.py and mdtest.py are shared with the other test folders
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
-
-from fusetest import (  # noqa: E402
+from support.mounts import (  # noqa: E402
     Account,
     Mount,
     claim_basetemp,
@@ -31,7 +23,7 @@ from fusetest import (  # noqa: E402
     sweep_stale_mounts,
     temp_roots_of_runs,
 )
-from serverproc import NO_SIGNUP_LIMIT, ServerProcess  # noqa: E402
+from support.server import NO_SIGNUP_LIMIT, ServerProcess  # noqa: E402
 
 
 def _fuse_missing() -> str | None:

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fusetest import Account, Mount, mounted, signup
-from serverproc import ServerProcess
+from support.mounts import Account, Mount, mounted, signup
+from support.server import ServerProcess
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
                                 reason="needs root (to mount as root) and setpriv (to act as user nobody)")

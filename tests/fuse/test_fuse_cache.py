@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from fusetest import Account, Mount, drive_of, login, signup
-from serverproc import ServerProcess
+from support.mounts import Account, Mount, drive_of, login, signup
+from support.server import ServerProcess
 
 MiB = 1 << 20
 

@@ -15,7 +15,7 @@ from contextlib import suppress
 from pathlib import Path
 
 import pytest
-from fusetest import (
+from support.mounts import (
     Account,
     Mount,
     drive_of,
@@ -28,7 +28,7 @@ from fusetest import (
     signup,
     wait_until,
 )
-from serverproc import ServerProcess
+from support.server import ServerProcess
 
 MiB = 1 << 20
 

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fusetest import CHUNK, CHUNK_OVERHEAD, Account, Mount, drive_of, login, md, ok, sha256_file, signup
-from serverproc import ServerProcess
+from support.mounts import CHUNK, CHUNK_OVERHEAD, Account, Mount, drive_of, login, md, ok, sha256_file, signup
+from support.server import ServerProcess
 
 MiB = 1 << 20
 SIZE = 256 * MiB

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from fusetest import Account, Mount, drive_of, hidden_files, server_names, server_read
+from support.mounts import Account, Mount, drive_of, hidden_files, server_names, server_read
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 ORIGINAL = "".join(f"line {i}: the quick brown fox\n" for i in range(200)).encode()

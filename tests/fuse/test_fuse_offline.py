@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fusetest import Account, Mount, drive_of, md, ok, signup, wait_until
-from serverproc import ServerProcess
+from support.mounts import Account, Mount, drive_of, md, ok, signup, wait_until
+from support.server import ServerProcess
 
 MiB = 1 << 20
 

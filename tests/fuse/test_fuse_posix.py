@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fusetest import (
+from support.mounts import (
     CHUNK,
     UTIME_NOW,
     UTIME_OMIT,
@@ -33,7 +33,7 @@ from fusetest import (
     signup,
     utimensat,
 )
-from serverproc import ServerProcess
+from support.server import ServerProcess
 
 MiB = 1 << 20
 T2001 = 978_307_200  # 2001-01-01T00:00:00Z

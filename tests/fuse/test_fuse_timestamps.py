@@ -15,7 +15,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from fusetest import Account, Mount, drive_of
+from support.mounts import Account, Mount, drive_of
 
 MiB = 1 << 20
 T2001 = 978_307_200  # 2001-01-01T00:00:00Z

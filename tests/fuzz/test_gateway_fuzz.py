@@ -20,12 +20,10 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -34,9 +32,7 @@ import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "webdav"))
-from davtest import (  # noqa: E402
+from support.dav import (  # noqa: E402
     GatewayProcess,
     get,
     lockinfo,
@@ -46,7 +42,7 @@ from davtest import (  # noqa: E402
     raw_request,
     signup,
 )
-from serverproc import NO_SIGNUP_LIMIT, ServerProcess  # noqa: E402
+from support.server import NO_SIGNUP_LIMIT, ServerProcess  # noqa: E402
 
 LONG = os.environ.get("MEGADRIVE_LONG_TESTS") == "1"
 EXAMPLES = 2500 if LONG else 300

@@ -8,7 +8,7 @@ owner headers, query parameters, wrong methods and unknown paths. After an
 answer that created something, what was created is read back (a value can be
 accepted, and break only when it is sent back).
 
-Invariants of every answer (fuzzworld.check_answer): never a 5xx, never a
+Invariants of every answer (support.fuzzworld.check_answer): never a 5xx, never a
 traceback, never a byte of the marker account's secrets (raw or base64), and
 every refusal a 4xx with a JSON body whose ``error`` is one of the server's
 codes. At the end, the server logged exactly one INFO line per refusal, in
@@ -31,9 +31,9 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from fuzzworld import ACCESS_LINE, World, access_lines, build_world, check_answer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.fuzzworld import ACCESS_LINE, World, access_lines, build_world, check_answer
 
 LONG = os.environ.get("MEGADRIVE_LONG_TESTS") == "1"
 EXAMPLES = 600 if LONG else 20

@@ -11,8 +11,8 @@ import base64
 from pathlib import Path
 
 import pytest
-from evil import EvilServer, LyingProxy
-from mdtest import Server, make_drive, megadrive, new_home, ok
+from support.accounts import Server, make_drive, megadrive, new_home, ok
+from support.evil import EvilServer, LyingProxy
 
 
 @pytest.mark.parametrize("shape", ["{u}/l/{i}/#{k}", "{u}/l/{i}?x#{k}", "{u}/L/{i}#{k}", "see #{k} there",

@@ -16,8 +16,8 @@ import logging
 from pathlib import Path
 
 import pytest
-from evil import EvilServer, leaked_keys
-from mdtest import PASSWORD, Server, make_drive, new_home
+from support.accounts import PASSWORD, Server, make_drive, new_home
+from support.evil import EvilServer, leaked_keys
 
 from megadrive import account, crypto, format
 from megadrive.api import Api

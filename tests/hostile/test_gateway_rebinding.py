@@ -12,17 +12,14 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "webdav"))
-from davtest import GatewayProcess, assert_clean_body, get, put, signup  # noqa: E402
-from serverproc import NO_SIGNUP_LIMIT, ServerProcess  # noqa: E402
+from support.dav import GatewayProcess, assert_clean_body, get, put, signup  # noqa: E402
+from support.server import NO_SIGNUP_LIMIT, ServerProcess  # noqa: E402
 
 PLAINTEXT = b"the decrypted plaintext of a private file"
 

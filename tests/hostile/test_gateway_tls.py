@@ -12,18 +12,15 @@ import shutil
 import socket
 import ssl
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "webdav"))
-from davtest import Account, GatewayProcess, cli_env, get, put, signup  # noqa: E402
-from mdtest import BIN, one_line_error  # noqa: E402
-from serverproc import NO_SIGNUP_LIMIT, ServerProcess  # noqa: E402
+from support.accounts import BIN, one_line_error  # noqa: E402
+from support.dav import Account, GatewayProcess, cli_env, get, put, signup  # noqa: E402
+from support.server import NO_SIGNUP_LIMIT, ServerProcess  # noqa: E402
 
 GATEWAY_PASSWORD = "tls-gateway-pass-6f1c2a"  # noqa: S105 - a test's throwaway password
 SECRET = b"plaintext that must only travel inside TLS"

@@ -12,7 +12,7 @@ import base64
 from pathlib import Path
 
 import pytest
-from mdtest import Server, make_drive, new_home
+from support.accounts import Server, make_drive, new_home
 
 from megadrive import format
 from megadrive.drive import Drive

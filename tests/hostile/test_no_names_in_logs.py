@@ -10,19 +10,15 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from evil import EvilServer
-from mdtest import Server
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuse"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "webdav"))
-from davtest import GatewayProcess, interrupted_put  # noqa: E402
-from fusetest import Mount, drive_of, signup, wait_until  # noqa: E402
+from support.accounts import Server
+from support.dav import GatewayProcess, interrupted_put  # noqa: E402
+from support.evil import EvilServer
+from support.mounts import Mount, drive_of, signup, wait_until  # noqa: E402
 
 FOLDER = "Quarterly Layoff Plans"
 FILE = "secret-diary-of-7f3a.txt"

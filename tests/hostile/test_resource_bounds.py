@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from mdtest import Server, make_drive, new_home
+from support.accounts import Server, make_drive, new_home
 
 from megadrive import format
 from megadrive.api import Api

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serverproc import ServerProcess
+from support.server import ServerProcess
 
 KIB, MIB = 1024, 1024 * 1024
 MAX_META = 64 * KIB  # the largest meta the server accepts

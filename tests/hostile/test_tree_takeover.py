@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 
 import pytest
-from evil import EvilServer, LyingProxy, leaked_keys, opened_under
-from mdtest import PASSWORD, Server, make_drive, new_home
+from support.accounts import PASSWORD, Server, make_drive, new_home
+from support.evil import EvilServer, LyingProxy, leaked_keys, opened_under
 
 from megadrive import account, crypto, format
 from megadrive.api import Api

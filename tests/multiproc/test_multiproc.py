@@ -22,9 +22,9 @@ from typing import Any
 
 import httpx
 import pytest
-from mdserver_helpers import User, assert_json_error, b64, new_user, signup_body
-from mdtest import make_drive, new_home
-from serverproc import ServerProcess
+from support.accounts import make_drive, new_home
+from support.server import ServerProcess
+from support.server_api import User, assert_json_error, b64, new_user, signup_body
 
 from megadrive.drive import Drive
 

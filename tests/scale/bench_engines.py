@@ -22,11 +22,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parents[1] / "benchmarks"), str(HERE.parent / "server"), str(HERE.parent)]
+sys.path[:0] = [str(HERE.parents[1] / "benchmarks"), str(HERE.parent)]
 
-import engines  # noqa: E402
 import webdav_throughput as bench  # noqa: E402
-from serverproc import running_server  # noqa: E402
+from support import engines  # noqa: E402
+from support.server import running_server  # noqa: E402
 
 
 @contextmanager

@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
-from mdserver_helpers import b64, hex32, new_user
-from serverproc import ServerProcess
+from support.server import ServerProcess
+from support.server_api import b64, hex32, new_user
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("MEGADRIVE_SCALE_TESTS") != "1", reason="the test of scale: set MEGADRIVE_SCALE_TESTS=1"

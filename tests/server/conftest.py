@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-_TESTS = str(Path(__file__).resolve().parents[1])
-if _TESTS not in sys.path:  # tests/serverproc.py is shared with other test folders
-    sys.path.insert(0, _TESTS)
-
-from engine_fixtures import pg_cluster, pg_database, pg_template, seaweed  # noqa: E402,F401 - session engines
-from mdserver_helpers import User, new_user  # noqa: E402
-from serverproc import ServerProcess  # noqa: E402
+from support.engine_fixtures import pg_cluster, pg_database, pg_template, seaweed  # noqa: E402,F401 - session engines
+from support.server import ServerProcess  # noqa: E402
+from support.server_api import User, new_user  # noqa: E402
 
 # One MiB per account: small enough that quota tests need only a few chunks.
 SHARED_QUOTA = 1 << 20

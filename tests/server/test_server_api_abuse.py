@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from mdserver_helpers import assert_json_error, b64, new_user
-from serverproc import ServerProcess
+from support.server import ServerProcess
+from support.server_api import assert_json_error, b64, new_user
 
 
 def key() -> str:

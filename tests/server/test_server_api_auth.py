@@ -8,7 +8,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from mdserver_helpers import (
+from support.server import ServerProcess
+from support.server_api import (
     DEFAULT_KDF,
     User,
     assert_json_error,
@@ -17,7 +18,6 @@ from mdserver_helpers import (
     signup_body,
     unb64,
 )
-from serverproc import ServerProcess
 
 
 def test_health_needs_no_token(server_url: str) -> None:

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
-from mdserver_helpers import User, assert_json_error, new_user, unb64
-from serverproc import ServerProcess
+from support.server import ServerProcess
+from support.server_api import User, assert_json_error, new_user, unb64
 
 from megadrive.server.config import ServerConfig
 from megadrive.server.serve import run_gc

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mdserver_helpers import User, assert_json_error, b64, hex32
+from support.server_api import User, assert_json_error, b64, hex32
 
 MIB = 2**20
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from mdserver_helpers import User, assert_json_error, b64, hex32
-from serverproc import ServerProcess
+from support.server import ServerProcess
+from support.server_api import User, assert_json_error, b64, hex32
 
 KDF = {"alg": "argon2id13", "opslimit": 3, "memlimit": 65536}
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from mdserver_helpers import User, assert_json_error, b64, new_user, unb64
+from support.server_api import User, assert_json_error, b64, new_user, unb64
 
 
 def patch(user: User, node_id: str, meta: bytes, **extra: Any) -> httpx.Response:

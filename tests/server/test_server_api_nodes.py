@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mdserver_helpers import User, assert_json_error, b64, hex32, unb64
+from support.server_api import User, assert_json_error, b64, hex32, unb64
 
 
 def test_create_get_node(alice: User) -> None:

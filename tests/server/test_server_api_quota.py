@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from mdserver_helpers import User, assert_json_error, b64, hex32, new_user, unb64
-from serverproc import ServerProcess
+from support.server import ServerProcess
+from support.server_api import User, assert_json_error, b64, hex32, new_user, unb64
 
 KIB = 1024
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from mdserver_helpers import User, assert_json_error, b64, new_user, unb64
-from serverproc import ServerProcess
+from support.server import ServerProcess
+from support.server_api import User, assert_json_error, b64, new_user, unb64
 
 KIB = 1024
 MAX_RECORD = 256 * KIB

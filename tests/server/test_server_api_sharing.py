@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from mdserver_helpers import User, assert_json_error, b64, chunk, hex32, new_user, unb64
+from support.server_api import User, assert_json_error, b64, chunk, hex32, new_user, unb64
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from mdserver_helpers import User, assert_json_error, b64, hex32, new_user, signup_body
-from serverproc import ServerProcess
+from support.server import ServerProcess
+from support.server_api import User, assert_json_error, b64, hex32, new_user, signup_body
 
 JSON = {"Content-Type": "application/json"}
 

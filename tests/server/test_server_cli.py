@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serverproc import READY_PREFIX, running_server
+from support.server import READY_PREFIX, running_server
 
 from megadrive.server.cli import build_config, server
 from megadrive.server.config import ServerConfig

@@ -25,8 +25,8 @@ from typing import Any
 
 import httpx
 import pytest
-from mdserver_helpers import new_user
-from serverproc import ServerProcess
+from support.server import ServerProcess
+from support.server_api import new_user
 
 from megadrive.server import fsck
 from megadrive.server.config import ServerConfig

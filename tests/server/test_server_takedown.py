@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from mdserver_helpers import assert_json_error, b64, new_user, unb64
-from serverproc import ServerProcess
+from support.server import ServerProcess
+from support.server_api import assert_json_error, b64, new_user, unb64
 
 from megadrive.server.config import ServerConfig
 from megadrive.server.takedown import TakedownError, resolve_target, takedown

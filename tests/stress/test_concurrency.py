@@ -26,10 +26,10 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from davtest import GatewayProcess, href
-from fusetest import Mount, login, signup
-from mdtest import make_drive
-from serverproc import NO_SIGNUP_LIMIT, ServerProcess
+from support.accounts import make_drive
+from support.dav import GatewayProcess, href
+from support.mounts import Mount, login, signup
+from support.server import NO_SIGNUP_LIMIT, ServerProcess
 
 from megadrive.drive import Drive
 

@@ -1,24 +1,18 @@
 """Fixtures for the WebDAV gateway tests: a real server, accounts made by `megadrive signup`, real gateways.
 
-Helpers live in davtest.py (imported by the test modules directly).
+Helpers live in support/dav.py (imported by the test modules directly).
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-
-_TESTS = str(Path(__file__).resolve().parents[1])
-if _TESTS not in sys.path:  # serverproc.py and mdtest.py are shared with the other test folders
-    sys.path.insert(0, _TESTS)
-
-from davtest import Account, GatewayProcess, signup  # noqa: E402
-from serverproc import NO_SIGNUP_LIMIT, ServerProcess  # noqa: E402
+from support.dav import Account, GatewayProcess, signup  # noqa: E402
+from support.server import NO_SIGNUP_LIMIT, ServerProcess  # noqa: E402
 
 
 @pytest.fixture(scope="module")

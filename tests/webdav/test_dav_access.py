@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from davtest import Account, GatewayProcess, assert_clean_body, cli_env, get, put
-from mdtest import BIN, one_line_error
+from support.accounts import BIN, one_line_error
+from support.dav import Account, GatewayProcess, assert_clean_body, cli_env, get, put
 
 
 def webdav_cmd(acct: Account, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,7 @@ import time
 from pathlib import PurePosixPath
 
 import httpx
-from davtest import (
+from support.dav import (
     DAV,
     TEST_NS,
     Account,

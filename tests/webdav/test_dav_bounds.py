@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from urllib.parse import urlsplit
 
 import pytest
-from davtest import (
+from support.dav import (
     DAV,
     GatewayProcess,
     MiB,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from davtest import GatewayProcess, MiB, assert_clean_body, get, put, seeded_bytes, signup
-from serverproc import ServerProcess
+from support.dav import GatewayProcess, MiB, assert_clean_body, get, put, seeded_bytes, signup
+from support.server import ServerProcess
 
 
 def test_missing_things(dav: httpx.Client) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import httpx
-from davtest import DAV, assert_clean_body, get, href, prop, put
+from support.dav import DAV, assert_clean_body, get, href, prop, put
 
 
 def getetag(c: httpx.Client, path: str) -> str:

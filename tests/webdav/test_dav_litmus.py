@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from davtest import GatewayProcess
+from support.dav import GatewayProcess
 
 LITMUS = shutil.which("litmus") or "/usr/bin/litmus"
 SUITES = ("basic", "copymove", "props", "locks", "http")

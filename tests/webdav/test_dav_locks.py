@@ -7,7 +7,7 @@ from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 
 import httpx
-from davtest import (
+from support.dav import (
     DAV,
     TEST_NS,
     WIN32,

@@ -7,7 +7,9 @@ from collections.abc import Callable
 from pathlib import PurePosixPath
 
 import httpx
-from davtest import (
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support.dav import (
     DAV,
     TEST_NS,
     GatewayProcess,
@@ -23,9 +25,7 @@ from davtest import (
     put,
     signup,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from serverproc import ServerProcess
+from support.server import ServerProcess
 
 
 def test_x_oc_mtime_sets_last_modified(dav: httpx.Client) -> None:

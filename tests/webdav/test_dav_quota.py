@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from davtest import DAV, Account, GatewayProcess, MiB, assert_clean_body, get, propfind, put, seeded_bytes, signup
-from serverproc import ServerProcess
+from support.dav import DAV, Account, GatewayProcess, MiB, assert_clean_body, get, propfind, put, seeded_bytes, signup
+from support.server import ServerProcess
 
 USED, AVAILABLE = f"{DAV}quota-used-bytes", f"{DAV}quota-available-bytes"
 

@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from davtest import DAV, InProcessGateway, assert_clean_body, inprocess_gateway, parse_multistatus, signup
-from serverproc import ServerProcess
+from support.dav import DAV, InProcessGateway, assert_clean_body, inprocess_gateway, parse_multistatus, signup
+from support.server import ServerProcess
 
 N = 10_000 if os.environ.get("MEGADRIVE_LONG_TESTS") == "1" else 2_500
 NAMED_PROPS = (b'<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:getcontentlength/>'

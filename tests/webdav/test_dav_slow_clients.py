@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from davtest import (
+from support.dav import (
     Account,
     GatewayProcess,
     MiB,

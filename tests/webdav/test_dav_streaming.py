@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from davtest import (
+from support.dav import (
     GatewayProcess,
     MiB,
     SeededStream,
@@ -24,7 +24,7 @@ from davtest import (
     sha256,
     signup,
 )
-from serverproc import ServerProcess
+from support.server import ServerProcess
 
 
 def test_put_chunked_transfer_encoding_20mib(dav: httpx.Client) -> None:

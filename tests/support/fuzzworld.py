@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from mdserver_helpers import User, b64, new_user
-from serverproc import NO_SIGNUP_LIMIT, ServerProcess
 
 from megadrive.server.errors import _FALCON_CODES, ServerError
+from support.server import NO_SIGNUP_LIMIT, ServerProcess
+from support.server_api import User, b64, new_user
 
 STATS: Counter[str] = Counter()  # requests sent, per "METHOD /route/template" (printed at the end of the run)
 ACCEPTED: Counter[str] = Counter()  # of those, answered 2xx

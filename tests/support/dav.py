@@ -1,7 +1,7 @@
 """Helpers for the WebDAV gateway end-to-end tests (fixtures are in this folder's conftest.py).
 
 Everything here drives real processes over real HTTP: the storage server
-(``serverproc``), accounts made with the real console script (``megadrive
+(``support.server``), accounts made with the real console script (``megadrive
 signup``), and the gateway either as ``megadrive webdav`` subprocesses or, for
 tests that count the gateway's round trips to the server, in this process
 (still real HTTP, served by cheroot).
@@ -34,7 +34,8 @@ from xml.etree.ElementTree import Element
 
 import defusedxml.ElementTree as safe_xml
 import httpx
-from mdtest import BIN, PASSWORD
+
+from support.accounts import BIN, PASSWORD
 
 SERVED_RE = re.compile(r"MegaDrive is served at (\S+)")
 DAV = "{DAV:}"

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from engines import PostgresCluster, SeaweedS3, engine_or_skip
+
+from support.engines import PostgresCluster, SeaweedS3, engine_or_skip
 
 
 @pytest.fixture(scope="session")

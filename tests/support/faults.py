@@ -1,6 +1,6 @@
 """Helpers for the fault-injection tests: a server process we may SIGKILL, pause points, raw requests.
 
-:class:`FaultServer` starts ``python -m megadrive.server`` like tests/serverproc.py does, but
+:class:`FaultServer` starts ``python -m megadrive.server`` like support/server.py does, but
 with its own environment: ``MEGADRIVE_TEST_PAUSE_DIR`` (server/testhooks.py, test-only) is
 set for it alone, never in the test process, and ``kill()`` is a SIGKILL.
 """

@@ -2,7 +2,7 @@
 
 Shared by every test folder (server, client, CLI tests)::
 
-    from serverproc import running_server
+    from support.server import running_server
 
     with running_server(tmp_path / "srv", quota=10 * 2**20) as url:
         httpx.get(url + "/v1/health")

@@ -1,6 +1,6 @@
 """Helpers for the FUSE mount end-to-end tests (fixtures are in this folder's conftest.py).
 
-Everything is real: a server process (``serverproc``), accounts made and
+Everything is real: a server process (``support.server``), accounts made and
 logged in with the console script (``megadrive signup`` / ``megadrive
 login``), and mounts made with ``megadrive mount`` (a detached child) and
 removed with ``megadrive unmount``. A "peer" is a second client: another
@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from mdtest import BIN, PASSWORD
 
 from megadrive.drive import Drive
+from support.accounts import BIN, PASSWORD
 
 MiB = 1 << 20
 CHUNK = 1 << 20
