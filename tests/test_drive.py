@@ -328,3 +328,18 @@ def test_a_file_deleted_before_its_upload_never_reaches_the_server(drive: Drive,
         assert other.api.get_node(kept).node_id == kept  # created before its folder was trashed
     finally:
         other.close()
+
+
+def test_an_uploaded_save_leaves_nothing_behind_and_logs_nothing(drive: Drive,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """Settling a committed version removes its chunks itself: nothing is left for the orphan sweep
+    (whose warning would claim a write never reached close())."""
+    w = drive.open_write("/saved.txt", journal=True)
+    w.write(b"saved, then uploaded")
+    w.save()
+    w.close()
+    with caplog.at_level("WARNING", logger="megadrive"):
+        assert drive.replay_journal() == [f"committed node {drive.stat('/saved.txt').node_id[:12]} (version 1)"]
+    assert [r.getMessage() for r in caplog.records if r.levelname in ("WARNING", "ERROR")] == []
+    assert drive.pending_uploads() == 0
+    assert drive.read_file("/saved.txt") == b"saved, then uploaded"
