@@ -250,8 +250,8 @@ class Journal:
         with self._lock, self.index.transaction():
             rows = self.index.query("SELECT base_version, manifest, chunks FROM pending WHERE node_id=?",
                                     (lv.node_id,))
-            newer = bool(rows) and bytes(rows[0][1]) != lv.sealed_manifest
-            keep = set(str(rows[0][2]).split(",")) if newer else set()
+            saved_since = bool(rows) and bytes(rows[0][1]) != lv.sealed_manifest
+            keep = set(str(rows[0][2]).split(",")) if saved_since else set()
             # Only this version's chunks go: a writer of the same file may have sealed newer ones already.
             for cid in set(lv.chunk_ids) - keep:
                 self.index.execute("DELETE FROM journal WHERE chunk_id=? AND node_id=?", (cid, lv.node_id))
