@@ -25,6 +25,10 @@ from .format import CHUNK_SIZE, Manifest
 READAHEAD = 4
 MAX_DIRTY = 4
 MAX_INFLIGHT = 6
+# Chunks of journaled versions sent early, queued or in flight, over all writers: a head start is never
+# waited for, so without a bound a slow server would let the queue (and memory) grow with every write.
+HEAD_START_LIMIT = 16
+HEAD_STARTS = threading.BoundedSemaphore(HEAD_START_LIMIT)
 
 
 class ChunkIO(Protocol):
@@ -48,7 +52,7 @@ class Journal(Protocol):
 
     def put_version(self, keys: FileKeys, manifest: Manifest, *, base_version: int,
                     origin: tuple[bytes, bytes] | None, parent_id: str, parent_key: bytes | None,
-                    mtime_ns: int, prior: bytes | None = None) -> None: ...
+                    mtime_ns: int, prior: bytes | None = None) -> tuple[int, bytes]: ...
 
     def done(self, node_id: str) -> None: ...
 
@@ -375,17 +379,17 @@ class FileWriter:
             # Kept on this machine: the upload below is only a head start, never waited for (the uploader
             # sends whatever the server lacks when the version is committed).
             self.journal.put_chunk(cid, self.keys.node_id, blob)
-            if self._sem.acquire(blocking=False):
+            if HEAD_STARTS.acquire(blocking=False):  # at most HEAD_START_LIMIT queued, all writers together
                 try:
-                    self._io.submit(self._upload, cid, blob, True)
+                    self._io.submit(self._head_start, cid, blob)
                 except BaseException:
-                    self._sem.release()
+                    HEAD_STARTS.release()
                     raise
             return
         self._unsent[cid] = blob  # readable again before its upload is confirmed
         self._sem.acquire()
         try:
-            fut = self._io.submit(self._upload, cid, blob, False)
+            fut = self._io.submit(self._upload, cid, blob)
         except BaseException:
             self._sem.release()
             raise
@@ -399,16 +403,23 @@ class FileWriter:
             blob = self.journal.get_chunk(cid)
         return blob if blob is not None else self._io.fetch(cid)
 
-    def _upload(self, cid: str, blob: bytes, head_start: bool) -> None:
+    def _upload(self, cid: str, blob: bytes) -> None:
         try:
             self._io.put(cid, blob, self.keys.owner)
             self.uploaded_bytes += len(blob)
             self._unsent.pop(cid, None)
-        except (MegaDriveError, OSError):
-            if not head_start:
-                raise  # a head start that failed is sent again by the uploader, from the journal
         finally:
             self._sem.release()
+
+    def _head_start(self, cid: str, blob: bytes) -> None:
+        """A journaled chunk sent early; one that fails is sent again by the uploader, from the journal."""
+        try:
+            self._io.put(cid, blob, self.keys.owner)
+            self.uploaded_bytes += len(blob)
+        except (MegaDriveError, OSError):
+            pass
+        finally:
+            HEAD_STARTS.release()
 
     def _wait_uploads(self) -> None:
         err: BaseException | None = None
@@ -473,13 +484,16 @@ class FileWriter:
             self._journal_version(manifest)
             self.journaled, self.modified, self.create = True, False, False
         self._committer.saved(self)
-        return manifest.version
+        return self.base_version + 1
 
     def _journal_version(self, manifest: Manifest) -> None:
+        """Journal the staged version; what this writer saves next is written on it (its lineage, and its
+        base if the journal put it on a newer one), not beside it on the base the writer opened with."""
         assert self.journal is not None
-        self.journal.put_version(self.keys, manifest, base_version=manifest.version - 1, origin=self.origin,
-                                 parent_id=self.parent_id, parent_key=self.parent_key,
-                                 mtime_ns=self.mtime_ns or time.time_ns(), prior=self.prior)
+        base, self.prior = self.journal.put_version(
+            self.keys, manifest, base_version=manifest.version - 1, origin=self.origin, parent_id=self.parent_id,
+            parent_key=self.parent_key, mtime_ns=self.mtime_ns or time.time_ns(), prior=self.prior)
+        self.base_version = base
 
     # -- commit -------------------------------------------------------------------------------
 
@@ -520,6 +534,7 @@ class FileWriter:
                     self.journal.done(self.keys.node_id)
                 raise
             self.base_version = version
+            self.prior = None  # on the server now: nothing journaled to build on
             self.create = False
             self.modified = False
             return version

@@ -91,20 +91,24 @@ class Journal:
 
     def put_version(self, keys: FileKeys, manifest: Manifest, *, base_version: int,
                     origin: tuple[bytes, bytes] | None, parent_id: str, parent_key: bytes | None,
-                    mtime_ns: int, prior: bytes | None = None) -> None:
+                    mtime_ns: int, prior: bytes | None = None) -> tuple[int, bytes]:
         """Record a sealed version (it replaces an older one of the same node: it builds on it).
 
         ``prior``: the :meth:`lineage` of the journaled version it was written on. If the uploader has
         committed that one meanwhile, this one goes on top of it (the next version number), not beside it.
+        Returns the base it was recorded on and its own lineage: a writer that goes on writing after a
+        save builds its next save on this one.
         """
         with self._lock:
             moved = self._moved.get(prior) if prior is not None else None
         if moved is not None and base_version == moved - 1:
             base_version = moved
             manifest = dataclasses.replace(manifest, version=base_version + 1)
-        self._put(keys, format.seal_manifest(keys.content_key, keys.owner, manifest), tuple(manifest.chunk_ids()),
-                  base_version=base_version, origin=origin, parent_id=parent_id, parent_key=parent_key,
-                  mtime_ns=mtime_ns, token=secrets.token_hex(6), prior=prior)
+        sealed = format.seal_manifest(keys.content_key, keys.owner, manifest)
+        self._put(keys, sealed, tuple(manifest.chunk_ids()), base_version=base_version, origin=origin,
+                  parent_id=parent_id, parent_key=parent_key, mtime_ns=mtime_ns, token=secrets.token_hex(6),
+                  prior=prior)
+        return base_version, hashlib.sha256(sealed).digest()
 
     def _put(self, keys: FileKeys, sealed_manifest: bytes, chunk_ids: tuple[str, ...], *, base_version: int,
              origin: tuple[bytes, bytes] | None, parent_id: str, parent_key: bytes | None, mtime_ns: int,

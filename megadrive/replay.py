@@ -194,8 +194,8 @@ class Uploader:
                 journal.drop(lv)
         with self.ctx.index.alone() as alone:
             for node_id in journal.drop_orphans(skip) if alone else ():
-                log.warning("dropped chunks of a write to node %s that never reached close() or fsync()",
-                            short(node_id))
+                log.warning("dropped chunks of a write to node %s that was never saved (abandoned before "
+                            "close(), fsync() or the end of its PUT)", short(node_id))
         return report
 
     def _held(self, node_id: str, e: MegaDriveError) -> None:

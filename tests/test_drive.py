@@ -333,7 +333,7 @@ def test_a_file_deleted_before_its_upload_never_reaches_the_server(drive: Drive,
 def test_an_uploaded_save_leaves_nothing_behind_and_logs_nothing(drive: Drive,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     """Settling a committed version removes its chunks itself: nothing is left for the orphan sweep
-    (whose warning would claim a write never reached close())."""
+    (whose warning would claim a write was never saved)."""
     w = drive.open_write("/saved.txt", journal=True)
     w.write(b"saved, then uploaded")
     w.save()
@@ -343,3 +343,25 @@ def test_an_uploaded_save_leaves_nothing_behind_and_logs_nothing(drive: Drive,
     assert [r.getMessage() for r in caplog.records if r.levelname in ("WARNING", "ERROR")] == []
     assert drive.pending_uploads() == 0
     assert drive.read_file("/saved.txt") == b"saved, then uploaded"
+
+
+def test_a_writer_that_goes_on_after_its_save_was_uploaded_builds_on_it(drive: Drive, server: Server,
+                                                                          tmp_path: Path) -> None:
+    """A program writes, fsync()s (save), the uploader commits that, the program writes more and closes:
+    the second save goes on top of the first (version 2), never beside it as a conflicted copy."""
+    w = drive.open_write("/log.txt", journal=True)
+    w.write(b"first line\n")
+    w.save()
+    node = drive.stat("/log.txt").node_id
+    assert drive.replay_journal() == [f"committed node {node[:12]} (version 1)"]
+    w.write(b"second line\n")
+    w.save()
+    w.close()
+    assert drive.replay_journal() == [f"committed node {node[:12]} (version 2)"]
+    assert [e.name for e in drive.listdir("/")] == ["log.txt"]
+    other = make_drive(server.url, new_home(tmp_path), drive.ctx.session.user, signup=False)
+    try:
+        assert other.read_file("/log.txt") == b"first line\nsecond line\n"
+        assert other.stat("/log.txt").version == 2
+    finally:
+        other.close()

@@ -162,21 +162,29 @@ def test_many_clients_on_one_account(world: tuple[ServerProcess, list[GatewayPro
     threads = [threading.Thread(target=dav_client, args=(n, gws[n % 2], ledger, stop)) for n in range(DAV_CLIENTS)]
     threads += [threading.Thread(target=fuse_writer, args=(n, mount, ledger, stop)) for n in range(FUSE_WRITERS)]
     procs = [psutil.Process(g.pid) for g in gws] + [psutil.Process(mount.pid)]
+    peaks: dict[str, int] = {}
     peak = 0
     for t in threads:
         t.start()
     end = time.monotonic() + DURATION
     while time.monotonic() < end:
-        peak = max([peak, *(p.memory_info().rss for p in procs)])
+        for name, p in zip(("gateway 1", "gateway 2", "mount"), procs, strict=True):
+            peaks[name] = max(peaks.get(name, 0), p.memory_info().rss)
+        peak = max(peaks.values())
         time.sleep(0.5)
     stop.set()
     for t in threads:
         t.join(120)
     print(f"\n{ledger.ops} acknowledged writes by {DAV_CLIENTS} WebDAV clients and {FUSE_WRITERS} FUSE writers "
-          f"in {DURATION:.0f} s; peak RSS {peak >> 20} MiB; errors: {len(ledger.errors)}")
+          f"in {DURATION:.0f} s; peak RSS {peak >> 20} MiB "
+          f"({', '.join(f'{k} {v >> 20} MiB' for k, v in peaks.items())}); errors: {len(ledger.errors)}")
     assert ledger.errors == [], sorted({e[:160] for e in ledger.errors})[:30]
     assert peak < RSS_LIMIT, f"peak RSS {peak >> 20} MiB"
 
+    t0 = time.monotonic()
+    for g in gws:  # write-back: what the gateways acknowledged may still be on its way to the server
+        g.settle(timeout=600)
+    print(f"the gateways' uploads drained {time.monotonic() - t0:.1f} s after the load stopped")
     mount.unmount()  # commits and uploads everything the mount holds
     for g in gws:
         g.stop()
@@ -185,6 +193,8 @@ def test_many_clients_on_one_account(world: tuple[ServerProcess, list[GatewayPro
         for alarm in ("INTEGRITY", "rolled back", "hiding node", "Traceback"):
             assert alarm not in log, log[-3000:]
 
+    notable = [ln for log in logs for ln in log.splitlines() if "WARNING" in ln or "ERROR" in ln]
+    print("\n".join(["log lines of note:", *notable[:50]]))
     fresh = make_drive(server.url, home.parent / "checker", mount.acct.user, signup=False)
     try:
         _check(fresh, ledger)
