@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import queue
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,8 +21,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from megadrive.server.testhooks import ENV as PAUSE_ENV
+from support.server import ServerProcess
 
-READY_PREFIX = "MegaDrive server listening on "
 BIN = Path(sys.executable).parent
 
 
@@ -37,55 +34,19 @@ def child_env(pause_dir: Path | None) -> dict[str, str]:
     return env
 
 
-class FaultServer:
-    """A server process on port 0; ``url``, ``data_dir``; ``kill()`` (SIGKILL) or ``stop()`` (SIGTERM)."""
+class FaultServer(ServerProcess):
+    """A server process on port 0 (no signup limit, no background GC), whose pause points ``pause_dir``
+    arms; ``kill()`` (SIGKILL) besides ``stop()`` (SIGTERM)."""
 
     def __init__(self, data_dir: Path, *, pause_dir: Path | None = None, extra_args: Sequence[str] = ()) -> None:
-        self.data_dir = Path(data_dir)
-        cmd = [
-            sys.executable, "-m", "megadrive.server", "--data", str(self.data_dir), "--listen", "127.0.0.1:0",
-            "--log-level", "WARNING", "--signup-limit", "0", "--gc-interval", "0", *extra_args,
-        ]  # fmt: skip
-        self._stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL, text=True,
-            env=child_env(pause_dir),
-        )  # fmt: skip
-        lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._pump, args=(lines,), daemon=True).start()
-        try:
-            line = lines.get(timeout=30)
-        except queue.Empty:
-            line = None
-        if line is None or not line.startswith(READY_PREFIX):
-            self.kill()
-            raise RuntimeError(f"server did not start (got {line!r}); stderr:\n{self.stderr()}")
-        self.url = line[len(READY_PREFIX) :].strip()
-
-    def _pump(self, lines: queue.Queue[str | None]) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            lines.put(line)
-        lines.put(None)
-
-    def stderr(self) -> str:
-        self._stderr.seek(0)
-        return self._stderr.read().decode("utf-8", "replace")
+        super().__init__(data_dir, extra_args=["--signup-limit", "0", "--gc-interval", "0", *extra_args],
+                         env=child_env(pause_dir))
 
     def kill(self) -> None:
         """SIGKILL: no cleanup of any kind runs in the server."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
 
 def arm(pause_dir: Path, point: str) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 from megadrive.drive import Drive
-from support.accounts import BIN, PASSWORD
+from support.dav import megadrive
 
 MiB = 1 << 20
 CHUNK = 1 << 20
@@ -38,17 +38,9 @@ CHUNK_OVERHEAD = 41  # bytes a sealed chunk adds to its plaintext (docs/FORMAT.m
 MOUNTED_RE = re.compile(r"\(pid (\d+);")
 
 
-def cli_env(home: Path, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(MEGADRIVE_HOME=str(home), MEGADRIVE_PASSWORD=PASSWORD, MEGADRIVE_KDF="interactive")
-    env.update(extra)
-    return env
-
-
 def md(home: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """Run the real console script with MEGADRIVE_HOME=home."""
-    return subprocess.run([str(BIN / "megadrive"), *args], capture_output=True, text=True, env=cli_env(home),
-                          stdin=subprocess.DEVNULL, timeout=timeout)
+    """Run the real console script with MEGADRIVE_HOME=home (mounting can take longer than a DAV call)."""
+    return megadrive(home, *args, timeout=timeout)
 
 
 def ok(r: subprocess.CompletedProcess[str]) -> str:

@@ -38,6 +38,7 @@ class ServerProcess:
         quota: int | None = None,
         extra_args: Sequence[str] = (),
         timeout: float = 30.0,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)  # the server creates it (mode 0700) if missing
         cmd = [
@@ -56,7 +57,7 @@ class ServerProcess:
         cmd += list(extra_args)
         self._stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL, text=True
+            cmd, stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL, text=True, env=env
         )
         lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._pump, args=(lines,), daemon=True).start()
