@@ -14,6 +14,7 @@ from support.accounts import Server, make_drive, new_home
 from megadrive.drive import Drive
 from megadrive.errors import (
     AlreadyExists,
+    IntegrityError,
     InvalidPath,
     IsADirectory,
     NotADirectory,
@@ -365,3 +366,19 @@ def test_a_writer_that_goes_on_after_its_save_was_uploaded_builds_on_it(drive: D
         assert other.stat("/log.txt").version == 2
     finally:
         other.close()
+
+
+def test_a_tampered_journal_record_is_refused_not_opened(drive: Drive) -> None:
+    """The journal's per-version record (keys, parent, revision, lineage) is sealed under the master key:
+    a flipped byte on disk is an IntegrityError, never a version opened with keys it was not sealed with."""
+    w = drive.open_write("/local.txt", journal=True)
+    w.write(b"saved here only")
+    w.save()
+    w.close()
+    node = drive.stat("/local.txt").node_id
+    (blob,) = drive.ctx.index.query("SELECT keys FROM pending WHERE node_id=?", (node,))[0]
+    bad = bytearray(blob)
+    bad[len(bad) // 2] ^= 1
+    drive.ctx.index.execute("UPDATE pending SET keys=? WHERE node_id=?", (bytes(bad), node))
+    with pytest.raises(IntegrityError):  # read from disk again (what a restart would open)
+        drive.ctx.journal.get_unlocked(node)
