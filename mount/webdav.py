@@ -370,6 +370,7 @@ class FolderResource(_NodeResource, DAVCollection):  # type: ignore[misc]
 
 WIN32_NS = "{urn:schemas-microsoft-com:}"
 MAX_PROPPATCH_PEEK = 64 * 1024
+MAX_INFINITE_PROPFIND = 2_000  # entries a Depth: infinity PROPFIND may answer (webdav4 asks so for isdir)
 
 
 class DriveProvider(DAVProvider):
@@ -402,26 +403,48 @@ class DriveProvider(DAVProvider):
         return default_handler(environ, start_response)
 
     def _finite_propfind(self, environ: dict[str, Any]) -> None:
-        """Walking a whole folder tree for one request is refused (RFC 4918 9.1, as Apache and IIS do).
+        """PROPFIND with Depth infinity (also what no Depth header means), bounded.
 
-        No Depth header means infinity; on a file or a missing resource that is
-        what Depth 0 answers (webdav4/fsspec send no Depth to stat a file), so
-        only a folder is refused.
+        On a file or a missing resource infinity answers as Depth 0 would (webdav4
+        and fsspec send no Depth to stat a file). On a folder the whole subtree is
+        answered if it holds at most MAX_INFINITE_PROPFIND entries (webdav4's
+        isdir() sends no Depth on folders too); a bigger one is refused (RFC 4918
+        9.1, as Apache and IIS refuse every one), so one request never costs more
+        than that many entries of memory and work.
         """
-        depth = environ.get("HTTP_DEPTH")
-        if depth is None:
-            try:
-                with dav_errors():
-                    is_folder = self.drive.stat(environ["PATH_INFO"]).is_dir
-            except DAVError as e:
-                if e.value >= 500:
-                    raise
-                is_folder = False  # missing, or a path through a file: Depth 0 answers that (404)
-            if not is_folder:
-                environ["HTTP_DEPTH"] = depth = "0"
-        if depth in (None, "infinity"):
-            raise DAVError(HTTP_FORBIDDEN, context_info="PROPFIND with Depth: infinity is not supported",
-                           err_condition=PRECONDITION_CODE_PropfindFiniteDepth)
+        if environ.get("HTTP_DEPTH") not in (None, "infinity"):
+            return
+        path = environ["PATH_INFO"]
+        try:
+            with dav_errors():
+                is_folder = self.drive.stat(path).is_dir
+        except DAVError as e:
+            if e.value >= 500:
+                raise
+            is_folder = False  # missing, or a path through a file: Depth 0 answers that (404)
+        if not is_folder:
+            environ["HTTP_DEPTH"] = "0"
+            return
+        with dav_errors():
+            small = self._subtree_within(path, MAX_INFINITE_PROPFIND)
+        if not small:
+            raise DAVError(HTTP_FORBIDDEN, err_condition=PRECONDITION_CODE_PropfindFiniteDepth,
+                           context_info=f"PROPFIND with Depth: infinity on a folder of more than "
+                                        f"{MAX_INFINITE_PROPFIND} entries is not supported")
+        environ["HTTP_DEPTH"] = "infinity"
+
+    def _subtree_within(self, path: str, limit: int) -> bool:
+        """Whether the folder at ``path`` holds at most ``limit`` entries, at any depth (stops counting past it)."""
+        count, todo = 0, [path]
+        while todo:
+            folder = todo.pop()
+            for e in self.drive.listdir(folder):
+                count += 1
+                if count > limit:
+                    return False
+                if e.is_dir:
+                    todo.append(join(folder, e.name))
+        return True
 
     def _admit_win32_proppatch(self, environ: dict[str, Any]) -> None:
         """Let a PROPPATCH that only sets Win32 times/attributes through a lock without its token.

@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import pytest
 from support.dav import DAV, InProcessGateway, assert_clean_body, inprocess_gateway, parse_multistatus, signup
 from support.server import ServerProcess
@@ -66,8 +65,11 @@ def test_propfind_depth1_allprop_on_a_big_folder_no_round_trip(big_folder: InPro
     assert calls == [], f"PROPFIND made {len(calls)} server round trips: {calls[:10]}"
 
 
-def test_propfind_depth_infinity_is_refused(dav: httpx.Client) -> None:
-    r = dav.request("PROPFIND", "/", headers={"Depth": "infinity"})
-    assert r.status_code == 403, r.text
-    assert "propfind-finite-depth" in r.text
-    assert_clean_body(r)
+def test_propfind_depth_infinity_on_a_big_tree_is_refused(big_folder: InProcessGateway) -> None:
+    """Past MAX_INFINITE_PROPFIND entries (2,000) a whole-subtree PROPFIND is refused, with or without Depth."""
+    with big_folder.client(timeout=300) as c:
+        for headers in ({"Depth": "infinity"}, {}):
+            for path in ("/", "/big/"):
+                r = c.request("PROPFIND", path, headers=headers)
+                assert r.status_code == 403 and "propfind-finite-depth" in r.text, (path, headers, r.text)
+                assert_clean_body(r)

@@ -1,0 +1,138 @@
+"""Real WebDAV clients against the gateway: upload, list, download, move and delete with each.
+
+webdav4 and the fsspec file system built on it (Python), rclone's webdav
+backend and cadaver (Debian packages installed by the test command). Each
+client does the whole round on its own folder; what it did is then checked
+through a plain HTTP client, so one client's mistake cannot hide behind its
+own reading.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from support.dav import GatewayProcess, parse_multistatus, signup
+from support.server import ServerProcess
+from webdav4.client import Client
+from webdav4.fsspec import WebdavFileSystem
+
+PAYLOAD = os.urandom(300_000) + "é ü 漢字\n".encode()
+
+
+@pytest.fixture(scope="module")
+def gw(dav_server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """One gateway for the module: each client works in a folder of its own."""
+    account = signup(dav_server.url, tmp_path_factory.mktemp("clients"))
+    g = GatewayProcess(account.home)
+    try:
+        yield g
+    finally:
+        g.stop()
+
+
+def names(gw: GatewayProcess, folder: str) -> list[str]:
+    with gw.client() as c:
+        r = c.request("PROPFIND", folder, headers={"Depth": "1"})
+        assert r.status_code == 207, r.text
+        return sorted(x.path.rstrip("/").rsplit("/", 1)[-1] for x in parse_multistatus(r.content)
+                      if x.path.rstrip("/") != folder.rstrip("/"))
+
+
+def content(gw: GatewayProcess, path: str) -> bytes | int:
+    with gw.client() as c:
+        r = c.get(path)
+        return r.content if r.status_code == 200 else r.status_code
+
+
+def test_webdav4_client(gw: GatewayProcess, tmp_path: Path) -> None:
+    c = Client(gw.url, auth=(gw.user, gw.password))
+    assert not c.exists("w4/a.bin")  # stat before upload: PROPFIND without Depth on a missing file
+    c.mkdir("w4")
+    src = tmp_path / "a.bin"
+    src.write_bytes(PAYLOAD)
+    c.upload_file(src, "w4/a.bin")
+    assert c.exists("w4/a.bin") and c.isfile("w4/a.bin") and c.isdir("w4")
+    assert c.content_length("w4/a.bin") == len(PAYLOAD)
+    assert [e["name"] for e in c.ls("w4", detail=True)] == ["w4/a.bin"]
+    got = tmp_path / "got.bin"
+    c.download_file("w4/a.bin", got)
+    assert got.read_bytes() == PAYLOAD
+    c.move("w4/a.bin", "w4/b.bin")
+    assert names(gw, "/w4/") == ["b.bin"] and content(gw, "/w4/b.bin") == PAYLOAD
+    c.remove("w4/b.bin")
+    assert names(gw, "/w4/") == [] and content(gw, "/w4/b.bin") == 404
+
+
+def test_fsspec_webdav_filesystem(gw: GatewayProcess) -> None:
+    fs = WebdavFileSystem(gw.url, auth=(gw.user, gw.password))
+    fs.makedirs("fs/sub", exist_ok=True)
+    assert not fs.exists("fs/sub/x.txt")
+    fs.pipe_file("fs/sub/x.txt", PAYLOAD)
+    info = fs.info("fs/sub/x.txt")
+    assert info["type"] == "file" and info["size"] == len(PAYLOAD)
+    assert fs.ls("fs/sub", detail=False) == ["fs/sub/x.txt"]
+    with fs.open("fs/sub/x.txt", "rb") as f:
+        f.seek(1000)
+        assert f.read(100) == PAYLOAD[1000:1100]  # a ranged read
+    fs.mv("fs/sub/x.txt", "fs/y.txt")
+    assert fs.cat_file("fs/y.txt") == PAYLOAD and content(gw, "/fs/y.txt") == PAYLOAD
+    fs.rm("fs", recursive=True)
+    assert not fs.exists("fs") and content(gw, "/fs/y.txt") == 404
+
+
+def rclone(gw: GatewayProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    obscured = subprocess.run(["rclone", "obscure", gw.password], capture_output=True, text=True, check=True)
+    remote = f":webdav,url='{gw.url}',vendor=other,user={gw.user},pass={obscured.stdout.strip()}:"
+    argv = [a.replace("REMOTE:", remote) for a in args]
+    r = subprocess.run(["rclone", "--config", "/dev/null", *argv], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def test_rclone_webdav_backend(gw: GatewayProcess, tmp_path: Path) -> None:
+    src = tmp_path / "tree"
+    (src / "deep").mkdir(parents=True)
+    (src / "r.bin").write_bytes(PAYLOAD)
+    (src / "deep" / "s.txt").write_text("small")
+    rclone(gw, "copy", str(src), "REMOTE:rc")
+    assert sorted(rclone(gw, "lsf", "-R", "REMOTE:rc").stdout.split()) == ["deep/", "deep/s.txt", "r.bin"]
+    rclone(gw, "check", str(src), "REMOTE:rc")  # sizes and (downloaded) content agree
+    rclone(gw, "moveto", "REMOTE:rc/r.bin", "REMOTE:rc/deep/moved.bin")
+    assert names(gw, "/rc/deep/") == ["moved.bin", "s.txt"] and content(gw, "/rc/deep/moved.bin") == PAYLOAD
+    out = tmp_path / "out"
+    rclone(gw, "copy", "REMOTE:rc", str(out))
+    assert (out / "deep" / "moved.bin").read_bytes() == PAYLOAD
+    rclone(gw, "purge", "REMOTE:rc")
+    assert content(gw, "/rc/deep/s.txt") == 404 and "rc" not in names(gw, "/")
+
+
+def test_cadaver(gw: GatewayProcess, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    host = urlsplit(gw.url).hostname
+    (home / ".netrc").write_text(f"machine {host}\nlogin {gw.user}\npassword {gw.password}\n")
+    (home / ".netrc").chmod(0o600)
+    (tmp_path / "c.bin").write_bytes(PAYLOAD)
+    script = ("mkcol cad\ncd cad\nput c.bin\nls\nget c.bin back.bin\nmove c.bin d.bin\nls\n"
+              "delete d.bin\nls\nquit\n")
+    r = subprocess.run(["cadaver", gw.url], input=script, capture_output=True, text=True, cwd=tmp_path,
+                       env={**os.environ, "HOME": str(home)}, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "succeeded" in r.stdout and "failed" not in r.stdout.lower(), r.stdout
+    assert (tmp_path / "back.bin").read_bytes() == PAYLOAD
+    assert names(gw, "/cad/") == [] and content(gw, "/cad/d.bin") == 404
+
+
+def test_missing_resources_answer_404_to_every_client_pattern(gw: GatewayProcess) -> None:
+    """Windows' mini-redirector and macOS' webdavfs probe with PROPFIND Depth 0/1 on names that do not exist
+    (desktop.ini, ._ files, .DS_Store); each gets a 404, never a 403 or 500."""
+    with gw.client() as c:
+        for path in ("/desktop.ini", "/._x", "/.DS_Store", "/nope/deeper.txt"):
+            for depth in ("0", "1", "infinity", None):
+                headers = {"Depth": depth} if depth else {}
+                assert c.request("PROPFIND", path, headers=headers).status_code == 404, (path, depth)
