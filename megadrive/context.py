@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from . import format
@@ -25,6 +26,9 @@ class DriveContext:
     journal: Journal
     tree: Tree
     _hkey: bytes = field(init=False, repr=False)
+    # Folder id -> when this process last saw an entry appear in it or leave it (its POSIX mtime and
+    # ctime, without a rewrite of the folder's meta that many writers of one folder would fight over).
+    folder_changes: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._hkey = format.name_hash_key(self.session.master)
@@ -47,6 +51,12 @@ class DriveContext:
 
     def name_hash(self, parent_id: str, name: str) -> str:
         return format.name_hash(self._hkey, parent_id, name)
+
+    def entries_changed(self, *folder_ids: str | None) -> None:
+        now = time.time_ns()
+        for f in folder_ids:
+            if f:
+                self.folder_changes[f] = now
 
     def row(self, node_id: str) -> IndexRow:
         row = self.index.get(node_id)

@@ -39,7 +39,7 @@ from .index import Index, IndexRow
 from .journal import Journal
 from .names import MAX_NAME_BYTES, check_name
 from .namespace import Entry, Located, Namespace
-from .nodes import Nodes
+from .nodes import NO_OWNER, Nodes, Owner, XattrChange
 from .paths import conflict_name, join, split_path
 from .records import LocalRecords
 from .replay import Uploader
@@ -50,8 +50,8 @@ from .tree import Tree
 
 # What front-ends may use besides the Drive itself (import-linter lets them import only this module and
 # megadrive.errors): the types the Drive hands out, the name rule, and a private-file writer for their state.
-__all__ = ["MAX_FILE_SIZE", "MAX_NAME_BYTES", "Drive", "Entry", "FileReader", "FileWriter", "Located", "Quota",
-           "check_name", "conflict_name", "join", "split_path", "write_private"]
+__all__ = ["MAX_FILE_SIZE", "MAX_NAME_BYTES", "NO_OWNER", "Drive", "Entry", "FileReader", "FileWriter", "Located",
+           "Owner", "Quota", "XattrChange", "check_name", "conflict_name", "join", "split_path", "write_private"]
 
 QUOTA_MAX_AGE = 5.0  # seconds an answer of the account's quota is reused
 
@@ -213,8 +213,10 @@ class Drive:
     def hidden(self, path: str) -> list[str]:
         return self.ns.hidden(path)
 
-    def mkdir(self, path: str, *, exist_ok: bool = False, mtime_ns: int | None = None) -> Entry:
-        return self.nodes.mkdir(path, exist_ok=exist_ok, mtime_ns=mtime_ns)
+    def mkdir(self, path: str, *, exist_ok: bool = False, mtime_ns: int | None = None, mode: int = 0o755,
+              owner: Owner = NO_OWNER) -> Entry:
+        """``owner``: (uid, gid) to store; None for either means the mounting user (or their group)."""
+        return self.nodes.mkdir(path, exist_ok=exist_ok, mtime_ns=mtime_ns, mode=mode, owner=owner)
 
     def makedirs(self, path: str) -> Entry:
         return self.nodes.makedirs(path)
@@ -233,20 +235,23 @@ class Drive:
         self.nodes.rmdir(path)
 
     def set_attrs(self, path: str, *, mtime_ns: int | None = None, mode: int | None = None,
-                  props: dict[str, str | None] | None = None) -> Entry:
+                  props: dict[str, str | None] | None = None, atime_ns: int | None = None,
+                  owner: Owner | None = None, xattr: XattrChange | None = None) -> Entry:
         loc = self.ns.resolve(path)
         loc.verified()
-        if mtime_ns is not None:  # first: a version not uploaded yet keeps it too (see set_attrs_id)
-            self.ctx.journal.set_mtime(loc.row.node_id, mtime_ns)
-        self.nodes.set_attrs(loc.row, mtime_ns=mtime_ns, mode=mode, props=props)
+        self.set_attrs_id(loc.row.node_id, mtime_ns=mtime_ns, mode=mode, props=props, atime_ns=atime_ns,
+                          owner=owner, xattr=xattr)
         return self.ns.stat(loc.path)
 
-    def create_file(self, path: str, *, mode: int = 0o644, exclusive: bool = True, local: bool = False) -> Entry:
-        """``local=True`` for write-back (see Nodes.create_file)."""
-        return self.nodes.create_file(path, mode=mode, exclusive=exclusive, local=local)
+    def create_file(self, path: str, *, mode: int = 0o644, exclusive: bool = True, local: bool = False,
+                    owner: Owner = NO_OWNER, special: str | None = None, rdev: int = 0) -> Entry:
+        """``local=True`` for write-back; ``special`` ("fifo", "sock", "chr", "blk") for mknod's
+        attribute-only files (see Nodes.create_file)."""
+        return self.nodes.create_file(path, mode=mode, exclusive=exclusive, local=local, owner=owner,
+                                      special=special, rdev=rdev)
 
-    def symlink(self, path: str, target: str) -> Entry:
-        return self.nodes.symlink(path, target)
+    def symlink(self, path: str, target: str, *, owner: Owner = NO_OWNER) -> Entry:
+        return self.nodes.symlink(path, target, owner=owner)
 
     def copy(self, src: str, dst: str, *, overwrite: bool = False, recursive: bool = True) -> Entry:
         return self.copier.copy(src, dst, overwrite=overwrite, recursive=recursive)
@@ -297,9 +302,12 @@ class Drive:
     def open_write_id(self, node_id: str, *, truncate: bool = False, journal: bool = False) -> FileWriter:
         return self.files.open_write_id(node_id, truncate=truncate, journal=journal)
 
-    def set_attrs_id(self, node_id: str, *, mtime_ns: int | None = None, mode: int | None = None) -> None:
+    def set_attrs_id(self, node_id: str, *, mtime_ns: int | None = None, mode: int | None = None,
+                     props: dict[str, str | None] | None = None, atime_ns: int | None = None,
+                     owner: Owner | None = None, xattr: XattrChange | None = None) -> None:
         # The journal first, then the server: the uploader reads the server's row, then the journaled
         # version, so a commit racing with this either carries the new time or fails its compare-and-swap.
         if mtime_ns is not None:
             self.ctx.journal.set_mtime(node_id, mtime_ns)
-        self.nodes.set_attrs(self.ctx.row(node_id), mtime_ns=mtime_ns, mode=mode)
+        self.nodes.set_attrs(self.ctx.row(node_id), mtime_ns=mtime_ns, mode=mode, props=props, atime_ns=atime_ns,
+                             owner=owner, xattr=xattr)

@@ -72,6 +72,23 @@ class InvalidPath(MegaDriveError):
     exit_code = 2
 
 
+class NameTooLong(InvalidPath):
+    """A name over 255 bytes (ENAMETOOLONG)."""
+
+
+class NoSuchAttribute(MegaDriveError):
+    """No extended attribute of that name (ENODATA)."""
+
+    exit_code = 4
+
+
+class NoSpace(MegaDriveError):
+    """A per-node limit other than the quota is full (ENOSPC), e.g. the room for extended attributes."""
+
+    exit_code = 9
+    loggable = True
+
+
 class Conflict(MegaDriveError):
     """The operation conflicts with the state of the drive."""
 

@@ -46,12 +46,19 @@ class Feed:
         return count
 
     def ingest(self, n: RemoteNode) -> None:
+        old = self.ctx.index.get(n.node_id)
         if n.gone:
             self.ctx.index.remove(n.node_id)
+            if old is not None:
+                self.ctx.entries_changed(old.parent_id)
             return
         owner = "" if not n.owner or n.owner == self.ctx.owner else n.owner
-        self.ctx.index.upsert(IndexRow(n.node_id, n.parent_id, n.kind, n.version, n.size, n.trashed, n.seq, n.meta,
-                                       None, False, owner, n.removed))
+        if self.ctx.index.upsert(IndexRow(n.node_id, n.parent_id, n.kind, n.version, n.size, n.trashed, n.seq,
+                                          n.meta, None, False, owner, n.removed)):
+            # A known node that moved or was trashed changes its folders now; a node new to this index may be
+            # years old (a first catch-up), so creations count only where this process makes them.
+            if old is not None and (old.parent_id != n.parent_id or old.trashed != n.trashed):
+                self.ctx.entries_changed(n.parent_id, old.parent_id)
 
     def hash_pending(self, parent_id: str | None = None) -> int:
         """Verify rows that arrived since (all, or one folder's); returns how many there were."""

@@ -242,7 +242,7 @@ class Files:
             self._check_continuity(w, cur)
             new = dataclasses.replace(cur, props=dict(cur.props), size=manifest.size, version=manifest.version,
                                       mtime_ns=mtime, rev=cur.rev + 1, key=w.keys.content_key,
-                                      file_id=w.keys.file_id, rekey=False)
+                                      file_id=w.keys.file_id, rekey=False, ctime_ns=time.time_ns())
             blob = format.seal_meta(pmeta.key, self.ctx.owner_of(parent), parent.node_id, node_id, new)
             try:
                 n = self.ctx.api.commit_version(node_id, manifest.version - 1, sealed_manifest,

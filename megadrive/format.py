@@ -7,6 +7,7 @@ the associated data, and seals them with :mod:`megadrive.crypto`.
 
 from __future__ import annotations
 
+import base64
 import json
 import struct
 import time
@@ -169,9 +170,18 @@ def open_link(link_key: bytes, owner: str, node_id: str, blob: bytes) -> LinkRec
 # -- node metadata ------------------------------------------------------------------------------
 
 
+SPECIAL_KINDS = ("fifo", "sock", "chr", "blk")  # attribute-only files (mknod): no content
+MAX_XATTR_BYTES = 32 * 1024  # names and values of one node's extended attributes together
+
+
 @dataclass
 class NodeMeta:
-    """What a node's encrypted ``meta`` blob holds. ``key`` is the folder key or file content key."""
+    """What a node's encrypted ``meta`` blob holds. ``key`` is the folder key or file content key.
+
+    The POSIX attributes are optional in the JSON (absent: the defaults here),
+    so a meta written before them reads as before: ``uid``/``gid`` None mean
+    the mounting user and their group on whichever machine reads it.
+    """
 
     name: str
     kind: str  # "dir" | "file"
@@ -185,6 +195,13 @@ class NodeMeta:
     props: dict[str, str] = field(default_factory=dict)  # WebDAV dead properties
     rekey: bool = False  # a share was revoked: the next version gets a fresh content key
     link: str | None = None  # a symbolic link's target (kind "file", no content)
+    uid: int | None = None  # owner; None: the mounting user
+    gid: int | None = None  # group; None: the mounting user's group
+    ctime_ns: int = 0  # status change time; 0: the modification time
+    atime_ns: int = 0  # access time as set by utimensat; 0: the modification time
+    special: str | None = None  # one of SPECIAL_KINDS (kind "file", no content)
+    rdev: int = 0  # a device node's device number
+    xattrs: dict[str, bytes] = field(default_factory=dict)  # extended attributes (user.*)
 
     def to_json(self) -> dict[str, object]:
         d: dict[str, object] = {"n": self.name, "k": self.kind, "key": self.key.hex(), "fid": self.file_id.hex(),
@@ -194,6 +211,10 @@ class NodeMeta:
             d["rk"] = True
         if self.link is not None:
             d["l"] = self.link
+        optional: dict[str, object] = {"u": self.uid, "g": self.gid, "c": self.ctime_ns or None,
+                                       "a": self.atime_ns or None, "t": self.special, "rd": self.rdev or None,
+                                       "x": {k: base64.b64encode(v).decode() for k, v in self.xattrs.items()} or None}
+        d.update((k, v) for k, v in optional.items() if v is not None)
         return d
 
     @classmethod
@@ -201,8 +222,8 @@ class NodeMeta:
         """Strict: exact types and ranges, so a co-writer cannot smuggle in odd values."""
         bad = IntegrityError("integrity check failed: malformed node metadata")
 
-        def u63(k: str) -> int:
-            v = d.get(k)
+        def u63(k: str, default: int | None = None) -> int:
+            v = d.get(k, default)
             if type(v) is not int or not 0 <= v < 1 << 63:
                 raise bad
             return v
@@ -213,9 +234,18 @@ class NodeMeta:
                 raise bad
             return v
 
+        def ident(k: str) -> int | None:
+            v = d.get(k)
+            if v is not None and (type(v) is not int or not 0 <= v < 1 << 32):
+                raise bad
+            return v
+
         rekey = d.get("rk", False)
         link = d.get("l")
+        special = d.get("t")
         if type(rekey) is not bool or (link is not None and (type(link) is not str or not link)):
+            raise bad
+        if special is not None and special not in SPECIAL_KINDS:
             raise bad
         props = d.get("p", {})
         if not isinstance(props, dict) or not all(type(k) is str and type(v) is str for k, v in props.items()):
@@ -223,14 +253,32 @@ class NodeMeta:
         try:
             m = cls(name=text("n"), kind=text("k"), key=bytes.fromhex(text("key")),
                     file_id=bytes.fromhex(text("fid")), size=u63("s"), mtime_ns=u63("m"), mode=u63("mode"),
-                    version=u63("v"), rev=u63("r"), props=dict(props), rekey=rekey, link=link)
+                    version=u63("v"), rev=u63("r"), props=dict(props), rekey=rekey, link=link,
+                    uid=ident("u"), gid=ident("g"), ctime_ns=u63("c", 0), atime_ns=u63("a", 0),
+                    special=None if special is None else str(special),
+                    rdev=u63("rd", 0), xattrs=_xattrs(d.get("x", {}), bad))
         except ValueError:
             raise bad from None
         if m.kind not in ("dir", "file") or len(m.key) != crypto.KEY_BYTES:
             raise bad
         if len(m.file_id) != (crypto.ID_BYTES if m.kind == "file" else 0):
             raise bad
+        if m.special is not None and (m.kind != "file" or m.link is not None):
+            raise bad
         return m
+
+
+def _xattrs(x: object, bad: IntegrityError) -> dict[str, bytes]:
+    """The ``x`` object: names to base64 values, within MAX_XATTR_BYTES."""
+    if not isinstance(x, dict) or not all(type(k) is str and k and type(v) is str for k, v in x.items()):
+        raise bad
+    try:
+        out = {k: base64.b64decode(v, validate=True) for k, v in x.items()}
+    except ValueError:
+        raise bad from None
+    if sum(len(k.encode("utf-8", "surrogateescape")) + len(v) for k, v in out.items()) > MAX_XATTR_BYTES:
+        raise bad
+    return out
 
 
 def pad(payload: bytes, block: int = META_PAD_BLOCK) -> bytes:

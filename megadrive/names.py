@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import InvalidPath
+from .errors import InvalidPath, NameTooLong
 
 MAX_NAME_BYTES = 255
 
@@ -15,4 +15,4 @@ def check_name(name: str) -> None:
     except UnicodeEncodeError:
         raise InvalidPath(f"name is not valid UTF-8: {name!r}") from None
     if len(encoded) > MAX_NAME_BYTES:
-        raise InvalidPath(f"name too long: {name[:40]!r}...")
+        raise NameTooLong(f"name too long: {name[:40]!r}...")

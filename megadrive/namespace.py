@@ -43,6 +43,13 @@ class Entry:
     removed: bool = False  # taken down by the operator after an abuse notice
     link: str | None = None  # set for a symbolic link: its target
     revision: str = ""  # set for a version saved on this machine (it tells two such saves apart)
+    uid: int | None = None  # owner as stored; None: the mounting user
+    gid: int | None = None
+    ctime_ns: int = 0  # status change time (never before mtime_ns)
+    atime_ns: int = 0
+    special: str | None = None  # fifo, sock, chr or blk: an attribute-only node (mknod)
+    rdev: int = 0
+    xattrs: dict[str, bytes] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def is_dir(self) -> bool:
@@ -206,13 +213,18 @@ class Namespace:
         if row.kind == "file":
             row, meta, lv = self.current(row, meta)
         size, mtime, version = meta.size, meta.mtime_ns, meta.version
+        ctime = max(meta.ctime_ns, mtime)
+        changed = self.ctx.folder_changes.get(row.node_id, 0) if row.kind == "dir" else 0
+        if changed > ctime:  # entries came or went since the folder's own attributes were last set
+            mtime = ctime = changed
         if lv is not None:  # written here, not uploaded yet: what this machine shows is the newest
             size, mtime, version, revision = lv.size, lv.mtime_ns, lv.base_version + 1, lv.token
         else:
             revision = self.ctx.journal.token_of(row.node_id, version) if row.kind == "file" else ""
         return Entry(path=path, name=meta.name, node_id=row.node_id, kind=row.kind, size=size, mtime_ns=mtime,
                      mode=meta.mode, version=version, props=dict(meta.props), removed=row.removed, link=meta.link,
-                     revision=revision)
+                     revision=revision, uid=meta.uid, gid=meta.gid, ctime_ns=max(ctime, mtime),
+                     atime_ns=meta.atime_ns or mtime, special=meta.special, rdev=meta.rdev, xattrs=dict(meta.xattrs))
 
     def current(self, row: IndexRow, meta: NodeMeta) -> tuple[IndexRow, NodeMeta, LocalVersion | None]:
         """A file as this machine shows it: its version journaled here (the newest) if any, else the

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from . import crypto, format
 from .api import MetaChanged
@@ -19,6 +20,8 @@ from .errors import (
     Conflict,
     InvalidPath,
     IsADirectory,
+    NoSpace,
+    NoSuchAttribute,
     NotADirectory,
     NotEmpty,
     NotFound,
@@ -30,6 +33,8 @@ from .namespace import Entry, Namespace
 from .paths import join, split_path
 from .tree import MAX_DEPTH
 
+Owner = tuple["int | None", "int | None"]  # (uid, gid) as stored; None: the mounting user / their group
+NO_OWNER: Owner = (None, None)
 MoveHook = Callable[[str, "str | None", str], None]  # (node id, old parent, new parent) after a move
 
 
@@ -50,9 +55,11 @@ class Nodes:
         owner = self.ctx.owner_of(parent)
         n = self.ctx.api.create_node(node_id, parent.node_id, meta.kind,
                                      format.seal_meta(pmeta.key, owner, parent.node_id, node_id, meta))
+        self.ctx.entries_changed(parent.node_id)
         return self.feed.apply(n, meta, pmeta.key)
 
-    def mkdir(self, path: str, *, exist_ok: bool = False, mtime_ns: int | None = None) -> Entry:
+    def mkdir(self, path: str, *, exist_ok: bool = False, mtime_ns: int | None = None, mode: int = 0o755,
+              owner: Owner = NO_OWNER) -> Entry:
         parent, name = self.ns.parent_for_new(path)
         existing = self.ns.existing(parent, name)
         if existing is not None:
@@ -60,7 +67,7 @@ class Nodes:
                 return self.ns.stat(join(parent.path, name))
             raise AlreadyExists(f"already exists: {path}")
         meta = NodeMeta(name=name, kind="dir", key=crypto.random_key(), mtime_ns=mtime_ns or time.time_ns(),
-                        mode=0o755)
+                        mode=mode & 0o7777, uid=owner[0], gid=owner[1])
         self.create_node(parent.row, parent.verified(), meta)
         return self.ns.stat(path)
 
@@ -71,20 +78,25 @@ class Nodes:
             self.mkdir(cur, exist_ok=True)
         return self.ns.stat(cur)
 
-    def create_file(self, path: str, *, mode: int = 0o644, exclusive: bool = True, local: bool = False) -> Entry:
+    def create_file(self, path: str, *, mode: int = 0o644, exclusive: bool = True, local: bool = False,
+                    owner: Owner = NO_OWNER, special: str | None = None, rdev: int = 0) -> Entry:
         """Create an empty file (version 0) now, so it is visible before any content is committed.
 
         ``local``: create it on this machine (journaled, its meta sealed as usual), and on the server
         when the uploader gets to it, before its first version (write-back: the FUSE mount's creates
-        cost no round trip, and work offline).
+        cost no round trip, and work offline). ``special``: a fifo, socket or device node (mknod), a
+        file that never has content.
         """
+        if special is not None and special not in format.SPECIAL_KINDS:
+            raise InvalidPath(f"unknown kind of special file: {special!r}")
         parent, name = self.ns.parent_for_new(path)
         if self.ns.existing(parent, name) is not None:
             if exclusive:
                 raise AlreadyExists(f"already exists: {path}")
             return self.ns.stat(path)
         meta = NodeMeta(name=name, kind="file", key=crypto.random_key(), file_id=crypto.random_id(),
-                        mtime_ns=time.time_ns(), mode=mode & 0o7777)
+                        mtime_ns=time.time_ns(), mode=mode & 0o7777, uid=owner[0], gid=owner[1], special=special,
+                        rdev=rdev if special in ("chr", "blk") else 0)
         node_id = crypto.random_id().hex()
         if local:  # write-back: the uploader creates it on the server (before its first version)
             self.ns.check_writable(parent.row)
@@ -100,6 +112,7 @@ class Nodes:
         self.ctx.journal.creates.put(node_id, parent.node_id, meta.kind, blob)
         row = IndexRow(node_id, parent.node_id, meta.kind, 0, 0, False, 0, blob, None, False, parent.owner)
         self.ctx.index.upsert(row)
+        self.ctx.entries_changed(parent.node_id)
         self.ctx.tree.note(row, meta, pmeta.key)
         self.ctx.index.set_name_hash(node_id, self.ctx.name_hash(parent.node_id, meta.name), False)
 
@@ -156,9 +169,10 @@ class Nodes:
             journal.done(row.node_id)
             journal.creates.done(row.node_id)
             self.ctx.index.remove(row.node_id)
+            self.ctx.entries_changed(row.parent_id)
             return True
 
-    def symlink(self, path: str, target: str) -> Entry:
+    def symlink(self, path: str, target: str, *, owner: Owner = NO_OWNER) -> Entry:
         """A symbolic link: a node whose encrypted meta holds the target (like its name, never in clear)."""
         if not target or "\0" in target or len(target.encode("utf-8", "surrogateescape")) > 4095:
             raise InvalidPath("invalid symbolic link target")
@@ -166,7 +180,7 @@ class Nodes:
         if self.ns.existing(parent, name) is not None:
             raise AlreadyExists(f"already exists: {path}")
         meta = NodeMeta(name=name, kind="file", key=crypto.random_key(), file_id=crypto.random_id(),
-                        mtime_ns=time.time_ns(), mode=0o777, size=0, link=target)
+                        mtime_ns=time.time_ns(), mode=0o777, size=0, link=target, uid=owner[0], gid=owner[1])
         self.create_node(parent.row, parent.verified(), meta)
         return self.ns.stat(path)
 
@@ -192,7 +206,8 @@ class Nodes:
             self.ensure_created(replace)
         for _ in range(8):
             cur = verify(row)
-            new = dataclasses.replace(change(dataclasses.replace(cur, props=dict(cur.props))), rev=cur.rev + 1)
+            new = dataclasses.replace(change(dataclasses.replace(cur, props=dict(cur.props), xattrs=dict(cur.xattrs))),
+                                      rev=cur.rev + 1, ctime_ns=time.time_ns())
             if parent is not None:
                 key, pid = parent[1].key, parent[0].node_id
             elif row.node_id == self.ctx.root_id and not row.owner:
@@ -236,6 +251,7 @@ class Nodes:
                           replace=replace)
         if replace:
             self.feed.apply(self.ctx.api.get_node(replace))
+        self.ctx.entries_changed(loc.row.parent_id, new_parent.row.node_id)  # a new name is a change too
         if moved and self.after_move is not None:
             self.after_move(loc.row.node_id, loc.row.parent_id, new_parent.row.node_id)
         return self.ns.stat(dst_path)
@@ -286,18 +302,53 @@ class Nodes:
         self.delete(loc.path)
 
     def set_attrs(self, row: IndexRow, *, mtime_ns: int | None = None, mode: int | None = None,
-                  props: dict[str, str | None] | None = None) -> None:
-        """Change mtime, mode and/or dead properties (encrypted in the node's meta)."""
+                  props: dict[str, str | None] | None = None, atime_ns: int | None = None,
+                  owner: Owner | None = None, xattr: XattrChange | None = None) -> None:
+        """Change times, mode, owner, dead properties or one extended attribute (all encrypted in the meta).
+
+        The status change time (ctime) is set by every rewrite of the meta.
+        """
         def change(new: NodeMeta) -> NodeMeta:
             if mtime_ns is not None:
                 new.mtime_ns = mtime_ns
+            if atime_ns is not None:
+                new.atime_ns = atime_ns
             if mode is not None:
                 new.mode = mode & 0o7777
+            if owner is not None:
+                new.uid, new.gid = owner
             for k, v in (props or {}).items():
                 if v is None:
                     new.props.pop(k, None)
                 else:
                     new.props[k] = v
+            if xattr is not None:
+                xattr.apply(new.xattrs)
             return new
 
         self.rewrite_meta(row, change)
+
+
+@dataclass(frozen=True)
+class XattrChange:
+    """Set (``value``) or remove (None) one extended attribute; ``create``/``replace`` as setxattr's flags."""
+
+    name: str
+    value: bytes | None
+    create: bool = False
+    replace: bool = False
+
+    def apply(self, xattrs: dict[str, bytes]) -> None:
+        present = self.name in xattrs
+        if self.value is None or self.replace:
+            if not present:
+                raise NoSuchAttribute("no such extended attribute")
+        if self.value is None:
+            del xattrs[self.name]
+            return
+        if self.create and present:
+            raise AlreadyExists("the extended attribute exists")
+        xattrs[self.name] = self.value
+        used = sum(len(k.encode("utf-8", "surrogateescape")) + len(v) for k, v in xattrs.items())
+        if used > format.MAX_XATTR_BYTES:
+            raise NoSpace(f"extended attributes are limited to {format.MAX_XATTR_BYTES} bytes per file")

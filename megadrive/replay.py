@@ -239,7 +239,7 @@ class Uploader:
         if meta.version == base and continuous:
             new = dataclasses.replace(meta, props=dict(meta.props), size=lv.size, version=base + 1,
                                       mtime_ns=lv.mtime_ns, rev=meta.rev + 1, key=lv.keys.content_key,
-                                      file_id=lv.keys.file_id, rekey=False)
+                                      file_id=lv.keys.file_id, rekey=False, ctime_ns=max(meta.ctime_ns, lv.mtime_ns))
             blob = format.seal_meta(pmeta.key, self.ctx.owner_of(parent), parent.node_id, node_id, new)
             try:
                 n = self.ctx.api.commit_version(node_id, base, lv.sealed_manifest, list(lv.chunk_ids), meta=blob,

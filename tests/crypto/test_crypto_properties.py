@@ -7,6 +7,7 @@ contexts never produce the same associated data or name hash.
 
 from __future__ import annotations
 
+import base64
 import os
 
 import pytest
@@ -31,6 +32,10 @@ metas = st.sampled_from(["dir", "file"]).flatmap(lambda kind: st.builds(
     file_id=st.binary(min_size=16, max_size=16) if kind == "file" else st.just(b""),  # strict: 16 bytes or none
     size=U64, mtime_ns=U64, mode=st.integers(min_value=0, max_value=0o177777), version=U64, rev=U64,
     props=st.dictionaries(st.text(max_size=30), st.text(max_size=60), max_size=4),
+    uid=st.one_of(st.none(), st.integers(0, 2**32 - 1)), gid=st.one_of(st.none(), st.integers(0, 2**32 - 1)),
+    ctime_ns=U64, atime_ns=U64,
+    special=st.sampled_from([None, *fmt.SPECIAL_KINDS]) if kind == "file" else st.just(None),
+    rdev=U64, xattrs=st.dictionaries(st.text(min_size=1, max_size=30), st.binary(max_size=100), max_size=4),
 ))
 
 
@@ -208,3 +213,32 @@ def test_valid_names_pass_the_drive_check() -> None:
     for bad in ("", ".", "..", "a/b", "nul\0", "x" * (MAX_NAME_BYTES + 1), "\U0001f511" * 64):
         with pytest.raises(InvalidPath):
             check_name(bad)
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("u", -1), ("u", 2**32), ("g", "0"), ("g", 1.0), ("c", -1), ("a", 2**63), ("t", "door"), ("t", 1),
+    ("rd", -5), ("x", []), ("x", {"user.a": "not base64!"}), ("x", {"": "AA=="}),
+    ("x", {"user.a": base64.b64encode(bytes(fmt.MAX_XATTR_BYTES)).decode()}),
+])
+def test_posix_attributes_are_strict(key: str, value: object) -> None:
+    """Each POSIX attribute of a meta is checked like the rest: a co-writer cannot smuggle in odd values."""
+    good = fmt.NodeMeta(name="f", kind="file", key=bytes(32), file_id=bytes(16), uid=7, gid=8, ctime_ns=1,
+                        special="fifo", xattrs={"user.a": b"1"})
+    assert fmt.NodeMeta.from_json(good.to_json()) == good
+    with pytest.raises(IntegrityError, match="malformed node metadata"):
+        fmt.NodeMeta.from_json({**good.to_json(), key: value})
+
+
+def test_a_folder_or_a_symlink_is_never_special() -> None:
+    for meta in (fmt.NodeMeta(name="d", kind="dir", key=bytes(32), special="fifo"),
+                 fmt.NodeMeta(name="l", kind="file", key=bytes(32), file_id=bytes(16), link="t", special="sock")):
+        with pytest.raises(IntegrityError):
+            fmt.NodeMeta.from_json(meta.to_json())
+
+
+def test_a_meta_without_posix_attributes_reads_as_before() -> None:
+    """Metas written before the POSIX attributes: owner None (the mounting user), no xattrs, not special."""
+    old = {"fid": "", "k": "dir", "key": "80" * 32, "m": 5, "mode": 0o755, "n": "", "p": {}, "r": 0, "s": 0, "v": 0}
+    m = fmt.NodeMeta.from_json(old)
+    assert (m.uid, m.gid, m.ctime_ns, m.atime_ns, m.special, m.rdev, m.xattrs) == (None, None, 0, 0, None, 0, {})
+    assert m.to_json() == old  # and it is written back byte for byte the same
