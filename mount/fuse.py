@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from megadrive.drive import Drive, Entry
+from megadrive.drive import Drive, Entry, Owner, XattrChange
 from megadrive.errors import (
     AlreadyExists,
     AuthError,
@@ -30,7 +30,10 @@ from megadrive.errors import (
     InvalidPath,
     IsADirectory,
     MegaDriveError,
+    NameTooLong,
     NetworkError,
+    NoSpace,
+    NoSuchAttribute,
     NotADirectory,
     NotEmpty,
     NotFound,
@@ -55,6 +58,7 @@ BLOCK = 4096
 def errno_for(e: MegaDriveError) -> int:
     """The one place Drive errors become errno values."""
     table: list[tuple[type[MegaDriveError], int]] = [
+        (NameTooLong, errno.ENAMETOOLONG), (NoSuchAttribute, errno.ENODATA), (NoSpace, errno.ENOSPC),
         (NotFound, errno.ENOENT), (AlreadyExists, errno.EEXIST), (NotADirectory, errno.ENOTDIR),
         (IsADirectory, errno.EISDIR), (NotEmpty, errno.ENOTEMPTY), (InvalidPath, errno.EINVAL),
         (QuotaExceeded, errno.ENOSPC), (FileTooLarge, errno.EFBIG), (PermissionDenied, errno.EACCES),
@@ -67,21 +71,36 @@ def errno_for(e: MegaDriveError) -> int:
     return errno.EIO
 
 
+SPECIAL_TYPES = {"fifo": stat.S_IFIFO, "sock": stat.S_IFSOCK, "chr": stat.S_IFCHR, "blk": stat.S_IFBLK}
+XATTR_CREATE, XATTR_REPLACE = 1, 2
+XATTR_NAMESPACE = "user."  # the only one stored; others are the kernel's or root's business
+
+
 def _attrs(e: Entry, of: OpenFile | None, uid: int, gid: int) -> dict[str, Any]:
+    """stat(2) of an entry; a stored owner of None is the mounting user (and their group)."""
     size, mtime = e.size, e.mtime_ns
     if of is not None and of.writer is not None:
         size = of.writer.size
         if of.writer.mtime_ns is not None:
             mtime = of.writer.mtime_ns
+    owner = {"st_uid": uid if e.uid is None else e.uid, "st_gid": gid if e.gid is None else e.gid}
+    times = {"st_mtime": mtime, "st_ctime": max(e.ctime_ns, mtime), "st_atime": e.atime_ns or mtime}
     if e.link is not None:
         n = len(e.link.encode("utf-8", "surrogateescape"))
-        return {"st_mode": stat.S_IFLNK | 0o777, "st_nlink": 1, "st_size": n, "st_uid": uid, "st_gid": gid,
-                "st_mtime": mtime, "st_ctime": mtime, "st_atime": mtime, "st_blocks": 0}
+        return {"st_mode": stat.S_IFLNK | 0o777, "st_nlink": 1, "st_size": n, "st_blocks": 0, **owner, **times}
+    if e.special is not None:
+        return {"st_mode": SPECIAL_TYPES[e.special] | (e.mode & 0o7777), "st_nlink": 1, "st_size": 0,
+                "st_rdev": e.rdev, "st_blocks": 0, **owner, **times}
     kind = stat.S_IFDIR if e.is_dir else stat.S_IFREG
-    mode = e.mode or (0o755 if e.is_dir else 0o644)
-    return {"st_mode": kind | (mode & 0o7777), "st_nlink": 2 if e.is_dir else 1, "st_size": size, "st_uid": uid,
-            "st_gid": gid, "st_mtime": mtime, "st_ctime": mtime, "st_atime": mtime,
-            "st_blocks": (size + 511) // 512, "st_blksize": 1 << 20}
+    return {"st_mode": kind | (e.mode & 0o7777), "st_nlink": 2 if e.is_dir else 1, "st_size": size,
+            "st_blocks": (size + 511) // 512, "st_blksize": 1 << 20, **owner, **times}
+
+
+def _check_length(path: str) -> None:
+    """ENAMETOOLONG for a component over 255 bytes, even where the name is only looked up (the kernel
+    leaves NAME_MAX to the file system)."""
+    if any(len(part.encode("utf-8", "surrogateescape")) > 255 for part in path.split("/")):
+        raise NameTooLong("name too long")
 
 
 def _set_fh(fi: Any, fh: int, keep_cache: bool = False) -> int:
@@ -142,6 +161,7 @@ class MegaDriveFS:
                 return _attrs(self.drive.stat_id(of.node_id), of, self.uid, self.gid)
             if path is None:
                 raise NotFound()
+            _check_length(path)
             e = self.drive.stat(path)
             return _attrs(e, self.files.of_node(e.node_id), self.uid, self.gid)
 
@@ -156,9 +176,34 @@ class MegaDriveFS:
                 "f_bfree": q.available // BLOCK, "f_bavail": q.available // BLOCK,
                 "f_files": 1 << 32, "f_ffree": 1 << 31, "f_favail": 1 << 31, "f_namemax": 255}
 
+    def _new_owner(self, path: str) -> tuple[Owner, bool]:
+        """Who owns a node the calling process creates at ``path``, and whether its folder is setgid
+        (then the node gets the folder's group, as POSIX and every local file system do)."""
+        uid, gid, _ = fuse_binding.load().fuse_get_context()
+        parent = self.drive.stat(path.rsplit("/", 1)[0] or "/")
+        setgid = bool(parent.mode & stat.S_ISGID)
+        if setgid:
+            gid = self.gid if parent.gid is None else parent.gid
+        return (None if uid == self.uid else uid, None if gid == self.gid else gid), setgid
+
     def mkdir(self, path: str, mode: int) -> None:
         with self._errors():
-            self.drive.mkdir(path)
+            owner, setgid = self._new_owner(path)
+            self.drive.mkdir(path, mode=(mode & 0o7777) | (stat.S_ISGID if setgid else 0), owner=owner)
+
+    def mknod(self, path: str, mode: int, dev: int) -> None:
+        """Fifos, sockets and device nodes: attribute-only files (the kernel serves their I/O itself)."""
+        with self._errors():
+            kinds = {v: k for k, v in SPECIAL_TYPES.items()}
+            fmt = stat.S_IFMT(mode)
+            if fmt not in kinds and fmt not in (stat.S_IFREG, 0):
+                raise InvalidPath("unknown kind of file")
+            owner, _ = self._new_owner(path)
+            self.drive.create_file(path, mode=mode & 0o7777, owner=owner, special=kinds.get(fmt), rdev=dev)
+
+    def link(self, target: str, source: str) -> None:
+        """Hard links are not supported (EPERM, as POSIX lets a file system answer)."""
+        raise fuse_binding.load().FuseOSError(errno.EPERM)
 
     def rmdir(self, path: str) -> None:
         with self._errors():
@@ -188,7 +233,8 @@ class MegaDriveFS:
     def symlink(self, target: str, source: str) -> None:
         """mfusepy's argument names are inverted: ``target`` is the new link's path, ``source`` what it points to."""
         with self._errors():
-            self.drive.symlink(target, source)
+            owner, _ = self._new_owner(target)
+            self.drive.symlink(target, source, owner=owner)
 
     def readlink(self, path: str) -> str:
         with self._errors():
@@ -197,29 +243,67 @@ class MegaDriveFS:
                 raise InvalidPath("not a symbolic link")
             return e.link
 
-    def chown(self, path: str, uid: int, gid: int) -> None:
-        """Ownership is not stored (every file belongs to the mounting user); accepted, as by many FUSE fs."""
+    def chown(self, path: str | None, uid: int, gid: int) -> None:
+        """The owner is stored encrypted in the meta; the mounting user (and group) as None, so a drive
+        mounted by another user on another machine shows that user as the owner of what was theirs here.
+        The kernel checks who may chown (default_permissions) and clears set-id bits by a chmod."""
+        with self._errors():
+            if path is None:
+                raise NotFound()
+            e = self.drive.stat(path)
+            new_uid = e.uid if uid == -1 else (None if uid == self.uid else uid)
+            new_gid = e.gid if gid == -1 else (None if gid == self.gid else gid)
+            self.drive.set_attrs(path, owner=(new_uid, new_gid))
+
+    # -- extended attributes (user.*, encrypted in the meta) --------------------------------------
+
+    def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
+        with self._errors():
+            value = self.drive.stat(path).xattrs.get(name)
+            if value is None:
+                raise NoSuchAttribute()
+            return value
+
+    def listxattr(self, path: str) -> list[str]:
+        with self._errors():
+            return sorted(self.drive.stat(path).xattrs)
+
+    def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> None:
+        with self._errors():
+            if not name.startswith(XATTR_NAMESPACE) or name == XATTR_NAMESPACE:
+                raise fuse_binding.load().FuseOSError(errno.ENOTSUP)
+            e = self.drive.stat(path)
+            if e.link is not None or e.special is not None:
+                raise PermissionDenied("user extended attributes are for files and folders only")
+            self.drive.set_attrs(path, xattr=XattrChange(name, bytes(value), create=bool(options & XATTR_CREATE),
+                                                         replace=bool(options & XATTR_REPLACE)))
+
+    def removexattr(self, path: str, name: str) -> None:
+        with self._errors():
+            self.drive.set_attrs(path, xattr=XattrChange(name, None))
 
     def utimens(self, path: str | None, times: tuple[int | None, int | None] | None = None,
                 fh: int | None = None) -> None:
         with self._errors():
-            mtime = time.time_ns() if times is None else times[1]
-            if mtime is None:
-                return  # UTIME_OMIT: leave mtime as it is
+            now = time.time_ns()
+            atime, mtime = (now, now) if times is None else times
+            if atime is None and mtime is None:
+                return  # UTIME_OMIT for both: nothing changes, not even ctime
             of = self.files.for_path(path, fh)
             if of is not None:
                 with of.lock:
-                    if of.writer is not None:
+                    if of.writer is not None and mtime is not None:
                         of.writer.mtime_ns = mtime  # the commit at close keeps it
-                    self.drive.set_attrs_id(of.node_id, mtime_ns=mtime)
+                    self.drive.set_attrs_id(of.node_id, mtime_ns=mtime, atime_ns=atime)
             elif path is not None:
-                self.drive.set_attrs(path, mtime_ns=mtime)
+                self.drive.set_attrs(path, mtime_ns=mtime, atime_ns=atime)
 
     # -- content ----------------------------------------------------------------------------------
 
     def create(self, path: str, mode: int, fi: Any = None) -> int:
         with self._errors():
-            e = self.drive.create_file(path, mode=mode, local=True)
+            owner, _ = self._new_owner(path)
+            e = self.drive.create_file(path, mode=mode, local=True, owner=owner)
             fh, of = self.files.open(e.node_id)
             with of.lock:
                 self.files.writer(of, truncate=True)
@@ -323,6 +407,10 @@ def mount(drive: Drive, mountpoint: Path, *, foreground: bool = True, debug: boo
         "foreground": foreground, "nothreads": False, "fsname": "megadrive", "subtype": "megadrive",
         "attr_timeout": 1.0, "entry_timeout": 1.0, "negative_timeout": 0.0, "hard_remove": True,
         "default_permissions": True,
+        # The owner, mode and device numbers of a node come from the sealed meta, which a co-writer of a
+        # shared folder may write: never honour set-id bits or open device nodes from it (root's mounts
+        # would otherwise allow both).
+        "nosuid": True, "nodev": True,
     }
     if fuse.fuse_version_major == 2:
         # atomic_o_trunc: O_TRUNC reaches open() (staged with the new content) instead of a separate
