@@ -1,0 +1,59 @@
+"""Names, links and folders: errno values as POSIX specifies (pjdfstest link/, rename/, rmdir/, symlink/,
+unlink/ and every category's ENAMETOOLONG)."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+
+def err(fn: object, *args: object) -> int:
+    with pytest.raises(OSError) as exc:
+        fn(*args)  # type: ignore[operator]
+    return exc.value.errno
+
+
+def test_name_length(here: Path) -> None:
+    ok, long = "n" * 255, "n" * 256
+    (here / ok).write_bytes(b"x")
+    os.mkdir(here / ("d" * 255))
+    assert err(os.open, here / long, os.O_CREAT | os.O_WRONLY) == errno.ENAMETOOLONG
+    assert err(os.mkdir, here / long) == errno.ENAMETOOLONG
+    assert err(os.unlink, here / long) == errno.ENAMETOOLONG
+    assert err(os.rename, here / ok, here / long) == errno.ENAMETOOLONG
+    assert err(os.symlink, "t", here / long) == errno.ENAMETOOLONG
+    assert err(os.mkfifo, here / long) == errno.ENAMETOOLONG
+    assert (here / ok).read_bytes() == b"x"  # nothing lost on the refused rename
+
+
+def test_hard_links_are_refused_cleanly(here: Path) -> None:
+    (here / "a").write_bytes(b"x")
+    assert err(os.link, here / "a", here / "b") == errno.EPERM
+    assert not (here / "b").exists() and os.lstat(here / "a").st_nlink == 1
+
+
+def test_symlink_loops_and_targets(here: Path) -> None:
+    os.symlink("loop2", here / "loop1")
+    os.symlink("loop1", here / "loop2")
+    assert err(os.stat, here / "loop1") == errno.ELOOP
+    os.symlink("x" * 4000, here / "long")  # a target up to PATH_MAX is kept whole
+    assert os.readlink(here / "long") == "x" * 4000
+    assert err(os.readlink, here) == errno.EINVAL
+
+
+def test_rmdir_and_rename_of_folders(here: Path) -> None:
+    (here / "full" / "sub").mkdir(parents=True)
+    (here / "empty").mkdir()
+    (here / "file").write_bytes(b"x")
+    assert err(os.rmdir, here / "full") == errno.ENOTEMPTY
+    assert err(os.rename, here / "empty", here / "full") == errno.ENOTEMPTY
+    assert err(os.rename, here / "empty", here / "file") == errno.ENOTDIR
+    assert err(os.rename, here / "file", here / "empty") == errno.EISDIR
+    assert err(os.rename, here / "full", here / "full" / "sub" / "in") == errno.EINVAL
+    assert err(os.rmdir, here / "file") == errno.ENOTDIR
+    assert err(os.unlink, here / "empty") == errno.EISDIR
+    os.rename(here / "empty", here / "full" / "sub" / "moved")  # into a folder: fine
+    assert (here / "full" / "sub" / "moved").is_dir()
