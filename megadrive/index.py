@@ -235,6 +235,13 @@ class Index:
                 f"SELECT {_COLS} FROM nodes WHERE parent_id=? AND trashed=0", (parent_id,)).fetchall()
         return [_row(r) for r in rows]
 
+    def count_subfolders(self, parent_id: str) -> int:
+        """Folders directly in a folder that are not hidden as failing their checks (a POSIX link count)."""
+        with self._lock:
+            (n,) = self._conn.execute("SELECT count(*) FROM nodes WHERE parent_id=? AND kind='dir' AND trashed=0 "
+                                      "AND bad=0", (parent_id,)).fetchone()
+        return int(n)
+
     def trashed_children(self, parent_id: str) -> list[IndexRow]:
         with self._lock:
             rows = self._conn.execute(

@@ -50,6 +50,8 @@ class Entry:
     special: str | None = None  # fifo, sock, chr or blk: an attribute-only node (mknod)
     rdev: int = 0
     xattrs: dict[str, bytes] = field(default_factory=dict, compare=False, hash=False)
+    trashed: bool = False  # no name left (unlinked, or replaced by a rename) while still open by id
+    subfolders: int = 0  # folders directly in this folder (its link count is 2 + this)
 
     @property
     def is_dir(self) -> bool:
@@ -224,7 +226,9 @@ class Namespace:
         return Entry(path=path, name=meta.name, node_id=row.node_id, kind=row.kind, size=size, mtime_ns=mtime,
                      mode=meta.mode, version=version, props=dict(meta.props), removed=row.removed, link=meta.link,
                      revision=revision, uid=meta.uid, gid=meta.gid, ctime_ns=max(ctime, mtime),
-                     atime_ns=meta.atime_ns or mtime, special=meta.special, rdev=meta.rdev, xattrs=dict(meta.xattrs))
+                     atime_ns=meta.atime_ns or mtime, special=meta.special, rdev=meta.rdev, xattrs=dict(meta.xattrs),
+                     trashed=row.trashed,
+                     subfolders=self.ctx.index.count_subfolders(row.node_id) if row.kind == "dir" else 0)
 
     def current(self, row: IndexRow, meta: NodeMeta) -> tuple[IndexRow, NodeMeta, LocalVersion | None]:
         """A file as this machine shows it: its version journaled here (the newest) if any, else the

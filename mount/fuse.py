@@ -89,10 +89,12 @@ def _attrs(e: Entry, of: OpenFile | None, uid: int, gid: int) -> dict[str, Any]:
         n = len(e.link.encode("utf-8", "surrogateescape"))
         return {"st_mode": stat.S_IFLNK | 0o777, "st_nlink": 1, "st_size": n, "st_blocks": 0, **owner, **times}
     if e.special is not None:
-        return {"st_mode": SPECIAL_TYPES[e.special] | (e.mode & 0o7777), "st_nlink": 1, "st_size": 0,
+        return {"st_mode": SPECIAL_TYPES[e.special] | (e.mode & 0o7777), "st_nlink": 0 if e.trashed else 1,
+                "st_size": 0,
                 "st_rdev": e.rdev, "st_blocks": 0, **owner, **times}
     kind = stat.S_IFDIR if e.is_dir else stat.S_IFREG
-    return {"st_mode": kind | (e.mode & 0o7777), "st_nlink": 2 if e.is_dir else 1, "st_size": size,
+    nlink = 2 + e.subfolders if e.is_dir else 0 if e.trashed else 1
+    return {"st_mode": kind | (e.mode & 0o7777), "st_nlink": nlink, "st_size": size,
             "st_blocks": (size + 511) // 512, "st_blksize": 1 << 20, **owner, **times}
 
 

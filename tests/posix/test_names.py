@@ -57,3 +57,15 @@ def test_rmdir_and_rename_of_folders(here: Path) -> None:
     assert err(os.unlink, here / "empty") == errno.EISDIR
     os.rename(here / "empty", here / "full" / "sub" / "moved")  # into a folder: fine
     assert (here / "full" / "sub" / "moved").is_dir()
+
+
+def test_link_counts(here: Path) -> None:
+    """A folder's link count is 2 plus its subfolders (find(1) relies on it)."""
+    assert os.lstat(here).st_nlink == 2
+    (here / "a").mkdir()
+    (here / "b").mkdir()
+    (here / "f").write_bytes(b"x")
+    assert os.lstat(here).st_nlink == 4
+    os.rename(here / "b", here / "a" / "b")
+    assert (os.lstat(here).st_nlink, os.lstat(here / "a").st_nlink) == (3, 3)
+    assert os.lstat(here / "f").st_nlink == 1
