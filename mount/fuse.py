@@ -261,6 +261,8 @@ class MegaDriveFS:
 
     def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
         with self._errors():
+            if not name.startswith(XATTR_NAMESPACE):  # e.g. security.capability, asked before every write
+                raise NoSuchAttribute()
             value = self.drive.stat(path).xattrs.get(name)
             if value is None:
                 raise NoSuchAttribute()
