@@ -238,8 +238,8 @@ class Drive:
                   props: dict[str, str | None] | None = None, atime_ns: int | None = None,
                   owner: Owner | None = None, xattr: XattrChange | None = None) -> Entry:
         loc = self.ns.resolve(path)
-        loc.verified()
-        self.set_attrs_id(loc.row.node_id, mtime_ns=mtime_ns, mode=mode, props=props, atime_ns=atime_ns,
+        row, _ = self.ns.content_node(loc.row, loc.verified())  # a hard link's attributes are its file's
+        self.set_attrs_id(row.node_id, mtime_ns=mtime_ns, mode=mode, props=props, atime_ns=atime_ns,
                           owner=owner, xattr=xattr)
         return self.ns.stat(loc.path)
 
@@ -253,6 +253,14 @@ class Drive:
     def symlink(self, path: str, target: str, *, owner: Owner = NO_OWNER) -> Entry:
         return self.nodes.symlink(path, target, owner=owner)
 
+    def names_id(self, node_id: str) -> list[str]:
+        """Every path of a file held open or reached by id: its own and its hard links'."""
+        return self.ns.names_of(node_id)
+
+    def link(self, path: str, new_path: str) -> Entry:
+        """A hard link: ``new_path`` becomes another name of the file at ``path`` (see Nodes.link)."""
+        return self.nodes.link(path, new_path)
+
     def copy(self, src: str, dst: str, *, overwrite: bool = False, recursive: bool = True) -> Entry:
         return self.copier.copy(src, dst, overwrite=overwrite, recursive=recursive)
 
@@ -261,7 +269,7 @@ class Drive:
     def manifest(self, path: str) -> Manifest | None:
         """The verified manifest of a file's current version (None before its first version)."""
         loc = self.ns.resolve(path)
-        return self.files.manifest(loc.row, loc.verified())
+        return self.files.manifest(*self.ns.content_node(loc.row, loc.verified()))
 
     def open_read(self, path: str, *, cache: bool = True) -> FileReader:
         """A verified random-access reader; ``cache=False`` for one-shot streaming (nothing is kept)."""

@@ -89,6 +89,24 @@ class NoSpace(MegaDriveError):
     loggable = True
 
 
+class NotPermitted(MegaDriveError):
+    """Operation not permitted (EPERM), e.g. a hard link to a folder."""
+
+    exit_code = 11
+
+
+class CrossDevice(MegaDriveError):
+    """Not across trees: a hard link from one account's tree into another's (EXDEV)."""
+
+    exit_code = 2
+
+
+class TooManyLinks(MegaDriveError):
+    """A file has as many hard links as it may (EMLINK)."""
+
+    exit_code = 2
+
+
 class Conflict(MegaDriveError):
     """The operation conflicts with the state of the drive."""
 

@@ -114,7 +114,9 @@ class Files:
         return self.current_reader(row, self.ctx.tree.meta(row))
 
     def current_reader(self, row: IndexRow, meta: NodeMeta, *, cache: bool = True) -> FileReader:
-        """The version this machine shows: one saved here and not uploaded yet, if any."""
+        """The version this machine shows: one saved here and not uploaded yet, if any (of the file a hard
+        link names, for a link)."""
+        row, meta = self.ns.content_node(row, meta)
         row, meta, lv = self.ns.current(row, meta)
         if lv is not None:
             return FileReader(JournalFirst(self.ctx), lv.keys, lv.manifest, cache=cache)
@@ -122,7 +124,8 @@ class Files:
 
     def content(self, row: IndexRow, meta: NodeMeta) -> Iterator[bytes]:
         """A file's current plaintext, chunk by chunk (verified as it streams)."""
-        if meta.link is not None:
+        row, meta = self.ns.content_node(row, meta)
+        if meta.link is not None or meta.special is not None:
             return
         row, meta, lv = self.ns.current(row, meta)
         if lv is None and not meta.version:
@@ -211,7 +214,11 @@ class Files:
     def current_writer(self, row: IndexRow, meta: NodeMeta, parent: tuple[IndexRow, NodeMeta], *, truncate: bool,
                        journal: bool, mtime_ns: int | None = None) -> FileWriter:
         """A writer on the version this machine shows (a journaling one builds on a version saved here and
-        not uploaded yet: it replaces that one, or follows it if the uploader commits it meanwhile)."""
+        not uploaded yet: it replaces that one, or follows it if the uploader commits it meanwhile).
+        A hard link's writer writes the file it names."""
+        if meta.link_to is not None:
+            row, meta = self.ns.content_node(row, meta)
+            parent = self.ctx.tree.chain(row)[-2]
         fresh, meta, lv = self.ns.current(row, meta)
         if lv is not None and journal:
             w = FileWriter(self.ctx.chunks, self, lv.keys, None if truncate else lv.manifest, truncate=truncate,
@@ -255,6 +262,7 @@ class Files:
                 continue
             self.feed.apply(n, new, pmeta.key)
             self.committed()
+            self.nodes.reprove_links(node_id, cur, new)
             return
         raise Conflict("the file keeps changing on the server; try again")
 

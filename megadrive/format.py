@@ -172,6 +172,7 @@ def open_link(link_key: bytes, owner: str, node_id: str, blob: bytes) -> LinkRec
 
 SPECIAL_KINDS = ("fifo", "sock", "chr", "blk")  # attribute-only files (mknod): no content
 MAX_XATTR_BYTES = 32 * 1024  # names and values of one node's extended attributes together
+MAX_HARD_LINKS = 1000  # other names of one file (its link count is at most this + 1)
 
 
 @dataclass
@@ -202,6 +203,8 @@ class NodeMeta:
     special: str | None = None  # one of SPECIAL_KINDS (kind "file", no content)
     rdev: int = 0  # a device node's device number
     xattrs: dict[str, bytes] = field(default_factory=dict)  # extended attributes (user.*)
+    hard_links: list[str] = field(default_factory=list)  # node ids of this file's other names
+    link_to: str | None = None  # a hard link: the file it names (``key`` is then hard_link_proof)
 
     def to_json(self) -> dict[str, object]:
         d: dict[str, object] = {"n": self.name, "k": self.kind, "key": self.key.hex(), "fid": self.file_id.hex(),
@@ -213,7 +216,8 @@ class NodeMeta:
             d["l"] = self.link
         optional: dict[str, object] = {"u": self.uid, "g": self.gid, "c": self.ctime_ns or None,
                                        "a": self.atime_ns or None, "t": self.special, "rd": self.rdev or None,
-                                       "x": {k: base64.b64encode(v).decode() for k, v in self.xattrs.items()} or None}
+                                       "x": {k: base64.b64encode(v).decode() for k, v in self.xattrs.items()} or None,
+                                       "hl": list(self.hard_links) or None, "lt": self.link_to}
         d.update((k, v) for k, v in optional.items() if v is not None)
         return d
 
@@ -256,7 +260,8 @@ class NodeMeta:
                     version=u63("v"), rev=u63("r"), props=dict(props), rekey=rekey, link=link,
                     uid=ident("u"), gid=ident("g"), ctime_ns=u63("c", 0), atime_ns=u63("a", 0),
                     special=None if special is None else str(special),
-                    rdev=u63("rd", 0), xattrs=_xattrs(d.get("x", {}), bad))
+                    rdev=u63("rd", 0), xattrs=_xattrs(d.get("x", {}), bad), hard_links=_node_ids(d.get("hl", []), bad),
+                    link_to=None if d.get("lt") is None else _node_ids([d.get("lt")], bad)[0])
         except ValueError:
             raise bad from None
         if m.kind not in ("dir", "file") or len(m.key) != crypto.KEY_BYTES:
@@ -265,7 +270,27 @@ class NodeMeta:
             raise bad
         if m.special is not None and (m.kind != "file" or m.link is not None):
             raise bad
+        if (m.hard_links or m.link_to is not None) and m.kind != "file":
+            raise bad
+        if m.link_to is not None and (m.link is not None or m.special is not None or m.hard_links):
+            raise bad
         return m
+
+
+def _node_ids(ids: object, bad: IntegrityError) -> list[str]:
+    """A list of distinct node ids (32 lowercase hex), at most MAX_HARD_LINKS."""
+    if not isinstance(ids, list) or len(ids) > MAX_HARD_LINKS or len(set(map(str, ids))) != len(ids):
+        raise bad
+    for i in ids:
+        if type(i) is not str or len(i) != 2 * crypto.ID_BYTES or i.strip("0123456789abcdef"):
+            raise bad
+    return list(ids)
+
+
+def hard_link_proof(content_key: bytes, link_id: str) -> bytes:
+    """What a hard link's meta holds in place of a key: proof that whoever made it could read the file
+    (it takes the file's content key), which reveals nothing of that key."""
+    return crypto.derive_key(content_key, "hard-link", bytes.fromhex(link_id))
 
 
 def _xattrs(x: object, bad: IntegrityError) -> dict[str, bytes]:

@@ -235,6 +235,16 @@ class Index:
                 f"SELECT {_COLS} FROM nodes WHERE parent_id=? AND trashed=0", (parent_id,)).fetchall()
         return [_row(r) for r in rows]
 
+    def subtree_files(self, root: str) -> list[IndexRow]:
+        """Files anywhere below a folder (not in the trash)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "WITH RECURSIVE sub(id) AS (SELECT ? UNION "
+                "SELECT n.node_id FROM nodes n JOIN sub ON n.parent_id = sub.id WHERE n.trashed = 0) "
+                f"SELECT {_COLS} FROM nodes WHERE node_id IN (SELECT id FROM sub) AND kind = 'file' AND trashed = 0",
+                (root,)).fetchall()
+        return [_row(r) for r in rows]
+
     def count_subfolders(self, parent_id: str) -> int:
         """Folders directly in a folder that are not hidden as failing their checks (a POSIX link count)."""
         with self._lock:

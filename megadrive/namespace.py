@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from . import crypto, format
 from .context import DriveContext
 from .errors import AlreadyExists, Conflict, IntegrityError, NotADirectory, NotFound, PermissionDenied
 from .feed import Feed
@@ -52,6 +53,7 @@ class Entry:
     xattrs: dict[str, bytes] = field(default_factory=dict, compare=False, hash=False)
     trashed: bool = False  # no name left (unlinked, or replaced by a rename) while still open by id
     subfolders: int = 0  # folders directly in this folder (its link count is 2 + this)
+    nlink: int = 1  # names of a file: 1 + its hard links
 
     @property
     def is_dir(self) -> bool:
@@ -211,7 +213,9 @@ class Namespace:
         if meta is None:
             return Entry(path=path, name=PurePosixPath(path).name, node_id=row.node_id, kind="dir", size=0,
                          mtime_ns=0, mode=0o555, version=0)
-        lv = None
+        lv, name = None, meta.name
+        if meta.link_to is not None:
+            row, meta = self.content_node(row, meta)
         if row.kind == "file":
             row, meta, lv = self.current(row, meta)
         size, mtime, version = meta.size, meta.mtime_ns, meta.version
@@ -223,12 +227,55 @@ class Namespace:
             size, mtime, version, revision = lv.size, lv.mtime_ns, lv.base_version + 1, lv.token
         else:
             revision = self.ctx.journal.token_of(row.node_id, version) if row.kind == "file" else ""
-        return Entry(path=path, name=meta.name, node_id=row.node_id, kind=row.kind, size=size, mtime_ns=mtime,
+        return Entry(path=path, name=name, node_id=row.node_id, kind=row.kind, size=size, mtime_ns=mtime,
                      mode=meta.mode, version=version, props=dict(meta.props), removed=row.removed, link=meta.link,
                      revision=revision, uid=meta.uid, gid=meta.gid, ctime_ns=max(ctime, mtime),
                      atime_ns=meta.atime_ns or mtime, special=meta.special, rdev=meta.rdev, xattrs=dict(meta.xattrs),
-                     trashed=row.trashed,
+                     trashed=row.trashed, nlink=1 + self._live_links(meta),
                      subfolders=self.ctx.index.count_subfolders(row.node_id) if row.kind == "dir" else 0)
+
+    def content_node(self, row: IndexRow, meta: NodeMeta) -> tuple[IndexRow, NodeMeta]:
+        """The file a hard link names, checked: in the same tree, not a link itself, and the link's proof
+        shows its maker could read the file (so a co-writer cannot name a file it cannot read). Any other
+        node is its own content node."""
+        if meta.link_to is None:
+            return row, meta
+        target = self.ctx.index.get(meta.link_to)
+        if target is None:
+            raise NotFound("the file this hard link names is gone")
+        bad = IntegrityError(f"integrity check failed: hard link {short(row.node_id)} does not prove it may name "
+                             f"node {short(meta.link_to)}")
+        if target.owner != row.owner or target.kind != "file":
+            raise bad
+        tmeta = self.ctx.tree.meta(target)
+        if tmeta.link_to is not None or not crypto.ct_equal(meta.key,
+                                                            format.hard_link_proof(tmeta.key, row.node_id)):
+            raise bad
+        return target, tmeta
+
+    def _live_links(self, meta: NodeMeta) -> int:
+        """How many of a file's listed hard links still have a name here (a trashed folder takes some away)."""
+        count = 0
+        for lid in meta.hard_links:
+            r = self.ctx.index.get(lid)
+            count += r is not None and not r.trashed
+        return count
+
+    def names_of(self, node_id: str) -> list[str]:
+        """Every path of a file: its own and its hard links' (those that check out)."""
+        row, meta = self.content_node(self.ctx.row(node_id), self.ctx.tree.meta(self.ctx.row(node_id)))
+        out = [] if row.trashed else [self.path_of(row)]
+        for lid in meta.hard_links:
+            lrow = self.ctx.index.get(lid)
+            if lrow is None or lrow.trashed:
+                continue
+            try:
+                lmeta = self.ctx.tree.meta(lrow)
+                if self.content_node(lrow, lmeta)[0].node_id == row.node_id:
+                    out.append(self.path_of(lrow))
+            except (Orphan, IntegrityError, NotFound):
+                continue
+        return out
 
     def current(self, row: IndexRow, meta: NodeMeta) -> tuple[IndexRow, NodeMeta, LocalVersion | None]:
         """A file as this machine shows it: its version journaled here (the newest) if any, else the
@@ -274,7 +321,13 @@ class Namespace:
             except IntegrityError as e:
                 self.feed.failed(child, e)
                 continue
-            out.append(self.entry(child, join(loc.path, meta.name), meta))
+            try:
+                out.append(self.entry(child, join(loc.path, meta.name), meta))
+            except IntegrityError as e:  # a hard link that fails its checks: hidden like any bad entry
+                self.feed.failed(child, e)
+            except NotFound:
+                continue  # a hard link whose file is gone from this index
+
         if loc.row.node_id == self.ctx.root_id and self.shares.all() \
                 and all(e.name != SHARED_DIR for e in out):
             out.append(self.entry(self.virtual("/" + SHARED_DIR).row, "/" + SHARED_DIR, None))

@@ -481,3 +481,28 @@ def test_a_replayed_outdated_grant_is_refused(server: Server, tmp_path: Path) ->
     assert new_key == a.resolve("/team").verified().key
     for d in (a, b, c):
         d.close()
+
+
+def test_hard_links_survive_a_revocation_and_the_folder_of_their_file(pair: tuple[Drive, Drive]) -> None:
+    """A file re-keyed after a revoked share (a fresh content key at its next write) keeps its hard links
+    (their proofs are re-derived); trashing the folder of a linked file leaves the file under its link."""
+    a, b = pair
+    a.mkdir("/proj")
+    a.write_file("/proj/f.txt", b"before")
+    a.link("/proj/f.txt", "/f-link.txt")
+    a.sharing.share("/proj", "bob", "write")
+    b.sharing.accept("alice")
+    held = {s.folder_key for s in b.sharing.incoming.values()}
+    a.sharing.unshare("/proj", "bob")
+    old_key = a.resolve("/proj/f.txt").verified().key
+    a.write_file("/f-link.txt", b"after the revocation")  # through the link: the file gets a fresh key
+    meta = a.resolve("/proj/f.txt").verified()
+    assert not crypto.ct_equal(meta.key, old_key) and meta.key not in held
+    assert a.read_file("/f-link.txt") == a.read_file("/proj/f.txt") == b"after the revocation"
+    assert a.stat("/f-link.txt").nlink == 2
+    file_id = a.stat("/proj/f.txt").node_id
+    a.delete("/proj")
+    assert a.read_file("/f-link.txt") == b"after the revocation"
+    assert a.stat("/f-link.txt").nlink == 1
+    assert a.resolve("/f-link.txt").row.node_id == file_id  # the file itself took its link's place
+    assert [e.name for e in a.listdir("/")] == ["f-link.txt"]
