@@ -11,6 +11,7 @@ report a failed commit.
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import stat
@@ -25,6 +26,7 @@ from megadrive.errors import (
     AlreadyExists,
     AuthError,
     Conflict,
+    CrossDevice,
     FileTooLarge,
     IntegrityError,
     InvalidPath,
@@ -37,9 +39,11 @@ from megadrive.errors import (
     NotADirectory,
     NotEmpty,
     NotFound,
+    NotPermitted,
     PermissionDenied,
     QuotaExceeded,
     StaleVersion,
+    TooManyLinks,
 )
 
 from . import fuse_binding
@@ -59,6 +63,7 @@ def errno_for(e: MegaDriveError) -> int:
     """The one place Drive errors become errno values."""
     table: list[tuple[type[MegaDriveError], int]] = [
         (NameTooLong, errno.ENAMETOOLONG), (NoSuchAttribute, errno.ENODATA), (NoSpace, errno.ENOSPC),
+        (NotPermitted, errno.EPERM), (CrossDevice, errno.EXDEV), (TooManyLinks, errno.EMLINK),
         (NotFound, errno.ENOENT), (AlreadyExists, errno.EEXIST), (NotADirectory, errno.ENOTDIR),
         (IsADirectory, errno.EISDIR), (NotEmpty, errno.ENOTEMPTY), (InvalidPath, errno.EINVAL),
         (QuotaExceeded, errno.ENOSPC), (FileTooLarge, errno.EFBIG), (PermissionDenied, errno.EACCES),
@@ -83,19 +88,34 @@ def _attrs(e: Entry, of: OpenFile | None, uid: int, gid: int) -> dict[str, Any]:
         size = of.writer.size
         if of.writer.mtime_ns is not None:
             mtime = of.writer.mtime_ns
-    owner = {"st_uid": uid if e.uid is None else e.uid, "st_gid": gid if e.gid is None else e.gid}
+    owner = {"st_uid": uid if e.uid is None else e.uid, "st_gid": gid if e.gid is None else e.gid,
+             "st_ino": _inode(e.node_id)}
     times = {"st_mtime": mtime, "st_ctime": max(e.ctime_ns, mtime), "st_atime": e.atime_ns or mtime}
     if e.link is not None:
         n = len(e.link.encode("utf-8", "surrogateescape"))
-        return {"st_mode": stat.S_IFLNK | 0o777, "st_nlink": 1, "st_size": n, "st_blocks": 0, **owner, **times}
+        return {"st_mode": stat.S_IFLNK | 0o777, "st_nlink": e.nlink, "st_size": n, "st_blocks": 0, **owner,
+                **times}
     if e.special is not None:
-        return {"st_mode": SPECIAL_TYPES[e.special] | (e.mode & 0o7777), "st_nlink": 0 if e.trashed else 1,
+        return {"st_mode": SPECIAL_TYPES[e.special] | (e.mode & 0o7777), "st_nlink": 0 if e.trashed else e.nlink,
                 "st_size": 0,
                 "st_rdev": e.rdev, "st_blocks": 0, **owner, **times}
     kind = stat.S_IFDIR if e.is_dir else stat.S_IFREG
-    nlink = 2 + e.subfolders if e.is_dir else 0 if e.trashed else 1
+    nlink = 2 + e.subfolders if e.is_dir else 0 if e.trashed else e.nlink
     return {"st_mode": kind | (e.mode & 0o7777), "st_nlink": nlink, "st_size": size,
             "st_blocks": (size + 511) // 512, "st_blksize": 1 << 20, **owner, **times}
+
+
+def _inode(node_id: str) -> int:
+    """A stable inode number per node (the mount runs with use_ino): every name of a file shows the same."""
+    return int.from_bytes(hashlib.blake2b(node_id.encode(), digest_size=8).digest(), "big") >> 1
+
+
+def _type(e: Entry) -> int:
+    if e.link is not None:
+        return stat.S_IFLNK
+    if e.special is not None:
+        return SPECIAL_TYPES[e.special]
+    return stat.S_IFDIR if e.is_dir else stat.S_IFREG
 
 
 def _check_length(path: str) -> None:
@@ -167,9 +187,16 @@ class MegaDriveFS:
             e = self.drive.stat(path)
             return _attrs(e, self.files.of_node(e.node_id), self.uid, self.gid)
 
-    def readdir(self, path: str, fh: int) -> list[str]:
+    def readdir(self, path: str, fh: int) -> list[tuple[str, dict[str, int], int]]:
+        """Names with their inode numbers (use_ino: an entry without one would read as inode 0, which
+        fts-based tools such as rm -r skip as deleted) and types (no stat needed to tell folders)."""
         with self._errors():
-            return [".", "..", *(e.name for e in self.drive.listdir(path))]
+            here = self.drive.stat(path)
+            up = self.drive.stat(path.rsplit("/", 1)[0] or "/") if path != "/" else here
+            out = [(".", {"st_ino": _inode(here.node_id), "st_mode": stat.S_IFDIR}, 0),
+                   ("..", {"st_ino": _inode(up.node_id), "st_mode": stat.S_IFDIR}, 0)]
+            out += [(e.name, {"st_ino": _inode(e.node_id), "st_mode": _type(e)}, 0) for e in self.drive.listdir(path)]
+            return out
 
     def statfs(self, path: str) -> dict[str, int]:
         with self._errors():
@@ -188,6 +215,27 @@ class MegaDriveFS:
             gid = self.gid if parent.gid is None else parent.gid
         return (None if uid == self.uid else uid, None if gid == self.gid else gid), setgid
 
+    def _sync_names(self, node_id: str, paths: list[str] | None = None) -> None:
+        """After a change to a file with hard links: the kernel caches attributes and pages per name, so its
+        other names are invalidated at once (``paths``: those to invalidate, if known before the change)."""
+        try:
+            if paths is None:
+                if self.drive.stat_id(node_id).nlink <= 1:
+                    return
+                paths = self.drive.names_id(node_id)
+        except MegaDriveError:
+            return
+        fuse_binding.invalidate_paths(paths)
+
+    def _changed(self, path: str | None, of: OpenFile | None = None) -> None:
+        """An attribute changed through ``path`` (or an open file): the same for every name of the file."""
+        try:
+            node_id = of.node_id if of is not None else self.drive.stat(path).node_id if path else None
+        except MegaDriveError:
+            return
+        if node_id is not None:
+            self._sync_names(node_id)
+
     def mkdir(self, path: str, mode: int) -> None:
         with self._errors():
             owner, setgid = self._new_owner(path)
@@ -204,8 +252,10 @@ class MegaDriveFS:
             self.drive.create_file(path, mode=mode & 0o7777, owner=owner, special=kinds.get(fmt), rdev=dev)
 
     def link(self, target: str, source: str) -> None:
-        """Hard links are not supported (EPERM, as POSIX lets a file system answer)."""
-        raise fuse_binding.load().FuseOSError(errno.EPERM)
+        """A hard link (mfusepy's names: ``target`` is the new name, ``source`` the existing file)."""
+        with self._errors():
+            e = self.drive.link(source, target)
+        self._sync_names(e.node_id)
 
     def rmdir(self, path: str) -> None:
         with self._errors():
@@ -214,7 +264,11 @@ class MegaDriveFS:
     def unlink(self, path: str) -> None:
         """The node goes to the trash; descriptors still open keep reading and writing it."""
         with self._errors():
+            e = self.drive.stat(path)
+            others = [p for p in self.drive.names_id(e.node_id) if p != path] if e.nlink > 1 else []
             self.drive.remove(path)
+        if others:
+            self._sync_names(e.node_id, others)
 
     def rename(self, old: str, new: str, flags: int = 0) -> None:
         with self._errors():
@@ -222,7 +276,11 @@ class MegaDriveFS:
                 raise InvalidPath("RENAME_EXCHANGE is not supported")
             if flags & RENAME_NOREPLACE and self.drive.exists(new):
                 raise AlreadyExists(new)
+            replaced = self.drive.stat(new) if self.drive.exists(new) else None
+            others = self.drive.names_id(replaced.node_id) if replaced is not None and replaced.nlink > 1 else []
             self.drive.rename(old, new, overwrite=True)
+        if replaced is not None and others:
+            self._sync_names(replaced.node_id, others)
 
     def chmod(self, path: str | None, mode: int, fh: int | None = None) -> None:
         with self._errors():
@@ -231,6 +289,7 @@ class MegaDriveFS:
                 self.drive.set_attrs_id(of.node_id, mode=mode)
             elif path is not None:
                 self.drive.set_attrs(path, mode=mode)
+        self._changed(path, self.files.handle(fh))
 
     def symlink(self, target: str, source: str) -> None:
         """mfusepy's argument names are inverted: ``target`` is the new link's path, ``source`` what it points to."""
@@ -256,6 +315,7 @@ class MegaDriveFS:
             new_uid = e.uid if uid == -1 else (None if uid == self.uid else uid)
             new_gid = e.gid if gid == -1 else (None if gid == self.gid else gid)
             self.drive.set_attrs(path, owner=(new_uid, new_gid))
+        self._changed(path)
 
     # -- extended attributes (user.*, encrypted in the meta) --------------------------------------
 
@@ -281,10 +341,12 @@ class MegaDriveFS:
                 raise PermissionDenied("user extended attributes are for files and folders only")
             self.drive.set_attrs(path, xattr=XattrChange(name, bytes(value), create=bool(options & XATTR_CREATE),
                                                          replace=bool(options & XATTR_REPLACE)))
+        self._changed(path)
 
     def removexattr(self, path: str, name: str) -> None:
         with self._errors():
             self.drive.set_attrs(path, xattr=XattrChange(name, None))
+        self._changed(path)
 
     def utimens(self, path: str | None, times: tuple[int | None, int | None] | None = None,
                 fh: int | None = None) -> None:
@@ -301,6 +363,7 @@ class MegaDriveFS:
                     self.drive.set_attrs_id(of.node_id, mtime_ns=mtime, atime_ns=atime)
             elif path is not None:
                 self.drive.set_attrs(path, mtime_ns=mtime, atime_ns=atime)
+        self._changed(path, of)
 
     # -- content ----------------------------------------------------------------------------------
 
@@ -327,7 +390,8 @@ class MegaDriveFS:
                     else:
                         of.writer.truncate(0)
             # Keep the kernel's page cache if the content is the version it last saw.
-            keep = of.writer is None and self.files.seen_version.get(e.node_id) == e.version
+            # (Never for a file with hard links: another name's inode may have written it since.)
+            keep = of.writer is None and self.files.seen_version.get(e.node_id) == e.version and e.nlink == 1
             self.files.seen_version[e.node_id] = e.version
             return _set_fh(fi, fh, keep_cache=keep)
 
@@ -375,6 +439,7 @@ class MegaDriveFS:
             with self.drive.open_write_id(self.drive.stat(path).node_id, truncate=length == 0, journal=True) as w:
                 w.truncate(length)
                 self.files.save_writer(w)
+        self._changed(path)
 
     def flush(self, path: str | None, fh: int) -> None:
         """close(): the version is sealed into the local journal now (a quota that cannot hold it reaches
@@ -383,6 +448,7 @@ class MegaDriveFS:
         if of is not None:
             with self._errors():
                 self.files.commit(of)
+            self._sync_names(of.node_id)
 
     def fsync(self, path: str | None, datasync: int, fh: int) -> None:
         """fsync() returns once the data is a version sealed in the local journal (durable on this machine)."""
@@ -415,6 +481,7 @@ def mount(drive: Drive, mountpoint: Path, *, foreground: bool = True, debug: boo
         # shared folder may write: never honour set-id bits or open device nodes from it (root's mounts
         # would otherwise allow both).
         "nosuid": True, "nodev": True,
+        "use_ino": True,  # st_ino from the node: hard links show one inode number
     }
     if fuse.fuse_version_major == 2:
         # atomic_o_trunc: O_TRUNC reaches open() (staged with the new content) instead of a separate

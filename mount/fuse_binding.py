@@ -48,6 +48,34 @@ def load() -> Any:
     return mfusepy
 
 
+@functools.cache
+def _libfuse3() -> Any:
+    """libfuse3, as loaded by the binding (dlopen of the same name returns the same library), if it is the one
+    in use: its fuse_invalidate_path is what mfusepy leaves out."""
+    name = os.environ.get("FUSE_LIBRARY_PATH", "")
+    if "fuse3" not in name:
+        return None
+    lib = ctypes.CDLL(name)
+    if not hasattr(lib, "fuse_invalidate_path"):
+        return None
+    lib.fuse_get_context.restype = ctypes.POINTER(ctypes.c_void_p)  # struct fuse_context begins with `fuse *`
+    lib.fuse_invalidate_path.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    lib.fuse_invalidate_path.restype = ctypes.c_int
+    return lib
+
+
+def invalidate_paths(paths: list[str]) -> None:
+    """Drop the kernel's cached attributes and pages of these paths (other names of a hard-linked file that
+    just changed). Call from a FUSE request. With libfuse2 nothing is done: its caches expire after
+    attr_timeout."""
+    lib = _libfuse3()
+    if lib is None:
+        return
+    fuse = lib.fuse_get_context().contents
+    for p in paths:
+        lib.fuse_invalidate_path(fuse, p.encode("utf-8", "surrogateescape"))
+
+
 def fuse_class(fuse: Any) -> Any:
     """mfusepy's FUSE with UTIME_NOW/UTIME_OMIT decoded and the libfuse3 extras passed on."""
     if not hasattr(fuse.FUSE, "utimens_fuse_2"):  # fusepy: as it comes (it decodes OMIT as a time)

@@ -42,6 +42,8 @@ grep -v '^/.* \.\. ok$' "$work/prove.log" || true
 # Totals in assertions: the failed ones, plus those a script planned and never ran.
 awk '/Tests: [0-9]+ Failed: [0-9]+\)/ {f += $NF + 0}
      /You planned [0-9]+ tests? but ran [0-9]+/ {for (i = 1; i <= NF; i++) if ($i == "planned") p = $(i + 1); r = $NF + 0; m += p - r}
+     /Non-zero exit status/ {x += 1}
      /^Files=/ {split($2, t, "="); n = t[2] + 0}
-     END {printf "pjdfstest: %d of %d assertions pass (%d failed, %d never ran)\n", n - f - m + 0, n + m, f, m}' \
+     END {printf "pjdfstest: %d of %d assertions pass (%d failed, %d never ran); %d scripts exited non-zero\n",
+          n - f - m + 0, n + m, f, m, x}' \
     "$work/prove.log"
