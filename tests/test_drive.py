@@ -382,3 +382,25 @@ def test_a_tampered_journal_record_is_refused_not_opened(drive: Drive) -> None:
     drive.ctx.index.execute("UPDATE pending SET keys=? WHERE node_id=?", (bytes(bad), node))
     with pytest.raises(IntegrityError):  # read from disk again (what a restart would open)
         drive.ctx.journal.get_unlocked(node)
+
+
+def test_every_path_based_call_reaches_the_file_a_hard_link_names(drive: Drive) -> None:
+    """What WebDAV and the CLI do by path (read, write, manifest, attributes, copy, delete) through a hard
+    link is done to its file; renaming or deleting the link touches only the link."""
+    drive.mkdir("/d")
+    drive.write_file("/d/f", b"original")
+    drive.link("/d/f", "/l")
+    assert drive.read_file("/l") == b"original" and drive.stat("/l").size == 8
+    drive.write_file("/l", b"written through the link")
+    assert drive.read_file("/d/f") == b"written through the link"
+    assert drive.manifest("/l") == drive.manifest("/d/f")
+    drive.set_attrs("/l", mode=0o600, props={"{x:}tag": "t"})
+    assert (drive.stat("/d/f").mode, drive.stat("/d/f").props) == (0o600, {"{x:}tag": "t"})
+    drive.copy("/l", "/copy")
+    assert drive.read_file("/copy") == b"written through the link" and drive.stat("/copy").nlink == 1
+    drive.rename("/l", "/d/l2")
+    assert drive.stat("/d/f").nlink == 2 and drive.stat("/d/l2").node_id == drive.stat("/d/f").node_id
+    drive.remove("/d/l2")
+    assert drive.stat("/d/f").nlink == 1 and drive.read_file("/d/f") == b"written through the link"
+    with pytest.raises(NotADirectory):
+        drive.link("/d/f", "/copy/x")
