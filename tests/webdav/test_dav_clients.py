@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from support.dav import GatewayProcess, parse_multistatus, signup
+from support.dav import GatewayProcess, if_token, lock, parse_multistatus, signup, unlock
 from support.server import ServerProcess
 from webdav4.client import Client
 from webdav4.fsspec import WebdavFileSystem
@@ -136,3 +136,22 @@ def test_missing_resources_answer_404_to_every_client_pattern(gw: GatewayProcess
             for depth in ("0", "1", "infinity", None):
                 headers = {"Depth": depth} if depth else {}
                 assert c.request("PROPFIND", path, headers=headers).status_code == 404, (path, depth)
+
+
+def test_macos_finder_save_pattern(gw: GatewayProcess) -> None:
+    """macOS' webdavfs (Finder): LOCK the new name, PUT it chunked with X-Expected-Entity-Length, write the
+    AppleDouble ``._`` companion, UNLOCK, then rename and clean up."""
+    with gw.client() as c:
+        assert c.request("MKCOL", "/mac/").status_code == 201
+        token = lock(c, "/mac/doc.txt")  # a lock on a name that does not exist yet
+        body = PAYLOAD[:200_000]
+        r = c.put("/mac/doc.txt", content=iter([body[:70_000], body[70_000:]]),
+                  headers={**if_token(token), "X-Expected-Entity-Length": str(len(body))})
+        assert r.status_code in (200, 201, 204), r.text
+        assert c.put("/mac/._doc.txt", content=b"\x00\x05\x16\x07" + bytes(4092)).status_code == 201
+        assert unlock(c, "/mac/doc.txt", token).status_code == 204
+        assert c.get("/mac/doc.txt").content == body
+        r = c.request("MOVE", "/mac/doc.txt", headers={"Destination": gw.url.rstrip("/") + "/mac/renamed.txt", "Overwrite": "F"})
+        assert r.status_code == 201, r.text
+        assert c.delete("/mac/._doc.txt").status_code == 204
+    assert names(gw, "/mac/") == ["renamed.txt"] and content(gw, "/mac/renamed.txt") == body
