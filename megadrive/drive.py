@@ -35,6 +35,7 @@ from .errors import NetworkError, NotFound, ServerError
 from .feed import Feed
 from .files import MAX_FILE_SIZE, Files
 from .format import Manifest, NodeMeta
+from .hardlinks import HardLinks
 from .index import Index, IndexRow
 from .journal import Journal
 from .names import MAX_NAME_BYTES, check_name
@@ -84,6 +85,8 @@ class Drive:
         self.nodes = Nodes(self.ctx, self.feed, self.ns)
         self.sharing = Sharing(self.ctx, shares, self.ns, self.nodes, self.feed, self.refresh)
         self.nodes.after_move = self.sharing.after_move
+        self.links = HardLinks(self.ctx, self.feed, self.ns, self.nodes)
+        self.nodes.links = self.links
         self.files = Files(self.ctx, self.feed, self.ns, self.nodes, self._available, self._forget_quota)
         self.copier = Copier(self.ctx, self.ns, self.nodes, self.files)
         self.uploader = Uploader(self.ctx, self.feed, self.nodes, self.files)
@@ -259,7 +262,7 @@ class Drive:
 
     def link(self, path: str, new_path: str) -> Entry:
         """A hard link: ``new_path`` becomes another name of the file at ``path`` (see Nodes.link)."""
-        return self.nodes.link(path, new_path)
+        return self.links.link(path, new_path)
 
     def copy(self, src: str, dst: str, *, overwrite: bool = False, recursive: bool = True) -> Entry:
         return self.copier.copy(src, dst, overwrite=overwrite, recursive=recursive)

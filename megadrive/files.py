@@ -262,7 +262,8 @@ class Files:
                 continue
             self.feed.apply(n, new, pmeta.key)
             self.committed()
-            self.nodes.reprove_links(node_id, cur, new)
+            if self.nodes.links is not None:
+                self.nodes.links.reprove(node_id, cur, new)
             return
         raise Conflict("the file keeps changing on the server; try again")
 

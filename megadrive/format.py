@@ -205,6 +205,7 @@ class NodeMeta:
     xattrs: dict[str, bytes] = field(default_factory=dict)  # extended attributes (user.*)
     hard_links: list[str] = field(default_factory=list)  # node ids of this file's other names
     link_to: str | None = None  # a hard link: the file it names (``key`` is then hard_link_proof)
+    nameless: bool = False  # a file only its hard links name (kept, hidden from listings)
 
     def to_json(self) -> dict[str, object]:
         d: dict[str, object] = {"n": self.name, "k": self.kind, "key": self.key.hex(), "fid": self.file_id.hex(),
@@ -217,7 +218,8 @@ class NodeMeta:
         optional: dict[str, object] = {"u": self.uid, "g": self.gid, "c": self.ctime_ns or None,
                                        "a": self.atime_ns or None, "t": self.special, "rd": self.rdev or None,
                                        "x": {k: base64.b64encode(v).decode() for k, v in self.xattrs.items()} or None,
-                                       "hl": list(self.hard_links) or None, "lt": self.link_to}
+                                       "hl": list(self.hard_links) or None, "lt": self.link_to,
+                                       "nn": True if self.nameless else None}
         d.update((k, v) for k, v in optional.items() if v is not None)
         return d
 
@@ -245,6 +247,9 @@ class NodeMeta:
             return v
 
         rekey = d.get("rk", False)
+        nameless = d.get("nn", False)
+        if type(nameless) is not bool:
+            raise bad
         link = d.get("l")
         special = d.get("t")
         if type(rekey) is not bool or (link is not None and (type(link) is not str or not link)):
@@ -261,7 +266,7 @@ class NodeMeta:
                     uid=ident("u"), gid=ident("g"), ctime_ns=u63("c", 0), atime_ns=u63("a", 0),
                     special=None if special is None else str(special),
                     rdev=u63("rd", 0), xattrs=_xattrs(d.get("x", {}), bad), hard_links=_node_ids(d.get("hl", []), bad),
-                    link_to=None if d.get("lt") is None else _node_ids([d.get("lt")], bad)[0])
+                    link_to=None if d.get("lt") is None else _node_ids([d.get("lt")], bad)[0], nameless=nameless)
         except ValueError:
             raise bad from None
         if m.kind not in ("dir", "file") or len(m.key) != crypto.KEY_BYTES:
@@ -270,7 +275,7 @@ class NodeMeta:
             raise bad
         if m.special is not None and (m.kind != "file" or m.link is not None):
             raise bad
-        if (m.hard_links or m.link_to is not None) and m.kind != "file":
+        if (m.hard_links or m.link_to is not None or m.nameless) and m.kind != "file":
             raise bad
         if m.link_to is not None and (m.link is not None or m.special is not None or m.hard_links):
             raise bad

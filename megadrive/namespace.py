@@ -231,13 +231,13 @@ class Namespace:
                      mode=meta.mode, version=version, props=dict(meta.props), removed=row.removed, link=meta.link,
                      revision=revision, uid=meta.uid, gid=meta.gid, ctime_ns=max(ctime, mtime),
                      atime_ns=meta.atime_ns or mtime, special=meta.special, rdev=meta.rdev, xattrs=dict(meta.xattrs),
-                     trashed=row.trashed, nlink=1 + self._live_links(meta),
+                     trashed=row.trashed, nlink=(not meta.nameless) + self._live_links(meta),
                      subfolders=self.ctx.index.count_subfolders(row.node_id) if row.kind == "dir" else 0)
 
     def content_node(self, row: IndexRow, meta: NodeMeta) -> tuple[IndexRow, NodeMeta]:
-        """The file a hard link names, checked: in the same tree, not a link itself, and the link's proof
-        shows its maker could read the file (so a co-writer cannot name a file it cannot read). Any other
-        node is its own content node."""
+        """The file a hard link names, checked: in the same tree, not a link itself, listing the link (its
+        writer made it), and the link's proof shows its maker could read the file (so a co-writer cannot
+        name a file it cannot read). Any other node is its own content node."""
         if meta.link_to is None:
             return row, meta
         target = self.ctx.index.get(meta.link_to)
@@ -248,8 +248,8 @@ class Namespace:
         if target.owner != row.owner or target.kind != "file":
             raise bad
         tmeta = self.ctx.tree.meta(target)
-        if tmeta.link_to is not None or not crypto.ct_equal(meta.key,
-                                                            format.hard_link_proof(tmeta.key, row.node_id)):
+        if tmeta.link_to is not None or row.node_id not in tmeta.hard_links or \
+                not crypto.ct_equal(meta.key, format.hard_link_proof(tmeta.key, row.node_id)):
             raise bad
         return target, tmeta
 
@@ -264,7 +264,7 @@ class Namespace:
     def names_of(self, node_id: str) -> list[str]:
         """Every path of a file: its own and its hard links' (those that check out)."""
         row, meta = self.content_node(self.ctx.row(node_id), self.ctx.tree.meta(self.ctx.row(node_id)))
-        out = [] if row.trashed else [self.path_of(row)]
+        out = [] if row.trashed or meta.nameless else [self.path_of(row)]
         for lid in meta.hard_links:
             lrow = self.ctx.index.get(lid)
             if lrow is None or lrow.trashed:
@@ -321,6 +321,8 @@ class Namespace:
             except IntegrityError as e:
                 self.feed.failed(child, e)
                 continue
+            if meta.nameless:
+                continue  # a file only its hard links name
             try:
                 out.append(self.entry(child, join(loc.path, meta.name), meta))
             except IntegrityError as e:  # a hard link that fails its checks: hidden like any bad entry

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import crypto, format
 from .api import MetaChanged
@@ -19,7 +20,6 @@ from .context import DriveContext
 from .errors import (
     AlreadyExists,
     Conflict,
-    CrossDevice,
     IntegrityError,
     InvalidPath,
     IsADirectory,
@@ -28,9 +28,6 @@ from .errors import (
     NotADirectory,
     NotEmpty,
     NotFound,
-    NotPermitted,
-    PermissionDenied,
-    TooManyLinks,
 )
 from .feed import Feed
 from .format import NodeMeta
@@ -38,6 +35,9 @@ from .index import IndexRow
 from .namespace import Entry, Located, Namespace
 from .paths import join, split_path
 from .tree import MAX_DEPTH, Orphan
+
+if TYPE_CHECKING:
+    from .hardlinks import HardLinks
 
 Owner = tuple["int | None", "int | None"]  # (uid, gid) as stored; None: the mounting user / their group
 NO_OWNER: Owner = (None, None)
@@ -54,6 +54,7 @@ class Nodes:
         self.feed = feed
         self.ns = ns
         self.after_move: MoveHook | None = None  # set by sharing: a node that left a share is re-keyed
+        self.links: HardLinks | None = None  # set by the Drive: names going away keep linked files alive
 
     # -- creating ---------------------------------------------------------------------------------
 
@@ -153,10 +154,10 @@ class Nodes:
         on this machine exist on the server first (or the uploader would later create them where the
         folder no longer is)."""
         for node_id in self.ctx.journal.creates.ids():
-            if under is None or self._inside(node_id, under):
+            if under is None or self.inside(node_id, under):
                 self.ensure_created(node_id)
 
-    def _inside(self, node_id: str, folder_id: str) -> bool:
+    def inside(self, node_id: str, folder_id: str) -> bool:
         """Whether the index has ``node_id`` somewhere below ``folder_id`` (a local walk up its parents)."""
         row = self.ctx.index.get(node_id)
         for _ in range(MAX_DEPTH):
@@ -179,109 +180,6 @@ class Nodes:
             self.ctx.index.remove(row.node_id)
             self.ctx.entries_changed(row.parent_id)
             return True
-
-    def link(self, path: str, new_path: str) -> Entry:
-        """A hard link: a node at ``new_path`` naming the file at ``path``.
-
-        The link's meta holds the file's id and, in place of a key, a proof
-        derived from the file's content key (format.hard_link_proof): only who
-        can read the file can make one, and the link reveals no key. The file's
-        meta lists its links (its link count); content and attributes are the
-        file's, read and written through any name.
-        """
-        loc = self.ns.resolve(path)
-        meta = loc.verified()
-        if loc.row.kind == "dir":
-            raise NotPermitted("hard links to folders are not allowed")
-        target, tmeta = self.ns.content_node(loc.row, meta)
-        parent, name = self.ns.parent_for_new(new_path)
-        if self.ns.existing(parent, name) is not None:
-            raise AlreadyExists(f"already exists: {new_path}")
-        if target.owner != parent.row.owner:
-            raise CrossDevice("a hard link cannot cross into another account's tree")
-        if len(tmeta.hard_links) >= format.MAX_HARD_LINKS:
-            raise TooManyLinks(f"a file may have at most {format.MAX_HARD_LINKS} hard links")
-        self.ensure_created(target.node_id)
-        link_id = crypto.random_id().hex()
-        lmeta = NodeMeta(name=name, kind="file", key=format.hard_link_proof(tmeta.key, link_id),
-                         file_id=crypto.random_id(), mtime_ns=time.time_ns(), link_to=target.node_id)
-        self.create_node(parent.row, parent.verified(), lmeta, node_id=link_id)
-        self.rewrite_meta(self.ctx.row(target.node_id),
-                          lambda m: dataclasses.replace(m, hard_links=[*m.hard_links, link_id]))
-        return self.ns.stat(join(parent.path, name))
-
-    def reprove_links(self, node_id: str, old: NodeMeta, new: NodeMeta) -> None:
-        """A file's content key changed (a fresh key after a revoked share): its hard links' proofs are
-        re-derived from the new key, or they would no longer count."""
-        if crypto.ct_equal(old.key, new.key) or not new.hard_links:
-            return
-        for lid in new.hard_links:
-            lrow = self.ctx.index.get(lid)
-            if lrow is None or lrow.trashed:
-                continue
-            try:
-                lmeta = self.ctx.tree.meta(lrow)
-                if lmeta.link_to != node_id or not crypto.ct_equal(lmeta.key, format.hard_link_proof(old.key, lid)):
-                    continue  # not a link of this file (only a proven one is carried over)
-                self.rewrite_meta(lrow, lambda m, lid=lid: dataclasses.replace(  # type: ignore[misc]
-                    m, key=format.hard_link_proof(new.key, lid)))
-            except (Orphan, IntegrityError, NotFound, Conflict) as e:
-                log.warning("hard link %s of node %s keeps its old proof: %s", lid[:12], node_id[:12], e.log_text())
-
-    def rescue_links(self, folder_id: str) -> None:
-        """Before a folder goes to the trash: a file in it that has a hard link outside it moves to that
-        link's place (its content must outlive the folder, as POSIX keeps a file while it has a name)."""
-        for row in self.ctx.index.subtree_files(folder_id):
-            try:
-                meta = self.ctx.tree.meta(row)
-            except (Orphan, IntegrityError):
-                continue
-            if meta.link_to is not None and not self._inside(meta.link_to, folder_id):
-                self._unlist_link(meta.link_to, row.node_id)  # a link going away with the folder
-            outside = [lid for lid in meta.hard_links if not self._inside(lid, folder_id)]
-            if outside and self._promote(row, dataclasses.replace(meta, hard_links=outside)):
-                gone = set(meta.hard_links) - set(outside)  # its links inside the folder go with it
-                if gone:
-                    self.rewrite_meta(self.ctx.row(row.node_id), lambda m, gone=gone: dataclasses.replace(  # type: ignore[misc]
-                        m, hard_links=[i for i in m.hard_links if i not in gone]))
-
-    def _unlist_link(self, target_id: str, link_id: str) -> None:
-        """A hard link is gone: its file's link count drops (and its ctime moves)."""
-        row = self.ctx.index.get(target_id)
-        if row is None:
-            return
-        self.rewrite_meta(row, lambda m: dataclasses.replace(
-            m, hard_links=[i for i in m.hard_links if i != link_id]))
-
-    def _promote(self, row: IndexRow, meta: NodeMeta) -> bool:
-        """Unlinking a file's first name while hard links remain: the file takes one link's place (that
-        link node is trashed in the same server transaction) and keeps its other links. False if none of
-        its listed links checks out (then it is simply trashed)."""
-        for lid in meta.hard_links:
-            lrow = self.ctx.index.get(lid)
-            if lrow is None or lrow.trashed:
-                continue
-            try:
-                lmeta = self.ctx.tree.meta(lrow)
-                if lmeta.link_to != row.node_id or self.ns.content_node(lrow, lmeta)[0].node_id != row.node_id:
-                    continue
-                lparent = self.ns.parent_of(lrow)
-            except (Orphan, IntegrityError, NotFound, Conflict, PermissionDenied):
-                continue
-            self._take_place(row, lid, lmeta.name, lparent)
-            return True
-        return False
-
-    def _take_place(self, row: IndexRow, link_id: str, name: str, parent: tuple[IndexRow, NodeMeta]) -> None:
-        """Move a file to where its hard link ``link_id`` is, under its name, trashing the link node."""
-        moved = parent[0].node_id != row.parent_id
-        self.rewrite_meta(row, lambda m: dataclasses.replace(
-            m, name=name, hard_links=[i for i in m.hard_links if i != link_id]),
-            parent=parent if moved else None, move=moved, replace=link_id)
-        self.feed.apply(self.ctx.api.get_node(link_id))
-        self.ctx.entries_changed(row.parent_id, parent[0].node_id)
-        if moved and self.after_move is not None:
-            self.after_move(row.node_id, row.parent_id, parent[0].node_id)
 
     def symlink(self, path: str, target: str, *, owner: Owner = NO_OWNER) -> Entry:
         """A symbolic link: a node whose encrypted meta holds the target (like its name, never in clear)."""
@@ -361,8 +259,8 @@ class Nodes:
                 self._same_file(loc.row, meta, existing, replaced_meta):
             return self.ns.entry(loc.row, loc.path, meta)  # two names of one file: POSIX rename does nothing
         replace = self._replaced(loc.row, existing, dst_path, overwrite, replace_nonempty)
-        if replace is not None and existing is not None and replaced_meta is not None and \
-                replaced_meta.hard_links and self._promote(existing, replaced_meta):
+        if replace is not None and existing is not None and replaced_meta is not None and replaced_meta.hard_links \
+                and self.links is not None and self.links.keep_alive(existing, replaced_meta):
             replace = None  # the replaced file lives on under another of its names; its old name is free
         moved = new_parent.row.node_id != loc.row.parent_id
         self.rewrite_meta(loc.row, lambda m: dataclasses.replace(m, name=name),
@@ -370,8 +268,9 @@ class Nodes:
                           replace=replace)
         if replace:
             self.feed.apply(self.ctx.api.get_node(replace))
-            if replaced_meta is not None and replaced_meta.link_to is not None:
-                self._unlist_link(replaced_meta.link_to, replace)
+            if existing is not None and replaced_meta is not None and replaced_meta.link_to is not None \
+                    and self.links is not None:
+                self.links.unlisted(existing, replaced_meta)
         self.ctx.entries_changed(loc.row.parent_id, new_parent.row.node_id)  # a new name is a change too
         if moved and self.after_move is not None:
             self.after_move(loc.row.node_id, loc.row.parent_id, new_parent.row.node_id)
@@ -416,16 +315,17 @@ class Nodes:
         meta = loc.verified()
         if self.forget_uncreated(loc.row):
             return
-        if meta.hard_links and self._promote(loc.row, meta):
+        if meta.hard_links and self.links is not None and self.links.keep_alive(loc.row, meta):
             return  # the file lives on under another of its names
         if loc.row.kind == "dir":
             self.ensure_all_created(under=loc.row.node_id)
-            self.rescue_links(loc.row.node_id)
+            if self.links is not None:
+                self.links.rescue(loc.row)
         self.ensure_created(loc.row.node_id)
         self.ctx.api.trash_node(loc.row.node_id)
         self.feed.apply(self.ctx.api.get_node(loc.row.node_id))
-        if meta.link_to is not None:
-            self._unlist_link(meta.link_to, loc.row.node_id)
+        if meta.link_to is not None and self.links is not None:
+            self.links.unlisted(loc.row, meta)
 
     def remove(self, path: str) -> None:
         """Delete a file (not a folder)."""

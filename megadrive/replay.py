@@ -246,7 +246,8 @@ class Uploader:
                                                 meta_seq=row.seq)
                 self.feed.apply(n, new, pmeta.key)
                 self.files.committed()
-                self.nodes.reprove_links(node_id, meta, new)
+                if self.nodes.links is not None:
+                    self.nodes.links.reprove(node_id, meta, new)
                 return f"committed node {short(node_id)} (version {base + 1})", True, lv
             except MetaChanged:  # changed meanwhile (a rename, a new time set here): read both again
                 self.feed.apply(self.ctx.api.get_node(node_id))

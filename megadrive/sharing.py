@@ -345,37 +345,37 @@ class Sharing:
 
     def create_link(self, path: str, password: str | None = None, expires: float | None = None) -> str:
         loc = self.ns.resolve(path)
-        meta = loc.verified()
         if loc.row.kind != "file":
             raise InvalidPath(f"links are for files: {loc.path}")
-        if loc.row.owner:
+        row, meta = self.ns.content_node(loc.row, loc.verified())  # through a hard link: its file
+        if row.owner:
             raise Conflict("only the owner can link this file")
-        self.nodes.ensure_created(loc.row.node_id)  # a file saved here first: the server must know it
-        record = format.LinkRecord(self.ctx.owner, loc.row.node_id, meta.name, meta.key, meta.file_id)
+        self.nodes.ensure_created(row.node_id)  # a file saved here first: the server must know it
+        record = format.LinkRecord(self.ctx.owner, row.node_id, loc.path.rsplit("/", 1)[-1], meta.key, meta.file_id)
         if password:
             salt = crypto.random_salt()
             key = crypto.derive_link_key(password, salt, LINK_KDF)
-            link = self.ctx.api.create_link(loc.row.node_id, format.seal_link(key, record), salt, LINK_KDF.to_json(),
+            link = self.ctx.api.create_link(row.node_id, format.seal_link(key, record), salt, LINK_KDF.to_json(),
                                           expires)
             fragment = "p"
         else:
             key = crypto.random_key()
-            link = self.ctx.api.create_link(loc.row.node_id, format.seal_link(key, record), None, None, expires)
+            link = self.ctx.api.create_link(row.node_id, format.seal_link(key, record), None, None, expires)
             fragment = base64.urlsafe_b64encode(key).decode().rstrip("=")
         return f"{self.ctx.api.base_url}/l/{link['link_id']}#{fragment}"
 
     def remove_links(self, path: str) -> int:
         loc = self.ns.resolve(path)
-        loc.verified()
+        row, _ = self.ns.content_node(loc.row, loc.verified())
         n = 0
         for link in self.ctx.api.links():
-            if link["node_id"] == loc.row.node_id:
+            if link["node_id"] == row.node_id:
                 self.ctx.api.delete_link(str(link["link_id"]))
                 n += 1
         if not n:
             raise NotFound(f"{path} has no link")
         # Link holders had the content key: the next version gets a fresh one.
-        self.nodes.rewrite_meta(loc.row, lambda m: dataclasses.replace(m, rekey=True))
+        self.nodes.rewrite_meta(row, lambda m: dataclasses.replace(m, rekey=True))
         return n
 
 

@@ -227,6 +227,15 @@ class MegaDriveFS:
             return
         fuse_binding.invalidate_paths(paths)
 
+    def _other_names(self, path: str) -> tuple[str, list[str]]:
+        """The other names of the file at ``path`` before one goes away (none if it has no links, or if the
+        name does not check out: a broken link must stay removable)."""
+        try:
+            e = self.drive.stat(path)
+            return e.node_id, [p for p in self.drive.names_id(e.node_id) if p != path] if e.nlink > 1 else []
+        except MegaDriveError:
+            return "", []
+
     def _changed(self, path: str | None, of: OpenFile | None = None) -> None:
         """An attribute changed through ``path`` (or an open file): the same for every name of the file."""
         try:
@@ -264,11 +273,10 @@ class MegaDriveFS:
     def unlink(self, path: str) -> None:
         """The node goes to the trash; descriptors still open keep reading and writing it."""
         with self._errors():
-            e = self.drive.stat(path)
-            others = [p for p in self.drive.names_id(e.node_id) if p != path] if e.nlink > 1 else []
+            node_id, others = self._other_names(path)
             self.drive.remove(path)
         if others:
-            self._sync_names(e.node_id, others)
+            self._sync_names(node_id, others)
 
     def rename(self, old: str, new: str, flags: int = 0) -> None:
         with self._errors():
@@ -276,11 +284,10 @@ class MegaDriveFS:
                 raise InvalidPath("RENAME_EXCHANGE is not supported")
             if flags & RENAME_NOREPLACE and self.drive.exists(new):
                 raise AlreadyExists(new)
-            replaced = self.drive.stat(new) if self.drive.exists(new) else None
-            others = self.drive.names_id(replaced.node_id) if replaced is not None and replaced.nlink > 1 else []
+            node_id, others = self._other_names(new)
             self.drive.rename(old, new, overwrite=True)
-        if replaced is not None and others:
-            self._sync_names(replaced.node_id, others)
+        if others:
+            self._sync_names(node_id, others)
 
     def chmod(self, path: str | None, mode: int, fh: int | None = None) -> None:
         with self._errors():
@@ -330,7 +337,7 @@ class MegaDriveFS:
 
     def listxattr(self, path: str) -> list[str]:
         with self._errors():
-            return sorted(self.drive.stat(path).xattrs)
+            return sorted(n for n in self.drive.stat(path).xattrs if n.startswith(XATTR_NAMESPACE))
 
     def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> None:
         with self._errors():

@@ -87,3 +87,26 @@ def test_special_files_and_symlinks_can_be_linked(here: Path) -> None:
     os.link(here / "s", here / "s2", follow_symlinks=False)
     assert stat.S_ISFIFO(os.lstat(here / "p2").st_mode) and os.lstat(here / "p").st_nlink == 2
     assert os.readlink(here / "s2") == "target" and os.lstat(here / "s2").st_nlink == 2
+
+
+def test_a_file_named_only_in_another_folder_lives_on_then_goes(here: Path, posix_mount: Mount) -> None:
+    """Unlinking a file's first name when its links are in other folders: the file is kept without a name
+    (parked at the top of the tree, hidden), its link works; unlinking the last link sends it to the trash."""
+    (here / "d1").mkdir()
+    (here / "d2").mkdir()
+    (here / "d1" / "f").write_bytes(b"content")
+    os.link(here / "d1" / "f", here / "d2" / "g")
+    os.unlink(here / "d1" / "f")
+    assert os.listdir(here / "d1") == [] and (here / "d2" / "g").read_bytes() == b"content"
+    assert os.lstat(here / "d2" / "g").st_nlink == 1
+    (here / "d2" / "g").write_bytes(b"still one file")
+    assert (here / "d2" / "g").read_bytes() == b"still one file"
+
+    def parked() -> list[str]:
+        with drive_of(posix_mount.acct) as d:
+            rows = d.index.children(d.session.root_node_id)
+            return [r.node_id for r in rows if r.kind == "file" and d.tree.meta(r).nameless]
+
+    assert len(parked()) == 1
+    os.unlink(here / "d2" / "g")
+    assert parked() == [] and os.listdir(here / "d2") == []
