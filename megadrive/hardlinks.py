@@ -103,7 +103,7 @@ class HardLinks:
     def keep_alive(self, row: IndexRow, meta: NodeMeta) -> bool:
         """The first name of a file with links is going away: the file takes the place of a link in its
         own folder, or else is parked without a name (:meth:`_park`). False if it has no proven link."""
-        links = self._proven(row, meta.hard_links)
+        links = self.ns.proven_links(row, meta.hard_links)
         if not links:
             return False
         same = next(((lid, lmeta) for lid, lrow, lmeta in links if lrow.parent_id == row.parent_id), None)
@@ -140,23 +140,8 @@ class HardLinks:
             if meta.link_to is not None and not self.nodes.inside(meta.link_to, folder.node_id):
                 self.unlisted(row, meta)
             outside = [lid for lid in meta.hard_links if not self.nodes.inside(lid, folder.node_id)]
-            if outside and self._proven(row, outside):
+            if outside and self.ns.proven_links(row, outside):
                 self._park(row, set(outside))
-
-    def _proven(self, row: IndexRow, ids: list[str]) -> list[tuple[str, IndexRow, NodeMeta]]:
-        """The listed links of ``row`` that exist, are not trashed and prove they name it."""
-        out = []
-        for lid in ids:
-            lrow = self.ctx.index.get(lid)
-            if lrow is None or lrow.trashed:
-                continue
-            try:
-                lmeta = self.ctx.tree.meta(lrow)
-                if lmeta.link_to == row.node_id and self.ns.content_node(lrow, lmeta)[0].node_id == row.node_id:
-                    out.append((lid, lrow, lmeta))
-            except (Orphan, IntegrityError, NotFound):
-                continue
-        return out
 
     def _drop(self, link_id: str) -> None:
         try:

@@ -265,14 +265,19 @@ class Namespace:
         """Every path of a file: its own and its hard links' (those that check out)."""
         row, meta = self.content_node(self.ctx.row(node_id), self.ctx.tree.meta(self.ctx.row(node_id)))
         out = [] if row.trashed or meta.nameless else [self.path_of(row)]
-        for lid in meta.hard_links:
+        return out + [self.path_of(lrow) for _, lrow, _ in self.proven_links(row, meta.hard_links)]
+
+    def proven_links(self, row: IndexRow, ids: list[str]) -> list[tuple[str, IndexRow, NodeMeta]]:
+        """Of the link ids a file lists, those that exist here, are not trashed and prove they name it."""
+        out = []
+        for lid in ids:
             lrow = self.ctx.index.get(lid)
             if lrow is None or lrow.trashed:
                 continue
             try:
                 lmeta = self.ctx.tree.meta(lrow)
-                if self.content_node(lrow, lmeta)[0].node_id == row.node_id:
-                    out.append(self.path_of(lrow))
+                if lmeta.link_to == row.node_id and self.content_node(lrow, lmeta)[0].node_id == row.node_id:
+                    out.append((lid, lrow, lmeta))
             except (Orphan, IntegrityError, NotFound):
                 continue
         return out
