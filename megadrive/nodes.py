@@ -20,6 +20,7 @@ from .context import DriveContext
 from .errors import (
     AlreadyExists,
     Conflict,
+    CrossDevice,
     IntegrityError,
     InvalidPath,
     IsADirectory,
@@ -251,6 +252,10 @@ class Nodes:
         dst_path = join(new_parent.path, name)
         if dst_path == loc.path:
             return self.ns.entry(loc.row, loc.path, meta)
+        self.ns.parent_of(loc.row)  # the root of a share with us is its owner's to move (PermissionDenied)
+        if self.ctx.owner_of(loc.row) != self.ctx.owner_of(new_parent.row):
+            # Another account's tree (a share, either way) is another file system: mv copies, then deletes.
+            raise CrossDevice("a move cannot cross into another account's tree; copy it, then delete it")
         if (dst_path + "/").startswith(loc.path + "/"):
             raise Conflict("cannot move a folder into itself")
         existing = self.ns.existing(new_parent, name)

@@ -65,7 +65,9 @@ _STATUSES: tuple[tuple[type[errors.MegaDriveError] | tuple[type[errors.MegaDrive
     ((errors.AlreadyExists, errors.NotEmpty, errors.NotADirectory, errors.IsADirectory, errors.Conflict),
      HTTP_CONFLICT),
     (errors.InvalidPath, HTTP_BAD_REQUEST),
-    (errors.PermissionDenied, HTTP_FORBIDDEN),
+    ((errors.PermissionDenied, errors.NotPermitted), HTTP_FORBIDDEN),
+    ((errors.TooManyLinks, errors.CrossDevice), HTTP_CONFLICT),
+    (errors.NoSpace, HTTP_INSUFFICIENT_STORAGE),
     (errors.FileTooLarge, HTTP_CONTENT_TOO_LARGE),
     (errors.TakenDown, HTTP_UNAVAILABLE_FOR_LEGAL_REASONS),
     (errors.QuotaExceeded, HTTP_INSUFFICIENT_STORAGE),
@@ -173,10 +175,17 @@ class _NodeResource:
         """MOVE in one server transaction: the destination is trashed only as the source takes its place.
 
         wsgidav's generic MOVE deletes the destination first; this never does.
+        Across accounts' trees (into a folder shared with us, or out of one) it
+        is a copy under fresh keys, then the delete of the source.
         Properties travel with the node; locks do not (RFC 4918 7.5).
         """
+        drive = _drive(self.environ)
         with dav_errors():
-            _drive(self.environ).rename(self.path, dest_path, overwrite=True, replace_nonempty=True)
+            try:
+                drive.rename(self.path, dest_path, overwrite=True, replace_nonempty=True)
+            except errors.CrossDevice:  # into or out of another account's tree: a copy, then the delete
+                drive.copy(self.path, dest_path, overwrite=True, recursive=True)
+                drive.delete(self.path)
         self._drop_locks(self.path)
         self._drop_locks(dest_path)
         return True

@@ -17,7 +17,7 @@ from support.accounts import Server, make_drive, megadrive, new_home, ok, one_li
 
 from megadrive import crypto, format
 from megadrive.drive import Drive
-from megadrive.errors import IntegrityError, NotFound, PermissionDenied
+from megadrive.errors import CrossDevice, IntegrityError, NotFound, PermissionDenied
 from megadrive.mount import gateway
 from megadrive.sharing import KeyChanged
 
@@ -506,3 +506,29 @@ def test_hard_links_survive_a_revocation_and_the_folder_of_their_file(pair: tupl
     assert a.stat("/f-link.txt").nlink == 1
     assert a.stat("/f-link.txt").node_id == file_id  # the file lives on (parked, nameless), named by its link
     assert [e.name for e in a.listdir("/")] == ["f-link.txt"]
+
+
+def test_a_move_across_accounts_trees_is_a_cross_device_move(pair: tuple[Drive, Drive]) -> None:
+    """Into or out of a folder shared with us is another account's tree: the Drive says so (EXDEV for the
+    mount, so mv copies and deletes), WebDAV's MOVE does the copy and the delete itself."""
+    a, b = pair
+    a.mkdir("/proj")
+    a.sharing.share("/proj", "bob", "write")
+    b.sharing.accept("alice")
+    b.write_file("/mine.txt", b"bob's file")
+    with pytest.raises(CrossDevice):
+        b.rename("/mine.txt", _shared(b) + "/mine.txt")
+    with pytest.raises(PermissionDenied, match="root of a share"):
+        b.rename(_shared(b), "/p2")
+    gw = gateway.start(b, "127.0.0.1", 0)
+    try:
+        with httpx.Client(base_url=gw.url, timeout=30, auth=gw.auth) as c:
+            r = c.request("MOVE", "/mine.txt", headers={"Destination": "/Shared%20with%20me/alice/proj/mine.txt"})
+            assert r.status_code == 201, r.text
+            r = c.request("MOVE", "/Shared%20with%20me/alice/proj/mine.txt", headers={"Destination": "/back.txt"})
+            assert r.status_code == 201, r.text
+    finally:
+        gw.stop()
+    assert b.read_file("/back.txt") == b"bob's file" and not b.exists("/mine.txt")
+    a.refresh()
+    assert a.listdir("/proj") == []
