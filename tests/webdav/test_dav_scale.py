@@ -53,20 +53,16 @@ def propfind_big(g: InProcessGateway, body: bytes | None) -> tuple[list, list, f
     return responses, calls, elapsed
 
 
-def test_propfind_depth1_named_props_on_a_big_folder_no_round_trip(big_folder: InProcessGateway) -> None:
+def test_big_folder_listings(big_folder: InProcessGateway) -> None:
+    """One test over the big folder (its creation is the cost; pytest-xdist would pay it once per worker):
+    Depth 1 with named properties and with allprop makes no server round trip; a whole-subtree PROPFIND past
+    MAX_INFINITE_PROPFIND entries (2,000) is refused, with or without Depth."""
     _, calls, elapsed = propfind_big(big_folder, NAMED_PROPS)
     assert calls == [], f"PROPFIND made {len(calls)} server round trips: {calls[:10]}"
     assert elapsed < 60
-
-
-def test_propfind_depth1_allprop_on_a_big_folder_no_round_trip(big_folder: InProcessGateway) -> None:
     time.sleep(5.5)  # let any cached account info expire: a listing must not depend on it
     _, calls, _ = propfind_big(big_folder, None)
     assert calls == [], f"PROPFIND made {len(calls)} server round trips: {calls[:10]}"
-
-
-def test_propfind_depth_infinity_on_a_big_tree_is_refused(big_folder: InProcessGateway) -> None:
-    """Past MAX_INFINITE_PROPFIND entries (2,000) a whole-subtree PROPFIND is refused, with or without Depth."""
     with big_folder.client(timeout=300) as c:
         for headers in ({"Depth": "infinity"}, {}):
             for path in ("/", "/big/"):
