@@ -215,10 +215,13 @@ class Files:
                        journal: bool, mtime_ns: int | None = None) -> FileWriter:
         """A writer on the version this machine shows (a journaling one builds on a version saved here and
         not uploaded yet: it replaces that one, or follows it if the uploader commits it meanwhile).
-        A hard link's writer writes the file it names."""
+        A hard link's writer writes the file it names; a symbolic link, fifo, socket or device node has
+        no content to write (a PUT or a put onto one is refused, it is not turned into a file)."""
         if meta.link_to is not None:
             row, meta = self.ns.content_node(row, meta)
             parent = self.ctx.tree.chain(row)[-2]
+        if meta.link is not None or meta.special is not None:
+            raise Conflict("not a regular file: a symbolic link or special file has no content to write")
         fresh, meta, lv = self.ns.current(row, meta)
         if lv is not None and journal:
             w = FileWriter(self.ctx.chunks, self, lv.keys, None if truncate else lv.manifest, truncate=truncate,

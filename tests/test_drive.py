@@ -14,6 +14,7 @@ from support.accounts import Server, make_drive, new_home
 from megadrive.drive import Drive
 from megadrive.errors import (
     AlreadyExists,
+    Conflict,
     IntegrityError,
     InvalidPath,
     IsADirectory,
@@ -404,3 +405,14 @@ def test_every_path_based_call_reaches_the_file_a_hard_link_names(drive: Drive) 
     assert drive.stat("/d/f").nlink == 1 and drive.read_file("/d/f") == b"written through the link"
     with pytest.raises(NotADirectory):
         drive.link("/d/f", "/copy/x")
+
+
+def test_symbolic_links_and_special_files_take_no_content(drive: Drive) -> None:
+    """A PUT or a put onto a symbolic link or a fifo is refused; it does not turn them into files."""
+    drive.symlink("/s", "target")
+    drive.create_file("/p", special="fifo")
+    for path in ("/s", "/p"):
+        with pytest.raises(Conflict, match="not a regular file"):
+            drive.write_file(path, b"data")
+    assert (drive.stat("/s").link, drive.stat("/s").size) == ("target", 0)
+    assert (drive.stat("/p").special, drive.stat("/p").size) == ("fifo", 0)

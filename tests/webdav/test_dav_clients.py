@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from support.dav import GatewayProcess, if_token, lock, parse_multistatus, signup, unlock
+from support.dav import DAV, GatewayProcess, if_token, inprocess_gateway, lock, parse_multistatus, signup, unlock
 from support.server import ServerProcess
 from webdav4.client import Client
 from webdav4.fsspec import WebdavFileSystem
@@ -192,3 +192,26 @@ def test_davfs2_mount(gw: GatewayProcess, tmp_path: Path) -> None:
         subprocess.run(["umount", str(mnt)], capture_output=True, timeout=120)  # waits for davfs2's uploads
         shutil.rmtree(cache, ignore_errors=True)
     assert names(gw, "/dv/") == ["b.bin"] and content(gw, "/dv/b.bin") == PAYLOAD
+
+
+def test_hard_links_symlinks_and_special_files_over_webdav(dav_server: ServerProcess, tmp_path: Path) -> None:
+    """What the mount makes, as WebDAV shows it: a hard link is its file (size, content, writes reach it;
+    deleting the first name keeps the link); a PUT onto a symbolic link or a fifo is refused with 409."""
+    acct = signup(dav_server.url, tmp_path)
+    with inprocess_gateway(acct.home) as g:
+        g.drive.write_file("/f.txt", b"one file")
+        g.drive.link("/f.txt", "/l.txt")
+        g.drive.symlink("/s", "f.txt")
+        g.drive.create_file("/p", special="fifo")
+        with g.client() as c:
+            r = c.request("PROPFIND", "/l.txt", headers={"Depth": "0"})
+            assert r.status_code == 207 and parse_multistatus(r.content)[0].text(f"{DAV}getcontentlength") == "8"
+            assert c.get("/l.txt").content == b"one file"
+            assert c.put("/l.txt", content=b"written through the link").status_code == 204
+            assert c.get("/f.txt").content == b"written through the link"
+            assert c.delete("/f.txt").status_code == 204
+            assert c.get("/l.txt").content == b"written through the link"
+            for path in ("/s", "/p"):
+                r = c.put(path, content=b"data")
+                assert r.status_code == 409, (path, r.status_code, r.text)
+        assert g.drive.stat("/s").link == "f.txt" and g.drive.stat("/p").special == "fifo"
