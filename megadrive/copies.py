@@ -56,6 +56,11 @@ class Copier:
                         raise IntegrityError("integrity check failed: cannot copy an entry that fails authentication")
                     self._copy_node(child, (copy_row, new), self.ctx.tree.child_meta(child, row, meta).name, True)
             return
+        if meta.special is not None:  # a fifo, socket or device node: attributes only, copied as such
+            self.nodes.create_node(prow, pmeta, NodeMeta(
+                name=name, kind="file", key=crypto.random_key(), file_id=crypto.random_id(), mtime_ns=meta.mtime_ns,
+                mode=meta.mode, props=dict(meta.props), special=meta.special, rdev=meta.rdev))
+            return
         _, _, lv = self.ns.current(row, meta)  # a version saved here and not uploaded yet is the newest
         self.files.new_file(parent, name, self.files.content(row, meta), lv.mtime_ns if lv else meta.mtime_ns,
                             meta.mode, dict(meta.props), meta.link)

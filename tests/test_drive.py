@@ -416,3 +416,5 @@ def test_symbolic_links_and_special_files_take_no_content(drive: Drive) -> None:
             drive.write_file(path, b"data")
     assert (drive.stat("/s").link, drive.stat("/s").size) == ("target", 0)
     assert (drive.stat("/p").special, drive.stat("/p").size) == ("fifo", 0)
+    drive.copy("/p", "/p2")  # a copy of a special file is one too (not an empty regular file)
+    assert drive.stat("/p2").special == "fifo" and drive.stat("/p2").node_id != drive.stat("/p").node_id
