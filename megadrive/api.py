@@ -301,8 +301,12 @@ class _NodeCalls(Transport):
             body["replace"] = replace
         return RemoteNode.from_json(self._json("PATCH", f"/nodes/{node_id}", body)["node"])
 
-    def trash_node(self, node_id: str) -> None:
-        self._json("DELETE", f"/nodes/{node_id}")
+    def trash_node(self, node_id: str) -> RemoteNode:
+        """Move a node to the trash; the answer is its new state (no second request to read it)."""
+        n = RemoteNode.from_json(self._json("DELETE", f"/nodes/{node_id}")["node"])
+        if n.node_id != node_id:
+            raise ServerError("the server answered a delete with another node")
+        return n
 
     def purge_node(self, node_id: str, recursive: bool = False) -> None:
         params = {"purge": "1"} | ({"recursive": "1"} if recursive else {})

@@ -93,8 +93,7 @@ class HardLinks:
             tmeta = self.nodes.rewrite_meta(target, lambda m: dataclasses.replace(
                 m, hard_links=[i for i in m.hard_links if i != row.node_id]))
             if tmeta.nameless and not tmeta.hard_links:
-                self.ctx.api.trash_node(target.node_id)
-                self.feed.apply(self.ctx.api.get_node(target.node_id))
+                self.feed.apply(self.ctx.api.trash_node(target.node_id))
         except (IntegrityError, NotFound, Orphan):
             return  # a forged or stale link: nothing of anyone else's is touched
         except MegaDriveError as e:
@@ -145,8 +144,7 @@ class HardLinks:
 
     def _drop(self, link_id: str) -> None:
         try:
-            self.ctx.api.trash_node(link_id)
-            self.feed.apply(self.ctx.api.get_node(link_id))
+            self.feed.apply(self.ctx.api.trash_node(link_id))
         except MegaDriveError as e:
             log.warning("an unlisted hard link %s stays (it does not count): %s", short(link_id), e.log_text())
 

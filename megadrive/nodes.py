@@ -327,8 +327,7 @@ class Nodes:
             if self.links is not None:
                 self.links.rescue(loc.row)
         self.ensure_created(loc.row.node_id)
-        self.ctx.api.trash_node(loc.row.node_id)
-        self.feed.apply(self.ctx.api.get_node(loc.row.node_id))
+        self.feed.apply(self.ctx.api.trash_node(loc.row.node_id))
         if meta.link_to is not None and self.links is not None:
             self.links.unlisted(loc.row, meta)
 
