@@ -91,6 +91,13 @@ def compute() -> tuple[dict[str, bytes], dict[str, str]]:
     v["blob/meta-hello"] = crypto.seal(v["meta_key/hello"], fmt.pad(v["meta_json/hello"]),
                                        aad("node-meta", tv.USER_ID, tv.ROOT_ID, tv.FILE_NODE), _test_nonce=n(0xA4))
 
+    v["meta_json/posix"] = tv.meta_json(tv.POSIX_META)
+    v["meta_json/device"] = tv.meta_json(tv.DEVICE_META)
+    v["hard_link_proof/hello"] = fmt.hard_link_proof(tv.CONTENT_KEY, tv.LINK_NODE)
+    v["meta_json/link"] = tv.meta_json(fmt.NodeMeta(
+        name="hello-link.txt", kind="file", key=v["hard_link_proof/hello"], file_id=tv.LINK_FID, mtime_ns=tv.MTIME,
+        link_to=tv.FILE_NODE))
+
     v["chunk_key/hello"] = fmt.chunk_key(tv.CONTENT_KEY)
     v["manifest_key/hello"] = fmt.manifest_key(tv.CONTENT_KEY)
     v["commitment/hello"] = crypto.key_commitment(tv.CONTENT_KEY, tv.FILE_FID)
@@ -123,6 +130,8 @@ def compute() -> tuple[dict[str, bytes], dict[str, str]]:
         doc[f"n/zeros-{which}"] = str(len(padded) - 4 - len(js))
         doc[f"n/padded-{which}"] = str(len(padded))
         doc[f"n/blob-{which}"] = str(len(v[f"blob/meta-{which}"]))
+    for which in ("posix", "device", "link"):
+        doc[f"json/{which}"] = v[f"meta_json/{which}"].decode()
     chunk = v["blob/chunk-hello"]
     doc["chunk_ct/hello"] = chunk[1 + crypto.NONCE_BYTES:-crypto.TAG_BYTES].hex()
     doc["chunk_tag/hello"] = chunk[-crypto.TAG_BYTES:].hex()
