@@ -56,6 +56,7 @@ class OpenFiles:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.seen_version: dict[str, int] = {}  # what the kernel's page cache holds, per node
+        self._threads: list[threading.Thread] = []
 
     # -- descriptors ------------------------------------------------------------------------------
 
@@ -149,8 +150,10 @@ class OpenFiles:
     # -- background -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        threading.Thread(target=self._sync_loop, name="megadrive-sync", daemon=True).start()
-        threading.Thread(target=self._checkpoint_loop, name="megadrive-journal", daemon=True).start()
+        self._threads = [threading.Thread(target=self._sync_loop, name="megadrive-sync", daemon=True),
+                         threading.Thread(target=self._checkpoint_loop, name="megadrive-journal", daemon=True)]
+        for t in self._threads:
+            t.start()
         self.drive.uploader.start(busy=self.busy)
 
     def busy(self) -> set[str]:
@@ -161,6 +164,8 @@ class OpenFiles:
         """Unmount: save whatever is still staged, and upload what waits in the journal if the server is
         there (what cannot be uploaded stays journaled, encrypted, for the next mount)."""
         self._stop.set()
+        for t in self._threads:  # a refresh in flight finishes before the drive (and its index) is closed
+            t.join(timeout=60)
         for of in list(self._files.values()):
             try:
                 self.commit(of)
