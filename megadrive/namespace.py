@@ -16,11 +16,12 @@ from pathlib import PurePosixPath
 
 from . import crypto, format
 from .context import DriveContext
-from .errors import AlreadyExists, Conflict, IntegrityError, NotADirectory, NotFound, PermissionDenied
+from .errors import AlreadyExists, Conflict, IntegrityError, NameTooLong, NotADirectory, NotFound, PermissionDenied
 from .feed import Feed
 from .format import NodeMeta
 from .index import IndexRow
 from .journal import LocalVersion
+from .names import MAX_NAME_BYTES
 from .paths import VIRTUAL, join, split_path
 from .shares import PENDING_SUFFIX, SHARED_DIR, IncomingShares
 from .tree import Orphan, short
@@ -148,6 +149,8 @@ class Namespace:
             child = self.child(row.node_id, name)
             cur = join(cur, name)
             if child is None:
+                if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+                    raise NameTooLong("name too long")  # no such name can exist: ENAMETOOLONG, as POSIX says
                 raise NotFound(f"no such file or folder: {cur}")
             meta = self.ctx.tree.child_meta(child, row, meta)
             row = child

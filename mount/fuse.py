@@ -118,13 +118,6 @@ def _type(e: Entry) -> int:
     return stat.S_IFDIR if e.is_dir else stat.S_IFREG
 
 
-def _check_length(path: str) -> None:
-    """ENAMETOOLONG for a component over 255 bytes, even where the name is only looked up (the kernel
-    leaves NAME_MAX to the file system)."""
-    if any(len(part.encode("utf-8", "surrogateescape")) > 255 for part in path.split("/")):
-        raise NameTooLong("name too long")
-
-
 def _set_fh(fi: Any, fh: int, keep_cache: bool = False) -> int:
     if fi is not None and not isinstance(fi, int):
         fi.fh = fh
@@ -183,7 +176,6 @@ class MegaDriveFS:
                 return _attrs(self.drive.stat_id(of.node_id), of, self.uid, self.gid)
             if path is None:
                 raise NotFound()
-            _check_length(path)
             e = self.drive.stat(path)
             return _attrs(e, self.files.of_node(e.node_id), self.uid, self.gid)
 

@@ -18,6 +18,7 @@ from megadrive.errors import (
     IntegrityError,
     InvalidPath,
     IsADirectory,
+    NameTooLong,
     NotADirectory,
     NotEmpty,
     NotFound,
@@ -418,3 +419,14 @@ def test_symbolic_links_and_special_files_take_no_content(drive: Drive) -> None:
     assert (drive.stat("/p").special, drive.stat("/p").size) == ("fifo", 0)
     drive.copy("/p", "/p2")  # a copy of a special file is one too (not an empty regular file)
     assert drive.stat("/p2").special == "fifo" and drive.stat("/p2").node_id != drive.stat("/p").node_id
+
+
+def test_looking_up_an_over_long_name_says_so(drive: Drive) -> None:
+    """No name over 255 bytes can exist, so looking one up is NameTooLong (ENAMETOOLONG, 400), not NotFound."""
+    drive.mkdir("/d")
+    with pytest.raises(NameTooLong):
+        drive.stat("/d/" + "n" * 256)
+    with pytest.raises(NameTooLong):
+        drive.stat("/" + "é" * 128 + "/x")  # 256 bytes in the middle of a path
+    with pytest.raises(NotFound):
+        drive.stat("/d/" + "n" * 255)
