@@ -17,7 +17,6 @@ import queue
 import random
 import re
 import secrets
-import signal
 import socket
 import subprocess
 import tempfile
@@ -36,6 +35,7 @@ import defusedxml.ElementTree as safe_xml
 import httpx
 
 from support.accounts import BIN, PASSWORD
+from support.server import terminate
 
 SERVED_RE = re.compile(r"MegaDrive is served at (\S+)")
 DAV = "{DAV:}"
@@ -86,8 +86,8 @@ class Account:
 
 
 def settle(home: Path, timeout: float = 90) -> None:
-    """Wait until the gateway on ``home`` has uploaded what its PUTs saved (write-back: a PUT returns once
-    the version is sealed in the local journal; a test that reads the server's store waits for it)."""
+    """Wait until the gateway or mount on ``home`` has uploaded what it saved (write-back: a PUT or close()
+    returns once the version is sealed in the local journal; a test that reads the server's store waits)."""
     from megadrive.drive import Drive  # the test's own view of the gateway's data folder
 
     deadline = time.monotonic() + timeout
@@ -99,7 +99,7 @@ def settle(home: Path, timeout: float = 90) -> None:
             d.close()
         if not pending:
             return
-        assert time.monotonic() < deadline, f"the gateway still has {pending} upload(s) pending"
+        assert time.monotonic() < deadline, f"the client on {home} still has {pending} upload(s) pending"
         time.sleep(0.05)
 
 
@@ -185,14 +185,7 @@ class GatewayProcess:
 
     def stop(self, timeout: float = 15) -> int:
         """SIGTERM, then SIGKILL if it lingers."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout)
-        return self.proc.returncode
+        return terminate(self.proc, timeout)
 
     def settle(self, timeout: float = 90) -> None:
         settle(self.home, timeout)

@@ -31,6 +31,7 @@ import httpx
 
 from megadrive.drive import Drive
 from support.dav import megadrive
+from support.dav import settle as settle_home
 
 MiB = 1 << 20
 CHUNK = 1 << 20
@@ -100,16 +101,7 @@ def settle(timeout: float = 90) -> None:
     """Wait until every live mount's journal is uploaded (the server has what the programs closed)."""
     deadline = time.monotonic() + timeout
     for home in list(MOUNTED_HOMES):
-        while True:
-            d = Drive.open(home, refresh=False)
-            try:
-                pending = d.pending_uploads()
-            finally:
-                d.close()
-            if not pending:
-                break
-            assert time.monotonic() < deadline, f"the mount of {home} still has {pending} upload(s) pending"
-            time.sleep(0.1)
+        settle_home(home, max(0.0, deadline - time.monotonic()))
 
 
 @contextmanager

@@ -22,6 +22,7 @@ import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 READY_PREFIX = "MegaDrive server listening on "
 # For servers shared by many tests (module or session fixtures), which sign up more accounts from 127.0.0.1
@@ -83,14 +84,7 @@ class ServerProcess:
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM, wait, SIGKILL if needed. Returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout)
-        return self.proc.returncode
+        return terminate(self.proc, timeout)
 
 
 @contextlib.contextmanager
@@ -101,3 +95,15 @@ def running_server(data_dir: Path | str, quota: int | None = None, extra_args: S
         yield server.url
     finally:
         server.stop()
+
+
+def terminate(proc: subprocess.Popen[Any], timeout: float) -> int:
+    """SIGTERM a child, wait, SIGKILL it if it lingers; its exit code."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+    return proc.returncode  # type: ignore[no-any-return]
