@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import sqlalchemy as sa
@@ -188,6 +188,11 @@ class SQLStoreBase(MetaStore):
         for several reads) or ``read`` (the reads of one method)."""
         conn.begin()
 
+    def _one_writer(self, mode: str) -> AbstractContextManager[object]:
+        """Held around an outermost unit of this mode (dialect hook): where the engine has one
+        writer at a time, the process's writers queue here instead of polling the engine's lock."""
+        return nullcontext()
+
     def _hold(self, conn: Connection, user_ids: Sequence[str]) -> bool:
         """Hold these accounts (sorted, not yet held) for the rest of the unit; True if it waited
         on anything (reads made before may be stale)."""
@@ -228,19 +233,20 @@ class SQLStoreBase(MetaStore):
             nested.commit()
             return
         mode = "write" if write else "snapshot" if snapshot else "read"
-        conn = self._connect(mode)
-        local.conn, local.read_only, local.held, local.walking = conn, not write, set(), False
-        try:
-            self._begin(conn, mode)
+        with self._one_writer(mode):
+            conn = self._connect(mode)
+            local.conn, local.read_only, local.held, local.walking = conn, not write, set(), False
             try:
-                yield conn
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
-        finally:
-            local.conn, local.read_only, local.held = None, False, set()
-            conn.close()
+                self._begin(conn, mode)
+                try:
+                    yield conn
+                except BaseException:
+                    conn.rollback()
+                    raise
+                conn.commit()
+            finally:
+                local.conn, local.read_only, local.held = None, False, set()
+                conn.close()
 
     def _write(self) -> Any:
         return self._unit(True)

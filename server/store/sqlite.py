@@ -9,6 +9,8 @@ blocked, and holding an account or a chunk id costs nothing more.
 from __future__ import annotations
 
 import os
+import threading
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +36,17 @@ class SQLiteMetaStore(SQLMetaStore):
             pool_size=8,
             max_overflow=-1,
         )
+        self._writer = threading.Lock()  # this process's writing units, one at a time (see _one_writer)
         event.listen(engine, "connect", _on_connect)
         event.listen(engine, "begin", _on_begin)
         super().__init__(engine, limits)
         with self._write() as c:
             migrate.upgrade(c)
+
+    def _one_writer(self, mode: str) -> AbstractContextManager[object]:
+        # SQLite's busy handler sleeps and polls (1, 2, 5, 10 ms ...): a thread waiting there for
+        # another thread of this process sleeps long after the lock is free. A lock wakes it at once.
+        return self._writer if mode == "write" else nullcontext()
 
     def _begin(self, conn: Connection, mode: str) -> None:
         conn.info["md_begin"] = "BEGIN IMMEDIATE" if mode == "write" else "BEGIN"
