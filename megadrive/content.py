@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol, Self
@@ -26,9 +26,45 @@ READAHEAD = 4
 MAX_DIRTY = 4
 MAX_INFLIGHT = 6
 # Chunks of journaled versions sent early, queued or in flight, over all writers: a head start is never
-# waited for, so without a bound a slow server would let the queue (and memory) grow with every write.
+# waited for by a writer, so without a bound a slow server would let the queue (and memory) grow with
+# every write.
 HEAD_START_LIMIT = 16
-HEAD_STARTS = threading.BoundedSemaphore(HEAD_START_LIMIT)
+
+
+class HeadStarts:
+    """Chunks of journaled versions on their way to the server ahead of the commit (at most ``limit``
+    over all writers). The uploader waits for a version's before it commits it: a commit that overtook
+    them would be refused for missing chunks, and the chunks sent twice."""
+
+    def __init__(self, limit: int) -> None:
+        self._room = threading.BoundedSemaphore(limit)
+        self._sending: dict[str, int] = {}
+        self._done = threading.Condition()
+
+    def begin(self, cid: str) -> bool:
+        """Room for one more (False: none; the uploader sends this chunk itself)."""
+        if not self._room.acquire(blocking=False):
+            return False
+        with self._done:
+            self._sending[cid] = self._sending.get(cid, 0) + 1
+        return True
+
+    def end(self, cid: str) -> None:
+        with self._done:
+            n = self._sending.pop(cid, 1) - 1
+            if n > 0:
+                self._sending[cid] = n
+            self._done.notify_all()
+        self._room.release()
+
+    def wait(self, cids: Sequence[str], timeout: float) -> bool:
+        """Until none of ``cids`` is still being sent (True), or ``timeout`` seconds."""
+        wanted = set(cids)
+        with self._done:
+            return self._done.wait_for(lambda: wanted.isdisjoint(self._sending), timeout)
+
+
+HEAD_STARTS = HeadStarts(HEAD_START_LIMIT)
 
 
 class ChunkIO(Protocol):
@@ -379,11 +415,11 @@ class FileWriter:
             # Kept on this machine: the upload below is only a head start, never waited for (the uploader
             # sends whatever the server lacks when the version is committed).
             self.journal.put_chunk(cid, self.keys.node_id, blob)
-            if HEAD_STARTS.acquire(blocking=False):  # at most HEAD_START_LIMIT queued, all writers together
+            if HEAD_STARTS.begin(cid):  # at most HEAD_START_LIMIT queued, all writers together
                 try:
                     self._io.submit(self._head_start, cid, blob)
                 except BaseException:
-                    HEAD_STARTS.release()
+                    HEAD_STARTS.end(cid)
                     raise
             return
         self._unsent[cid] = blob  # readable again before its upload is confirmed
@@ -419,7 +455,7 @@ class FileWriter:
         except (MegaDriveError, OSError):
             pass
         finally:
-            HEAD_STARTS.release()
+            HEAD_STARTS.end(cid)
 
     def _wait_uploads(self) -> None:
         err: BaseException | None = None

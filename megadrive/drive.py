@@ -115,6 +115,7 @@ class Drive:
         self.close()
 
     def close(self) -> None:
+        self.uploader.close()
         self.ctx.chunks.close()
         self.ctx.index.close()
         self.ctx.api.close()

@@ -309,6 +309,9 @@ class Journal:
             return dropped
 
 
+CREATE_STRIPES = 64
+
+
 class Creates:
     """Nodes created on this machine first (write-back, or while the server was unreachable): what
     the uploader still has to create on the server, in the order they were made."""
@@ -316,8 +319,13 @@ class Creates:
     def __init__(self, index: Index) -> None:
         self.index = index
         # Held while a node is created on the server, and while one never created there is forgotten
-        # here instead (deleted before the uploader got to it): never both for one node.
-        self.lock = threading.RLock()
+        # here instead (deleted before the uploader got to it): never both for one node. One lock per
+        # stripe of node ids, so that uploads of different new files go to the server side by side.
+        self._stripes = [threading.RLock() for _ in range(CREATE_STRIPES)]
+
+    def lock(self, node_id: str) -> threading.RLock:
+        """The lock that creating ``node_id`` on the server, or forgetting it here, holds."""
+        return self._stripes[int(node_id[:8], 16) % CREATE_STRIPES]
 
     def put(self, node_id: str, parent_id: str, kind: str, meta: bytes) -> None:
         self.index.execute("INSERT OR REPLACE INTO creates(node_id, parent_id, kind, meta) VALUES (?,?,?,?)",

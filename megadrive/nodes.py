@@ -129,7 +129,7 @@ class Nodes:
     def ensure_created(self, node_id: str) -> bool:
         """A node created on this machine first (write-back, or offline) is created on the server before
         anything else is asked of the server about it (same id and meta). True if it was created now."""
-        with self.ctx.journal.creates.lock:
+        with self.ctx.journal.creates.lock(node_id):
             rec = self.ctx.journal.creates.of(node_id)
             if rec is None:
                 return False
@@ -173,7 +173,7 @@ class Nodes:
         """A file created here, deleted before the uploader created it on the server and not open in
         this process: forgotten here (no round trip). False if it has to be trashed on the server."""
         journal = self.ctx.journal
-        with journal.creates.lock:
+        with journal.creates.lock(row.node_id):
             if row.kind != "file" or journal.creates.of(row.node_id) is None or journal.is_writing(row.node_id):
                 return False
             journal.done(row.node_id)

@@ -16,12 +16,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from . import crypto, format
-from .api import MetaChanged
-from .content import FileReader
+from .api import MetaChanged, MissingChunks, RemoteNode
+from .content import HEAD_STARTS, FileReader
 from .context import DriveContext
 from .errors import (
+    AlreadyExists,
     MegaDriveError,
     NetworkError,
     NotFound,
@@ -42,6 +44,10 @@ from .tree import short
 log = logging.getLogger(__name__)
 
 UPLOAD_INTERVAL = 2.0  # seconds between rounds when nothing kicks the uploader
+UPLOAD_WORKERS = 4  # files committed side by side in one round
+HEAD_START_WAIT = 30.0  # seconds a commit waits for its chunks' head starts (then sends what is missing)
+MISSING_ROUNDS = 3
+CREATE_WITH_MAX_CHUNKS = 1024  # a file created with its first version in one request: up to 1 GiB  # a commit answered "missing chunks": send them and ask again, this many times at most
 
 
 class Uploader:
@@ -58,6 +64,8 @@ class Uploader:
         self._busy_sources: list[Callable[[], set[str]]] = []
         self._lock = threading.Lock()
         self._rounds, self._failed = 0, False  # rounds done; whether the last one failed
+        self._executor: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         self._lock_file = ctx.index.path.with_name(ctx.index.path.name + ".upload-lock") if ctx.index.path else None
 
     # -- in the background (write-back: the mount and the gateway return once a version is journaled) ---
@@ -86,6 +94,14 @@ class Uploader:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        self.close()
+
+    def close(self) -> None:
+        """Let the upload threads go (after a round in flight, if any, is over)."""
+        with self._pool_lock:
+            pool, self._executor = self._executor, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def wait(self, timeout: float) -> bool:
         """Until nothing uploadable waits (True), or the server cannot be reached, or ``timeout`` seconds."""
@@ -159,44 +175,65 @@ class Uploader:
     def _replay(self, skip: set[str] | frozenset[str]) -> list[str]:
         journal = self.ctx.journal
         report: list[str] = []
+        versions = set(journal.nodes())
         for node_id in journal.creates.ids():
-            if node_id not in skip:
+            if node_id not in skip and node_id not in versions:  # (those are created with their version)
                 try:
                     self.nodes.ensure_created(node_id)
                 except (QuotaExceeded, PermissionDenied) as e:
                     self._held(node_id, e)
-        for node_id in journal.nodes():
-            if node_id in skip:
-                continue
-            lv = None
-            try:
-                lv = journal.get(node_id)
-                if lv is None:
-                    continue
-                line, committed, lv = self._replay_one(lv)
-                report.append(line)
-            except (NetworkError, ServerError):
-                raise
-            except (QuotaExceeded, PermissionDenied) as e:
-                # Not lost: it waits here (encrypted) until there is room, or access comes back.
-                self._held(node_id, e)
-                continue
-            except MegaDriveError as e:
-                log.error("could not recover a journaled version of node %s: %s", short(node_id), e.log_text())
-                report.append(f"lost a journaled version of node {short(node_id)}: {e.log_text()}")
-                committed = False
-            self._reported.pop(node_id, None)
-            if lv is None:
-                journal.done(node_id)
-            elif committed:
-                journal.settle(lv)
-            else:
-                journal.drop(lv)
+        todo = [n for n in journal.nodes() if n not in skip]
+        if len(todo) > 1:  # several files in flight: each is a few round trips, mostly waiting
+            futures = [self._pool().submit(self._replay_node, n) for n in todo]
+            lines, failure = [], None
+            for fut in futures:
+                try:
+                    lines.append(fut.result())
+                except (NetworkError, ServerError) as e:
+                    failure = failure or e
+            if failure is not None:  # the rest waits in the journal for the next round
+                raise failure
+        else:
+            lines = [self._replay_node(n) for n in todo]
+        report.extend(line for line in lines if line is not None)
         with self.ctx.index.alone() as alone:
             for node_id in journal.drop_orphans(skip) if alone else ():
                 log.warning("dropped chunks of a write to node %s that was never saved (abandoned before "
                             "close(), fsync() or the end of its PUT)", short(node_id))
         return report
+
+    def _replay_node(self, node_id: str) -> str | None:
+        """Upload and commit the node's journaled version; its report line (None: nothing to do)."""
+        journal = self.ctx.journal
+        lv = None
+        try:
+            lv = journal.get(node_id)
+            if lv is None:
+                return None
+            line, committed, lv = self._replay_one(lv)
+        except (NetworkError, ServerError):
+            raise
+        except (QuotaExceeded, PermissionDenied) as e:
+            # Not lost: it waits here (encrypted) until there is room, or access comes back.
+            self._held(node_id, e)
+            return None
+        except MegaDriveError as e:
+            log.error("could not recover a journaled version of node %s: %s", short(node_id), e.log_text())
+            line, committed = f"lost a journaled version of node {short(node_id)}: {e.log_text()}", False
+        self._reported.pop(node_id, None)
+        if lv is None:
+            journal.done(node_id)
+        elif committed:
+            journal.settle(lv)
+        else:
+            journal.drop(lv)
+        return line
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(UPLOAD_WORKERS, thread_name_prefix="megadrive-upload")
+            return self._executor
 
     def _held(self, node_id: str, e: MegaDriveError) -> None:
         if self._reported.get(node_id) != type(e).__name__:
@@ -207,9 +244,11 @@ class Uploader:
         """Commit one journaled version: (a report line, whether the node now has it as its next version,
         the version as it went: replay may have put it on a newer base)."""
         node_id, base = lv.node_id, lv.base_version
-        with self.ctx.journal.creates.lock:  # not deleted here meanwhile (Nodes.forget_uncreated)
+        with self.ctx.journal.creates.lock(node_id):  # not deleted here meanwhile (Nodes.forget_uncreated)
             if self.ctx.journal.get(node_id) is None:
                 return f"node {short(node_id)} was deleted before it was uploaded", False, lv
+            if base == 0 and self.ctx.journal.creates.of(node_id) is not None and self._create_with(lv):
+                return f"created node {short(node_id)} with version 1", True, lv
             self.nodes.ensure_created(node_id)
         try:
             row = self.ctx.row(node_id)
@@ -223,8 +262,6 @@ class Uploader:
             raise NotFound("the file's folder is gone")
         (parent, pmeta), (_, meta) = chain[-2], chain[-1]
         owner = self.ctx.owner_of(row)
-        self.files.upload_from_journal(self.ctx.api.missing_chunks(list(lv.chunk_ids), owner=row.owner or None),
-                                       owner)
         continuous = lv.origin is None or (crypto.ct_equal(meta.key, lv.origin[0]) and meta.file_id == lv.origin[1])
         if meta.version > base and crypto.ct_equal(meta.key, lv.keys.content_key):
             _, blob = self.ctx.api.get_manifest(node_id, base + 1)
@@ -242,8 +279,8 @@ class Uploader:
                                       file_id=lv.keys.file_id, rekey=False, ctime_ns=max(meta.ctime_ns, lv.mtime_ns))
             blob = format.seal_meta(pmeta.key, self.ctx.owner_of(parent), parent.node_id, node_id, new)
             try:
-                n = self.ctx.api.commit_version(node_id, base, lv.sealed_manifest, list(lv.chunk_ids), meta=blob,
-                                                meta_seq=row.seq)
+                n = self._with_chunks(lv, owner, lambda: self.ctx.api.commit_version(
+                    node_id, base, lv.sealed_manifest, list(lv.chunk_ids), meta=blob, meta_seq=row.seq))
                 self.feed.apply(n, new, pmeta.key)
                 self.files.committed()
                 if self.nodes.links is not None:
@@ -265,6 +302,54 @@ class Uploader:
             reader.close()
         return f"kept unsaved changes of node {short(node_id)} as node {short(copy)} (the file changed meanwhile)", \
             False, lv
+
+    def _create_with(self, lv: LocalVersion) -> bool:
+        """A file created here whose first version is journaled: create it on the server with that version
+        in one request. False (nothing done) where the usual two steps must decide (its folder or its
+        keys changed meanwhile, or the server has the node already: created just before a crash)."""
+        node_id = lv.node_id
+        row = self.ctx.index.get(node_id)
+        if row is None or row.parent_id is None:
+            return False
+        chain = self.ctx.tree.chain(row)
+        if len(chain) < 2:
+            return False
+        (parent, pmeta), (_, meta) = chain[-2], chain[-1]
+        if len(lv.chunk_ids) > CREATE_WITH_MAX_CHUNKS:  # its request would pass the server's 1 MiB for a create
+            return False
+        if meta.version != 0 or lv.origin is None or not (crypto.ct_equal(meta.key, lv.origin[0])
+                                                          and meta.file_id == lv.origin[1]):
+            return False
+        new = dataclasses.replace(meta, props=dict(meta.props), size=lv.size, version=1, mtime_ns=lv.mtime_ns,
+                                  key=lv.keys.content_key, file_id=lv.keys.file_id, rekey=False,
+                                  ctime_ns=max(meta.ctime_ns, lv.mtime_ns))
+        owner = self.ctx.owner_of(parent)
+        blob = format.seal_meta(pmeta.key, owner, parent.node_id, node_id, new)
+        try:
+            n = self._with_chunks(lv, owner, lambda: self.ctx.api.create_node(
+                node_id, parent.node_id, "file", blob, first_version=(lv.sealed_manifest, list(lv.chunk_ids))))
+        except (AlreadyExists, NotFound):
+            return False
+        self.feed.apply(n, new, pmeta.key)
+        self.ctx.journal.creates.done(node_id)
+        self.files.committed()
+        return True
+
+    def _with_chunks(self, lv: LocalVersion, owner: str, call: Callable[[], RemoteNode]) -> RemoteNode:
+        """A commit of ``lv``, sent first as if the server had every chunk (the writer gave each a head
+        start as it was sealed): the chunks it says it misses are sent from the journal, then again."""
+        HEAD_STARTS.wait(lv.chunk_ids, HEAD_START_WAIT)
+        for attempt in range(MISSING_ROUNDS):
+            try:
+                return call()
+            except MissingChunks as e:
+                wanted = set(lv.chunk_ids)
+                missing = [c for c in e.missing if c in wanted]
+                if attempt == MISSING_ROUNDS - 1 or not missing or len(missing) != len(e.missing):
+                    raise ServerError("the server keeps asking for chunks of a version that it has, or never "
+                                      "were in it") from None
+                self.files.upload_from_journal(missing, owner)
+        raise AssertionError("unreachable")
 
     def _recover(self, lv: LocalVersion) -> str:
         """Keep a journaled version whose file is gone from the server as a new file (where its folder

@@ -67,18 +67,37 @@ class Nodes:
         self.ctx = ctx
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = validate.read_json(req)
+        body = validate.read_json(req)  # (a bigger first version is committed on its own)
         node_id = validate.node_id(get_field(body, "node_id"))
         parent_id = validate.node_id(get_field(body, "parent_id"), "parent_id")
         kind = get_field(body, "kind")
         if kind not in ("dir", "file"):
             raise BadRequest('kind: expected "dir" or "file"')
         meta = _meta(get_field(body, "meta"))
+        first = _first_version(body.get("version"), kind)
         store, caller = self.ctx.meta, req.context.user_id
         with store.transaction():
             owner = access.for_create(store, caller, parent_id)
             node = store.create_node(owner, node_id, parent_id, kind, meta)
+            if first is not None:  # created and given its first version in one transaction (one round trip)
+                manifest, chunk_ids, vmeta = first
+                node = store.commit_version(owner, node_id, 0, manifest, chunk_ids, vmeta,
+                                            keep=self.ctx.config.versions_kept, now=time.time())
         _send_node(resp, node, falcon.HTTP_201)
+
+
+def _first_version(value: object, kind: str) -> tuple[bytes, list[str], bytes | None] | None:
+    """The optional ``version`` of a create: what ``POST /v1/nodes/{id}/versions`` would take."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BadRequest("version: expected an object")
+    if kind != "file":
+        raise BadRequest("version: only a file has versions")
+    manifest = b64decode(get_field(value, "manifest"), "version.manifest", max_len=MAX_MANIFEST_BYTES)
+    chunk_ids = validate.id_list(get_field(value, "chunks"), "version.chunks")
+    raw_meta = value.get("meta")
+    return manifest, chunk_ids, None if raw_meta is None else _meta(raw_meta, "version.meta")
 
 
 class NodeItem:

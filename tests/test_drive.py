@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -346,6 +347,38 @@ def test_an_uploaded_save_leaves_nothing_behind_and_logs_nothing(drive: Drive,
     assert [r.getMessage() for r in caplog.records if r.levelname in ("WARNING", "ERROR")] == []
     assert drive.pending_uploads() == 0
     assert drive.read_file("/saved.txt") == b"saved, then uploaded"
+
+
+def test_a_new_file_reaches_the_server_in_one_request(drive: Drive, server: Server, tmp_path: Path) -> None:
+    """Write-back of a file created here: its node and its first version are one request (the chunk went
+    ahead as it was sealed, or goes when the server says it misses it), not create + missing + commit."""
+    drive.mkdir("/d")
+    drive.create_file("/d/new.txt", local=True)
+    w = drive.open_write("/d/new.txt", journal=True)
+    w.write(b"created and committed at once")
+    w.save()
+    w.close()
+    node = drive.stat("/d/new.txt").node_id
+    calls: list[tuple[str, str]] = []
+    real = drive.api._request
+
+    def counting(method: str, path: str, **kw: Any) -> Any:
+        calls.append((method, path))
+        return real(method, path, **kw)
+
+    drive.api._request = counting  # type: ignore[method-assign]
+    try:
+        assert drive.replay_journal() == [f"created node {node[:12]} with version 1"]
+    finally:
+        drive.api._request = real  # type: ignore[method-assign]
+    assert [c for c in calls if not c[1].startswith("/chunks/")] == [("POST", "/nodes")]
+    assert drive.pending_uploads() == 0
+    other = make_drive(server.url, new_home(tmp_path), drive.ctx.session.user, signup=False)
+    try:
+        assert other.read_file("/d/new.txt") == b"created and committed at once"
+        assert other.stat("/d/new.txt").version == 1
+    finally:
+        other.close()
 
 
 def test_a_writer_that_goes_on_after_its_save_was_uploaded_builds_on_it(drive: Drive, server: Server,

@@ -154,6 +154,33 @@ def test_missing_chunks_409_commits_nothing(alice: User, bob: User) -> None:
     assert alice.account()["seq"] == before
 
 
+def test_create_with_first_version_is_one_transaction(alice: User, bob: User) -> None:
+    """A file created with its version 1 in one request: both or neither (missing chunks, a bad version)."""
+    c1, _ = alice.put_chunk(b"first content")
+    nid = hex32()
+    body = {"node_id": nid, "parent_id": alice.root, "kind": "file", "meta": b64(b"meta-v1"),
+            "version": {"manifest": b64(b"manifest-1"), "chunks": [c1]}}
+    r = alice.client.post("/v1/nodes", json=body)
+    assert r.status_code == 201, r.text
+    node = r.json()["node"]
+    assert node["version"] == 1 and node["size"] == len(b"first content") and unb64(node["meta"]) == b"meta-v1"
+    assert r.headers["etag"] == '"1"'
+    assert alice.client.get(f"/v1/nodes/{nid}/manifest").json() == {"version": 1, "manifest": b64(b"manifest-1")}
+
+    bobs, _ = bob.put_chunk(b"bob's chunk")
+    before = alice.account()["seq"]
+    other = hex32()
+    body = {**body, "node_id": other, "version": {"manifest": b64(b"m"), "chunks": [c1, bobs]}}
+    assert assert_json_error(alice.client.post("/v1/nodes", json=body), 409, "missing_chunks")["missing"] == [bobs]
+    assert_json_error(alice.node(other), 404, "not_found")  # not created either
+    assert alice.account()["seq"] == before
+    for bad in ({"kind": "dir"}, {"version": []}, {"version": {"chunks": []}}, {"version": {"manifest": b64(b"m")}},
+                {"version": {"manifest": b64(b"m"), "chunks": ["xyz"]}}):
+        bad_body = {**body, "version": {"manifest": b64(b"m"), "chunks": []}, **bad}
+        assert_json_error(alice.client.post("/v1/nodes", json=bad_body), 400, "bad_request")
+    assert_json_error(alice.node(other), 404, "not_found")
+
+
 def test_commit_to_folder_refused(alice: User) -> None:
     assert_json_error(alice.commit(alice.root, 0, []), 409, "conflict")
 
