@@ -99,15 +99,19 @@ class Journal:
         Returns the base it was recorded on and its own lineage: a writer that goes on writing after a
         save builds its next save on this one.
         """
+        # One locked step from reading where ``prior`` went to recording this version: the uploader
+        # settling ``prior`` in between would move the version it replaces onto the new base, and this
+        # one would then land on the old base, beside the server's version instead of on top of it
+        # (a conflicted copy of a file only this process wrote; seen in the 60-second stress run).
         with self._lock:
             moved = self._moved.get(prior) if prior is not None else None
-        if moved is not None and base_version == moved - 1:
-            base_version = moved
-            manifest = dataclasses.replace(manifest, version=base_version + 1)
-        sealed = format.seal_manifest(keys.content_key, keys.owner, manifest)
-        self._put(keys, sealed, tuple(manifest.chunk_ids()), base_version=base_version, origin=origin,
-                  parent_id=parent_id, parent_key=parent_key, mtime_ns=mtime_ns, token=secrets.token_hex(6),
-                  prior=prior)
+            if moved is not None and base_version == moved - 1:
+                base_version = moved
+                manifest = dataclasses.replace(manifest, version=base_version + 1)
+            sealed = format.seal_manifest(keys.content_key, keys.owner, manifest)
+            self._put(keys, sealed, tuple(manifest.chunk_ids()), base_version=base_version, origin=origin,
+                      parent_id=parent_id, parent_key=parent_key, mtime_ns=mtime_ns, token=secrets.token_hex(6),
+                      prior=prior)
         return base_version, hashlib.sha256(sealed).digest()
 
     def _put(self, keys: FileKeys, sealed_manifest: bytes, chunk_ids: tuple[str, ...], *, base_version: int,

@@ -349,6 +349,50 @@ def test_an_uploaded_save_leaves_nothing_behind_and_logs_nothing(drive: Drive,
     assert drive.read_file("/saved.txt") == b"saved, then uploaded"
 
 
+def test_a_save_racing_the_settle_of_what_it_replaces_lands_on_the_new_base(
+        drive: Drive, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stress run's lost write: C saves on top of B, which was saved on top of A. While C's save is
+    being recorded, the uploader settles A (committed), which moves B onto the new base. C must land on
+    that base too, not on the old one beside the server's version (then a conflicted copy, every save
+    after it too)."""
+    from megadrive import format as fmt
+
+    drive.write_file("/f.txt", b"v1")
+    node = drive.stat("/f.txt").node_id
+    journal = drive.ctx.journal
+
+    def save(data: bytes) -> None:
+        w = drive.open_write_id(node, truncate=True, journal=True)
+        w.write(data)
+        w.save()
+        w.close()
+
+    save(b"A")
+    lv_a = journal.get(node)
+    assert lv_a is not None and lv_a.base_version == 1
+    save(b"B")  # on top of A (not uploaded yet): same base
+    w = drive.open_write_id(node, truncate=True, journal=True)  # C opens on B
+    w.write(b"C")
+    real_seal = fmt.seal_manifest
+    settler: list[threading.Thread] = []
+
+    def seal_then_settle(*args: Any, **kw: Any) -> bytes:
+        if not settler:  # the uploader settles A while C's save is under way
+            settler.append(threading.Thread(target=journal.settle, args=(lv_a,)))
+            settler[0].start()
+            settler[0].join(0.5)  # (it must wait for C's save to be recorded)
+        return real_seal(*args, **kw)
+
+    monkeypatch.setattr(fmt, "seal_manifest", seal_then_settle)
+    w.save()
+    w.close()
+    settler[0].join(5)
+    monkeypatch.setattr(fmt, "seal_manifest", real_seal)
+    lv_c = journal.get(node)
+    assert lv_c is not None and lv_c.base_version == 2 and lv_c.manifest.version == 3
+    assert drive.read_file("/f.txt") == b"C"
+
+
 def test_a_new_file_reaches_the_server_in_one_request(drive: Drive, server: Server, tmp_path: Path) -> None:
     """Write-back of a file created here: its node and its first version are one request (the chunk went
     ahead as it was sealed, or goes when the server says it misses it), not create + missing + commit."""
