@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 UPLOAD_INTERVAL = 2.0  # seconds between rounds when nothing kicks the uploader
 UPLOAD_WORKERS = 4  # files committed side by side in one round
 HEAD_START_WAIT = 30.0  # seconds a commit waits for its chunks' head starts (then sends what is missing)
-MISSING_ROUNDS = 3
-CREATE_WITH_MAX_CHUNKS = 1024  # a file created with its first version in one request: up to 1 GiB  # a commit answered "missing chunks": send them and ask again, this many times at most
+MISSING_ROUNDS = 3  # a commit answered "missing chunks": send them and ask again, this many times at most
+CREATE_WITH_MAX_CHUNKS = 1024  # a file created with its first version in one request: up to 1 GiB
 
 
 class Uploader:
