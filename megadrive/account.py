@@ -8,17 +8,19 @@ at signup and pinned locally, so a server can never talk us down.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from . import crypto, format
 from .api import Api, b64d, b64e
 from .crypto import KdfParams
-from .errors import ConfigError, IntegrityError, MegaDriveError, NotFound
+from .errors import AuthError, ConfigError, IntegrityError, MegaDriveError, NotFound, PermissionDenied
 from .state import Session, clear_session, get_pin, load_session, save_session, set_pin, write_private
 
 
@@ -90,9 +92,9 @@ def verify_root(api: Api, master: bytes, user_id: str, root_id: str) -> None:
         raise IntegrityError("integrity check failed: the server's root folder is not this account's root")
 
 
-def login(api: Api, base: Path, user: str, password: str) -> Session:
-    """Derive keys with parameters no weaker than pinned, authenticate, unwrap the master key."""
-    user = normalize_user(user)
+def _password_keys(api: Api, base: Path, user: str, password: str) -> tuple[bytes, bytes, KdfParams, bytes]:
+    """(kek, auth key, KDF parameters, salt) of ``password``, with parameters no weaker than pinned and the
+    salt this client pinned (a password change keeps both: other devices' pins stay valid)."""
     pin = get_pin(base, api.base_url, user)
     pre = api.prelogin(user)
     offered = KdfParams.from_json(pre.get("kdf"))
@@ -102,7 +104,15 @@ def login(api: Api, base: Path, user: str, password: str) -> Session:
     if pin and pin.get("salt") and pin["salt"] != salt.hex():
         raise IntegrityError("integrity check failed: the server offered another salt than this client pinned")
     kek, auth_key = crypto.login_keys(crypto.derive_root(password, salt, offered, user))
-    resp = api.login(user, auth_key)
+    return kek, auth_key, offered, salt
+
+
+def login(api: Api, base: Path, user: str, password: str, device: str | None = None) -> Session:
+    """Derive keys with parameters no weaker than pinned, authenticate, unwrap the master key."""
+    user = normalize_user(user)
+    pin = get_pin(base, api.base_url, user)
+    kek, auth_key, offered, salt = _password_keys(api, base, user, password)
+    resp = api.login(user, auth_key, device or default_device())
     user_id = str(resp["user_id"])
     if pin and pin.get("user_id") and pin["user_id"] != user_id:
         raise IntegrityError("integrity check failed: the server answered with another account's id")
@@ -135,8 +145,108 @@ def sign_up(server: str, user: str, password: str, base: Path) -> Session:
     return _session(server, base, lambda api: signup(api, base, user, password))
 
 
-def log_in(server: str, user: str, password: str, base: Path) -> Session:
-    return _session(server, base, lambda api: login(api, base, user, password))
+def log_in(server: str, user: str, password: str, base: Path, device: str | None = None) -> Session:
+    return _session(server, base, lambda api: login(api, base, user, password, device))
+
+
+def default_device() -> str:
+    """The name a session is listed under (`megadrive sessions`) unless the user gives one."""
+    name = "".join(ch for ch in socket.gethostname() if ch.isprintable())[:48]
+    return f"megadrive on {name or 'this machine'}"
+
+
+# -- password, recovery key, sessions -------------------------------------------------------------------
+
+
+def change_password(base: Path, old: str, new: str) -> Session:
+    """A new password: keys derived again (same salt and parameters), the master key wrapped under the new
+    one, the new auth key and wrap replacing the old on the server in one transaction; every other session
+    ends. The server sees neither password; a crash leaves the old one working or the new one, not neither."""
+    if len(new) < 8:
+        raise ConfigError("password must be at least 8 characters")
+    s = load_session(base)
+    api = Api(s.server, s.token)
+    try:
+        _, old_auth, _, _ = _password_keys(api, base, s.user, old)
+        kek, new_auth, _, _ = _password_keys(api, base, s.user, new)
+        with _wrong_password():
+            api.change_password(old_auth, new_auth, format.wrap_master(kek, s.master, s.user_id))
+    finally:
+        api.close()
+    return s
+
+
+@contextlib.contextmanager
+def _wrong_password() -> Iterator[None]:
+    """The server refuses a change (403) when the current password it was proved with is wrong."""
+    try:
+        yield
+    except PermissionDenied:
+        raise AuthError("wrong password") from None
+
+
+def make_recovery_key(base: Path, password: str) -> str:
+    """A new recovery key, returned once to be written down. The server keeps the master key wrapped under
+    it and the salted hash of its authentication half; an earlier recovery key stops working."""
+    s = load_session(base)
+    key = crypto.random_key()
+    api = Api(s.server, s.token)
+    try:
+        _, auth_key, _, _ = _password_keys(api, base, s.user, password)
+        with _wrong_password():
+            api.set_recovery(auth_key, format.recovery_keys(key)[1],
+                             format.wrap_master_recovery(key, s.master, s.user_id))
+    finally:
+        api.close()
+    return format.encode_recovery_key(key)
+
+
+def recover(server: str, user: str, key_text: str, new_password: str, base: Path,
+            device: str | None = None) -> Session:
+    """A forgotten password: the recovery key opens the master key, which is wrapped under a new password;
+    every session ends; then a normal login (which checks everything a login checks)."""
+    user = normalize_user(user)
+    if len(new_password) < 8:
+        raise ConfigError("password must be at least 8 characters")
+    key = format.decode_recovery_key(key_text)
+    if key is None:
+        raise ConfigError("that is not a recovery key (14 groups of 4 letters and digits; check for a typo)")
+    recovery_auth = format.recovery_keys(key)[1]
+    api = Api(server)
+    try:
+        d = api.recover(user, recovery_auth)
+        user_id = str(d.get("user_id"))
+        pin = get_pin(base, api.base_url, user)
+        if pin and pin.get("user_id") and pin["user_id"] != user_id:
+            raise IntegrityError("integrity check failed: the server answered with another account's id")
+        master = format.unwrap_master_recovery(key, b64d(d.get("recovery_wrap")), user_id)
+        kek, auth_key, _, _ = _password_keys(api, base, user, new_password)
+        api.recover(user, recovery_auth, (auth_key, format.wrap_master(kek, master, user_id)))
+        s = login(api, base, user, new_password, device)
+    finally:
+        api.close()
+    save_session(base, s)
+    return s
+
+
+def sessions(base: Path) -> list[dict[str, object]]:
+    s = load_session(base)
+    api = Api(s.server, s.token)
+    try:
+        return api.sessions()
+    finally:
+        api.close()
+
+
+def revoke_session(base: Path, session_id: str) -> None:
+    if not re.fullmatch(r"[0-9a-f]{16}", session_id):
+        raise ConfigError(f"not a session id: {session_id!r} (16 hex digits, as `megadrive sessions` lists them)")
+    s = load_session(base)
+    api = Api(s.server, s.token)
+    try:
+        api.revoke_session(session_id)
+    finally:
+        api.close()
 
 
 def _session(server: str, base: Path, start: Callable[[Api], Session]) -> Session:

@@ -244,8 +244,35 @@ class _AccountCalls(Transport):
     def prelogin(self, user: str) -> dict[str, Any]:
         return dict(self._json("POST", "/prelogin", {"user": user}))
 
-    def login(self, user: str, auth_key: bytes) -> dict[str, Any]:
-        return dict(self._json("POST", "/login", {"user": user, "auth_key": b64e(auth_key)}, idempotent=False))
+    def login(self, user: str, auth_key: bytes, device: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"user": user, "auth_key": b64e(auth_key)} | ({"device": device} if device else {})
+        return dict(self._json("POST", "/login", body, idempotent=False))
+
+    def sessions(self) -> list[dict[str, Any]]:
+        return list(self._json("GET", "/sessions")["sessions"])
+
+    def revoke_session(self, session_id: str) -> None:
+        self._json("DELETE", f"/sessions/{session_id}")
+
+    def change_password(self, auth_key: bytes, new_auth_key: bytes, wrapped_master: bytes) -> None:
+        self._json("POST", "/account/password", {"auth_key": b64e(auth_key), "new_auth_key": b64e(new_auth_key),
+                                                 "wrapped_master": b64e(wrapped_master)}, idempotent=False)
+
+    def set_recovery(self, auth_key: bytes, recovery_auth: bytes, recovery_wrap: bytes) -> None:
+        self._json("PUT", "/account/recovery", {"auth_key": b64e(auth_key), "recovery_auth": b64e(recovery_auth),
+                                                "recovery_wrap": b64e(recovery_wrap)})
+
+    def recover(self, user: str, recovery_auth: bytes,
+                new: tuple[bytes, bytes] | None = None) -> dict[str, Any]:
+        """Without ``new``: the account's id and its master key wrapped under the recovery key. With
+        ``new`` (auth key, wrapped master key): a new password (every session ends)."""
+        body: dict[str, Any] = {"user": user, "recovery_auth": b64e(recovery_auth)}
+        if new is not None:
+            body |= {"new_auth_key": b64e(new[0]), "wrapped_master": b64e(new[1])}
+        return dict(self._json("POST", "/recover", body, idempotent=False))
+
+    def trash(self) -> list[dict[str, Any]]:
+        return list(self._json("GET", "/trash")["trash"])
 
     def logout(self) -> None:
         self._json("POST", "/logout", {})

@@ -36,6 +36,7 @@ from .feed import Feed
 from .files import MAX_FILE_SIZE, Files
 from .format import Manifest, NodeMeta
 from .hardlinks import HardLinks
+from .history import History, TrashItem, VersionInfo
 from .index import Index, IndexRow
 from .journal import Journal
 from .names import MAX_NAME_BYTES, check_name
@@ -90,6 +91,7 @@ class Drive:
         self.files = Files(self.ctx, self.feed, self.ns, self.nodes, self._available, self._forget_quota)
         self.copier = Copier(self.ctx, self.ns, self.nodes, self.files)
         self.uploader = Uploader(self.ctx, self.feed, self.nodes, self.files)
+        self.history = History(self.ctx, self.feed, self.ns, self.nodes, self.files)
         self.files.on_saved = self.uploader.kick
         self.feed.load_root()
 
@@ -231,6 +233,26 @@ class Drive:
     def delete(self, path: str) -> None:
         """Move a file or folder (with its contents) to the trash."""
         self.nodes.delete(path)
+
+    # -- the trash and older versions (megadrive/history.py) ----------------------------------------
+
+    def trash(self) -> list[TrashItem]:
+        """What is in the trash, newest first, with where each was."""
+        return self.history.trash()
+
+    def restore(self, path: str, *, to: str | None = None) -> Entry:
+        """The newest trashed node that was at ``path`` goes back there (or to ``to``); a name taken
+        meanwhile gets " (restored)" added, never overwritten."""
+        return self.history.restore(self.history.find_trashed(path), to)
+
+    def empty_trash(self) -> int:
+        return self.history.empty_trash()
+
+    def versions(self, path: str) -> list[VersionInfo]:
+        return self.history.versions(path)
+
+    def restore_version(self, path: str, number: int) -> Entry:
+        return self.history.restore_version(path, number)
 
     def remove(self, path: str) -> None:
         self.nodes.remove(path)

@@ -37,6 +37,50 @@ def unwrap_master(kek: bytes, blob: bytes, user_id: str) -> bytes:
     return master
 
 
+# -- the recovery key (FORMAT.md 7.1.1) -----------------------------------------------------------
+
+RECOVERY_CHECK_BYTES = 3  # a typo in a written-down key is caught before any request
+
+
+def recovery_keys(recovery_key: bytes) -> tuple[bytes, bytes]:
+    """(the key the master key is wrapped under, the key the server checks) of a recovery key."""
+    return crypto.derive_key(recovery_key, "recovery-wrap"), crypto.derive_key(recovery_key, "recovery-auth")
+
+
+def wrap_master_recovery(recovery_key: bytes, master: bytes, user_id: str) -> bytes:
+    return crypto.seal(recovery_keys(recovery_key)[0], master, aad("recovery-master-key", user_id))
+
+
+def unwrap_master_recovery(recovery_key: bytes, blob: bytes, user_id: str) -> bytes:
+    master = crypto.open_sealed(recovery_keys(recovery_key)[0], blob, aad("recovery-master-key", user_id),
+                                "master key wrapped under the recovery key")
+    if len(master) != crypto.KEY_BYTES:
+        raise IntegrityError("integrity check failed: malformed master key")
+    return master
+
+
+def encode_recovery_key(recovery_key: bytes) -> str:
+    """32 bytes and a 3-byte check, in base32 (RFC 4648, no padding), 14 groups of 4: easy to write down."""
+    check = crypto.derive_key(recovery_key, "recovery-check")[:RECOVERY_CHECK_BYTES]
+    text = base64.b32encode(recovery_key + check).decode("ascii")
+    return "-".join(text[i:i + 4] for i in range(0, len(text), 4))
+
+
+def decode_recovery_key(text: str) -> bytes | None:
+    """The key a person typed back (spaces, dashes and case do not matter); None if it is not one."""
+    compact = "".join(ch for ch in text.upper() if ch not in " -\t\r\n")
+    if len(compact) != 56:
+        return None
+    try:
+        raw = base64.b32decode(compact)
+    except ValueError:
+        return None
+    key, check = raw[:crypto.KEY_BYTES], raw[crypto.KEY_BYTES:]
+    if not crypto.ct_equal(crypto.derive_key(key, "recovery-check")[:RECOVERY_CHECK_BYTES], check):
+        return None
+    return key
+
+
 def wrap_identity(master: bytes, ident: crypto.Identity, user_id: str) -> bytes:
     return crypto.seal(crypto.derive_key(master, "identity"), ident.private_bytes(), aad("identity", user_id))
 

@@ -12,7 +12,9 @@ import functools
 import json
 import logging
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +29,8 @@ from .store.contract import MetaStore
 from .store.records import Limits
 
 log = logging.getLogger("megadrive.server")
+TOUCH_EVERY = 60.0  # seconds: how fresh a session's "last used" is kept
+TOUCHED_KEPT = 10_000
 
 
 @dataclass
@@ -50,6 +54,8 @@ class TokenAuth:
 
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
+        self._touched: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
 
     def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any, params: Any) -> None:
         if resource is None or getattr(resource, "public", False):
@@ -60,11 +66,25 @@ class TokenAuth:
         if scheme.lower() != "bearer" or not validate.is_token(token):
             raise Unauthorized("missing or malformed bearer token")
         digest = auth.token_hash(token)
-        user_id = self.ctx.meta.user_for_token(digest, time.time())
+        now = time.time()
+        user_id = self.ctx.meta.user_for_token(digest, now)
         if user_id is None:
             raise Unauthorized("invalid or expired token")
         req.context.user_id = user_id
         req.context.token_hash = digest
+        self._touch(digest, now)
+
+    def _touch(self, digest: str, now: float) -> None:
+        """A session's "last used", written at most once a minute per session (and process): not a write
+        on every request."""
+        with self._lock:
+            if now - self._touched.get(digest, 0.0) < TOUCH_EVERY:
+                return
+            self._touched[digest] = now
+            self._touched.move_to_end(digest)
+            while len(self._touched) > TOUCHED_KEPT:
+                self._touched.popitem(last=False)
+        self.ctx.meta.touch_token(digest, now)
 
 
 class SecurityHeaders:

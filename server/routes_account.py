@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 import falcon
 
 from . import auth, validate
-from .errors import NotFound, Unauthorized
-from .store.records import Account, Identity, NewAccount
+from .errors import Forbidden, NotFound, Unauthorized
+from .store.records import Account, Identity, NewAccount, session_id
 from .validate import (
     AUTH_KEY_BYTES,
     MAX_META_BYTES,
@@ -127,6 +127,7 @@ class Login:
         body = validate.read_json(req)
         name = validate.user_name(get_field(body, "user"))
         auth_key = b64decode(get_field(body, "auth_key"), "auth_key", exact=AUTH_KEY_BYTES)
+        device = validate.device_name(body.get("device"))
         keys = [f"user:{name}", auth.source_key(req.remote_addr)]
         stamp = self.ctx.limiter.begin(keys)
         account = self.ctx.meta.account_by_name(name)
@@ -139,7 +140,7 @@ class Login:
         token = auth.new_token()
         now = time.time()
         expires = now + self.ctx.config.token_ttl
-        self.ctx.meta.add_token(auth.token_hash(token), account.user_id, now, expires)
+        self.ctx.meta.add_token(auth.token_hash(token), account.user_id, now, expires, device)
         resp.media = {
             "token": token,
             "expires": int(expires),
@@ -182,6 +183,114 @@ class AccountInfo:
         }
 
 
+class Sessions:
+    """The account's logins: when made, last used, from which device (never a token)."""
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        current = session_id(req.context.token_hash)
+        resp.media = {"sessions": [
+            {"id": s.session_id, "created": s.created, "last_used": s.last_used, "expires": s.expires,
+             "device": s.device, "current": s.session_id == current}
+            for s in self.ctx.meta.sessions(req.context.user_id, time.time())
+        ]}
+
+
+class SessionItem:
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, sid: str) -> None:
+        if not self.ctx.meta.revoke_session(req.context.user_id, validate.session_id(sid)):
+            raise NotFound("no such session")
+        resp.status = falcon.HTTP_204
+
+
+def _check_password(ctx: ServerContext, req: falcon.Request, account: Account, auth_key: bytes) -> None:
+    """The current password's auth key, counted as a login attempt (a stolen session alone cannot
+    change the password or set a recovery key, nor guess the password quickly through these)."""
+    keys = [f"user:{account.name}", auth.source_key(req.remote_addr)]
+    stamp = ctx.limiter.begin(keys)
+    if not auth.verify_auth_key(auth_key, account.auth_salt, account.auth_hash):
+        raise Forbidden("wrong password")
+    ctx.limiter.forgive(keys, stamp)
+
+
+class Password:
+    """Change the password: the new auth key and the master key wrapped under the new password's key
+    replace the old ones in one transaction; every other session ends."""
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = validate.read_json(req)
+        current = b64decode(get_field(body, "auth_key"), "auth_key", exact=AUTH_KEY_BYTES)
+        new_key = b64decode(get_field(body, "new_auth_key"), "new_auth_key", exact=AUTH_KEY_BYTES)
+        wrapped = b64decode(get_field(body, "wrapped_master"), "wrapped_master", max_len=MAX_WRAPPED_BYTES)
+        account = _own_account(self.ctx, req)
+        _check_password(self.ctx, req, account, current)
+        auth_salt, auth_hash = auth.new_auth_hash(new_key)
+        self.ctx.meta.change_password(account.user_id, auth_salt, auth_hash, wrapped, req.context.token_hash)
+        resp.status = falcon.HTTP_204
+
+
+class RecoveryKey:
+    """Store the master key wrapped under a recovery key the client made (the server never sees the key,
+    only the salted hash of its authentication half)."""
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = validate.read_json(req)
+        current = b64decode(get_field(body, "auth_key"), "auth_key", exact=AUTH_KEY_BYTES)
+        recovery_auth = b64decode(get_field(body, "recovery_auth"), "recovery_auth", exact=AUTH_KEY_BYTES)
+        wrap = b64decode(get_field(body, "recovery_wrap"), "recovery_wrap", max_len=MAX_WRAPPED_BYTES)
+        account = _own_account(self.ctx, req)
+        _check_password(self.ctx, req, account, current)
+        salt, digest = auth.new_auth_hash(recovery_auth)
+        self.ctx.meta.set_recovery(account.user_id, wrap, salt, digest)
+        resp.status = falcon.HTTP_204
+
+
+class Recover:
+    """A forgotten password: the recovery key's authentication half gets the wrapped master key back
+    (without new keys), or sets a new password (with them; every session ends). Counted as logins."""
+
+    public = True
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = validate.read_json(req)
+        name = validate.user_name(get_field(body, "user"))
+        recovery_auth = b64decode(get_field(body, "recovery_auth"), "recovery_auth", exact=AUTH_KEY_BYTES)
+        new_key = body.get("new_auth_key")
+        new = None if new_key is None else (
+            b64decode(new_key, "new_auth_key", exact=AUTH_KEY_BYTES),
+            b64decode(get_field(body, "wrapped_master"), "wrapped_master", max_len=MAX_WRAPPED_BYTES))
+        keys = [f"user:{name}", auth.source_key(req.remote_addr)]
+        stamp = self.ctx.limiter.begin(keys)
+        account = self.ctx.meta.account_by_name(name)
+        if account is None or account.recovery_hash is None or account.recovery_salt is None:
+            auth.burn_auth_check(recovery_auth)
+            raise Unauthorized("bad credentials")
+        if not auth.verify_auth_key(recovery_auth, account.recovery_salt, account.recovery_hash):
+            raise Unauthorized("bad credentials")
+        self.ctx.limiter.forgive(keys, stamp)
+        if new is None:
+            assert account.recovery_wrap is not None
+            resp.media = {"user_id": account.user_id, "recovery_wrap": b64encode(account.recovery_wrap)}
+            return
+        auth_salt, auth_hash = auth.new_auth_hash(new[0])
+        self.ctx.meta.change_password(account.user_id, auth_salt, auth_hash, new[1], keep_token="")
+        resp.status = falcon.HTTP_204
+
+
 class UserKeys:
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
@@ -214,5 +323,10 @@ def register(app: falcon.App, ctx: ServerContext) -> None:
     app.add_route("/v1/login", Login(ctx))
     app.add_route("/v1/logout", Logout(ctx))
     app.add_route("/v1/account", AccountInfo(ctx))
+    app.add_route("/v1/account/password", Password(ctx))
+    app.add_route("/v1/account/recovery", RecoveryKey(ctx))
+    app.add_route("/v1/recover", Recover(ctx))
+    app.add_route("/v1/sessions", Sessions(ctx))
+    app.add_route("/v1/sessions/{sid}", SessionItem(ctx))
     app.add_route("/v1/users/{user}/keys", UserKeys(ctx))
     app.add_route("/v1/health", Health())

@@ -230,7 +230,19 @@ class Changes:
         }
 
 
+class Trash:
+    """The caller's nodes moved to the trash, with when (their names are in their sealed metas)."""
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"trash": [{"node_id": nid, "trashed_at": at}
+                                for nid, at in self.ctx.meta.trash(req.context.user_id)]}
+
+
 def register(app: falcon.App, ctx: ServerContext) -> None:
+    app.add_route("/v1/trash", Trash(ctx))
     app.add_route("/v1/nodes", Nodes(ctx))
     app.add_route("/v1/nodes/{node_id}", NodeItem(ctx))
     app.add_route("/v1/nodes/{node_id}/restore", Restore(ctx))

@@ -131,6 +131,24 @@ def user_name(value: object, field: str = "user") -> str:
     return value
 
 
+MAX_DEVICE_CHARS = 64
+
+
+def device_name(value: object, field: str = "device") -> str | None:
+    """The optional device name of a login: up to 64 printable characters (what the session list shows)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_DEVICE_CHARS or not value.isprintable():
+        raise BadRequest(f"{field}: expected up to {MAX_DEVICE_CHARS} printable characters")
+    return value
+
+
+def session_id(value: object, field: str = "session id") -> str:
+    if not isinstance(value, str) or len(value) != 16 or not all(ch in "0123456789abcdef" for ch in value):
+        raise BadRequest(f"{field}: expected 16 lowercase hex characters")
+    return value
+
+
 def node_id(value: object, field: str = "node_id") -> str:
     if not is_hex32(value):
         raise BadRequest(f"{field}: expected 32 lowercase hex characters")

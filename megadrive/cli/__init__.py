@@ -117,4 +117,4 @@ def cli(verbose: bool) -> None:
                         format="megadrive: %(levelname)s: %(message)s")
 
 
-from . import accounts, files, sharing  # noqa: E402,F401 - each module registers its commands on `cli`
+from . import accounts, files, history, sharing  # noqa: E402,F401 - each module registers its commands on `cli`

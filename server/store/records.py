@@ -73,6 +73,25 @@ class Account:
     seq: int
     used: int
     created: float
+    recovery_wrap: bytes | None = None  # the master key wrapped under the recovery key
+    recovery_salt: bytes | None = None
+    recovery_hash: bytes | None = None
+
+
+def session_id(token_hash: str) -> str:
+    """How a session is named to its account: a prefix of its token's hash (the token stays secret)."""
+    return token_hash[:16]
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """A login of the account, as ``GET /v1/sessions`` lists it (never the token)."""
+
+    session_id: str  # the first 16 hex digits of the token's hash
+    created: float
+    last_used: float | None
+    expires: float
+    device: str | None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import Exists, QuotaExceeded
-from .records import MAX_TOKENS_PER_ACCOUNT, Account, NewAccount
+from .records import MAX_TOKENS_PER_ACCOUNT, Account, NewAccount, SessionInfo, session_id
 from .sqlbase import ACCOUNT_COLS, SQLStoreBase, account_row
 from .tables import attempts, nodes, server_state, tokens, users
 
@@ -75,10 +75,11 @@ class SQLAccounts(SQLStoreBase):
             row = c.execute(sa.select(*ACCOUNT_COLS).where(users.c.user_id == user_id)).first()
         return None if row is None else account_row(row)
 
-    def add_token(self, token_hash: str, user_id: str, now: float, expires: float) -> None:
+    def add_token(self, token_hash: str, user_id: str, now: float, expires: float, device: str | None = None) -> None:
         with self._write() as c:
             self._hold_now([user_id])
-            c.execute(sa.insert(tokens).values(token_hash=token_hash, user_id=user_id, created=now, expires=expires))
+            c.execute(sa.insert(tokens).values(token_hash=token_hash, user_id=user_id, created=now, expires=expires,
+                                               device=device, last_used=now))
             keep = (
                 sa.select(tokens.c.token_hash)
                 .where(tokens.c.user_id == user_id)
@@ -99,6 +100,44 @@ class SQLAccounts(SQLStoreBase):
     def revoke_token(self, token_hash: str) -> None:
         with self._write() as c:
             c.execute(sa.delete(tokens).where(tokens.c.token_hash == token_hash))
+
+    def touch_token(self, token_hash: str, now: float) -> None:
+        with self._write() as c:
+            c.execute(sa.update(tokens).where(tokens.c.token_hash == token_hash).values(last_used=now))
+
+    def sessions(self, user_id: str, now: float) -> list[SessionInfo]:
+        with self._read() as c:
+            rows = c.execute(
+                sa.select(tokens.c.token_hash, tokens.c.created, tokens.c.last_used, tokens.c.expires, tokens.c.device)
+                .where(tokens.c.user_id == user_id, tokens.c.expires > now)
+                .order_by(tokens.c.created.desc(), tokens.c.token_hash.desc())
+            ).all()
+        return [SessionInfo(session_id(str(r[0])), float(r[1]), None if r[2] is None else float(r[2]), float(r[3]),
+                            None if r[4] is None else str(r[4])) for r in rows]
+
+    def revoke_session(self, user_id: str, session: str) -> bool:
+        with self._write() as c:
+            self._hold_now([user_id])
+            hashes = c.execute(sa.select(tokens.c.token_hash).where(tokens.c.user_id == user_id)).scalars().all()
+            mine = [h for h in hashes if session_id(str(h)) == session]
+            if not mine:
+                return False
+            c.execute(sa.delete(tokens).where(tokens.c.user_id == user_id, tokens.c.token_hash.in_(mine)))
+            return True
+
+    def change_password(self, user_id: str, auth_salt: bytes, auth_hash: bytes, wrapped_master: bytes,
+                        keep_token: str) -> None:
+        with self._write() as c:
+            self._hold_now([user_id])
+            c.execute(sa.update(users).where(users.c.user_id == user_id).values(
+                auth_salt=auth_salt, auth_hash=auth_hash, wrapped_master=wrapped_master))
+            c.execute(sa.delete(tokens).where(tokens.c.user_id == user_id, tokens.c.token_hash != keep_token))
+
+    def set_recovery(self, user_id: str, wrap: bytes, salt: bytes, auth_hash: bytes) -> None:
+        with self._write() as c:
+            self._hold_now([user_id])
+            c.execute(sa.update(users).where(users.c.user_id == user_id).values(
+                recovery_wrap=wrap, recovery_salt=salt, recovery_hash=auth_hash))
 
     def purge_expired_tokens(self, now: float) -> int:
         with self._write() as c:

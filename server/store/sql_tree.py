@@ -121,7 +121,7 @@ class SQLTree(SQLStoreBase):
                 # A replaced folder goes to the trash with its whole subtree, as DELETE does; whether
                 # a non-empty folder may be replaced (WebDAV MOVE: yes, POSIX rename: no) is the client's rule.
                 if not target.trashed:
-                    self._set_node(c, target.node_id, trashed=1, seq=self._bump(c, owner))
+                    self._set_node(c, target.node_id, trashed=1, trashed_at=time.time(), seq=self._bump(c, owner))
             self._charge(c, owner, len(meta) - len(node.meta))
             if moved_to:
                 self._cross_share_boundaries(c, owner, node_id, moved_from, moved_to)
@@ -175,8 +175,17 @@ class SQLTree(SQLStoreBase):
             if node.parent_id is None:
                 raise Conflict("the root cannot be deleted")
             if not node.trashed:
-                self._set_node(c, node_id, trashed=1, seq=self._bump(c, owner))
+                self._set_node(c, node_id, trashed=1, trashed_at=time.time(), seq=self._bump(c, owner))
             return self._fetch_node(c, node_id)
+
+    def trash(self, owner: str) -> list[tuple[str, float | None]]:
+        with self._read() as c:
+            rows = c.execute(
+                sa.select(nodes.c.node_id, nodes.c.trashed_at)
+                .where(nodes.c.owner == owner, nodes.c.trashed == 1, nodes.c.gone == 0)
+                .order_by(nodes.c.trashed_at.desc(), nodes.c.node_id)
+            ).all()
+        return [(str(r[0]), None if r[1] is None else float(r[1])) for r in rows]
 
     def restore_node(self, owner: str, node_id: str) -> Node:
         with self._write() as c:
@@ -186,7 +195,7 @@ class SQLTree(SQLStoreBase):
                 assert node.parent_id is not None  # the root is never trashed
                 if any(trashed for _, trashed in self._ancestry(c, node.parent_id)):
                     raise Conflict("the parent folder is in the trash")
-                self._set_node(c, node_id, trashed=0, seq=self._bump(c, owner))
+                self._set_node(c, node_id, trashed=0, trashed_at=None, seq=self._bump(c, owner))
             return self._fetch_node(c, node_id)
 
     def purge_node(self, owner: str, node_id: str, recursive: bool) -> int:

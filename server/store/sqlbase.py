@@ -32,7 +32,8 @@ NODE_COLS = (
 ACCOUNT_COLS = (
     users.c.name, users.c.user_id, users.c.salt, users.c.kdf, users.c.auth_salt, users.c.auth_hash,
     users.c.wrapped_master, users.c.sign_pub, users.c.box_pub, users.c.box_sig, users.c.wrapped_private,
-    users.c.root_node_id, users.c.seq, users.c.used, users.c.created,
+    users.c.root_node_id, users.c.seq, users.c.used, users.c.created, users.c.recovery_wrap,
+    users.c.recovery_salt, users.c.recovery_hash,
 )  # fmt: skip
 LINK_COLS = (
     links.c.link_id, links.c.node_id, links.c.owner, links.c.blob, links.c.salt, links.c.kdf, links.c.expires,
@@ -108,6 +109,9 @@ def account_row(row: Sequence[Any]) -> Account:
         seq=int(row[12]),
         used=int(row[13]),
         created=float(row[14]),
+        recovery_wrap=None if row[15] is None else bytes(row[15]),
+        recovery_salt=None if row[16] is None else bytes(row[16]),
+        recovery_hash=None if row[17] is None else bytes(row[17]),
     )
 
 

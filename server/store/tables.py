@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 metadata = sa.MetaData()
 
@@ -43,6 +43,9 @@ users = sa.Table(
     sa.Column("used", Int, nullable=False, server_default="0"),
     sa.Column("created", Time, nullable=False),
     sa.Column("node_count", Int, nullable=False, server_default="0"),
+    sa.Column("recovery_wrap", Blob),  # the master key sealed under the recovery key (FORMAT.md 3.5)
+    sa.Column("recovery_salt", Blob),
+    sa.Column("recovery_hash", Blob),  # salted hash of the recovery key's authentication half
 )
 
 tokens = sa.Table(
@@ -52,6 +55,8 @@ tokens = sa.Table(
     sa.Column("user_id", Text, sa.ForeignKey("users.user_id"), nullable=False),
     sa.Column("created", Time, nullable=False),
     sa.Column("expires", Time, nullable=False),
+    sa.Column("device", Text),  # the device name the client gave at login
+    sa.Column("last_used", Time),
     sa.Index("tokens_by_user", "user_id", "created"),
     sa.Index("tokens_by_expiry", "expires"),
 )
@@ -70,6 +75,7 @@ nodes = sa.Table(
     sa.Column("gone", sa.Integer, nullable=False, server_default="0"),
     sa.Column("seq", Int, nullable=False),
     sa.Column("removed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("trashed_at", Time),  # when the node itself was moved to the trash
     sa.CheckConstraint("kind IN ('dir', 'file')", name="nodes_kind"),
     sa.Index("nodes_by_parent", "parent_id"),
     sa.Index("nodes_by_seq", "owner", "seq", unique=True),

@@ -162,6 +162,12 @@ def v2_database(path: Any) -> None:
         DROP TABLE blob_deletions;
         DROP TABLE server_state;
         ALTER TABLE users DROP COLUMN node_count;
+        ALTER TABLE users DROP COLUMN recovery_wrap;
+        ALTER TABLE users DROP COLUMN recovery_salt;
+        ALTER TABLE users DROP COLUMN recovery_hash;
+        ALTER TABLE tokens DROP COLUMN device;
+        ALTER TABLE tokens DROP COLUMN last_used;
+        ALTER TABLE nodes DROP COLUMN trashed_at;
         UPDATE users SET used = COALESCE((SELECT SUM(size) FROM chunks WHERE chunks.owner = users.user_id), 0);
         PRAGMA user_version=2;
         """
@@ -190,7 +196,7 @@ def test_upgrade_charges_what_older_servers_stored_for_free(make_server: Callabl
         alice.do_login()
         assert alice.account()["used"] == expected
         conn = sqlite3.connect(server.data_dir / "meta.sqlite3")
-        assert conn.execute("PRAGMA user_version").fetchone() == (4,)  # 3, then 4 (what processes share)
+        assert conn.execute("PRAGMA user_version").fetchone() == (5,)  # 3, 4 (what processes share), then 5
         assert conn.execute("SELECT node_count FROM users").fetchone() == (2,)
         conn.close()
     finally:

@@ -1366,7 +1366,7 @@ def test_sqlite_migrates_a_version_1_database(tmp_path: Path) -> None:
     finally:
         store.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (4,)
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (5,)
     assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (migrate.HEAD,)
     conn.close()
 

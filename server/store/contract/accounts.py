@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Sequence
 
-from ..records import Account, NewAccount
+from ..records import Account, NewAccount, SessionInfo
 from .unit import UnitOfWork
 
 
@@ -22,8 +22,31 @@ class AccountStore(UnitOfWork):
     def account_by_id(self, user_id: str) -> Account | None: ...
 
     @abstractmethod
-    def add_token(self, token_hash: str, user_id: str, now: float, expires: float) -> None:
-        """Store a token's hash; keeps at most MAX_TOKENS_PER_ACCOUNT per account (the newest)."""
+    def add_token(self, token_hash: str, user_id: str, now: float, expires: float, device: str | None = None) -> None:
+        """Store a token's hash (and the device name given at login); keeps at most
+        MAX_TOKENS_PER_ACCOUNT per account (the newest)."""
+
+    @abstractmethod
+    def touch_token(self, token_hash: str, now: float) -> None:
+        """Record that the session was used at ``now``."""
+
+    @abstractmethod
+    def sessions(self, user_id: str, now: float) -> list[SessionInfo]:
+        """The account's unexpired sessions, newest first."""
+
+    @abstractmethod
+    def revoke_session(self, user_id: str, session_id: str) -> bool:
+        """End the account's session with this id (False: no such session of this account)."""
+
+    @abstractmethod
+    def change_password(self, user_id: str, auth_salt: bytes, auth_hash: bytes, wrapped_master: bytes,
+                        keep_token: str) -> None:
+        """Replace the password's authentication hash and the wrapped master key in one transaction,
+        and end every session but ``keep_token`` (a token hash)."""
+
+    @abstractmethod
+    def set_recovery(self, user_id: str, wrap: bytes, salt: bytes, auth_hash: bytes) -> None:
+        """Store (or replace) the master key wrapped under the recovery key, and its key's hash."""
 
     @abstractmethod
     def user_for_token(self, token_hash: str, now: float) -> str | None:

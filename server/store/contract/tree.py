@@ -52,6 +52,11 @@ class TreeStore(UnitOfWork):
     def restore_node(self, owner: str, node_id: str) -> Node: ...
 
     @abstractmethod
+    def trash(self, owner: str) -> list[tuple[str, float | None]]:
+        """The owner's nodes moved to the trash themselves (not those inside a trashed folder), with
+        when (None: trashed before the server kept the time), newest first."""
+
+    @abstractmethod
     def purge_node(self, owner: str, node_id: str, recursive: bool) -> int:
         """Delete the node, its subtree and their versions; tombstones stay. Shares of purged
         folders are revoked and links to purged files deleted; their metas and manifests are
