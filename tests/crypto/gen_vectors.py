@@ -68,6 +68,12 @@ def compute() -> tuple[dict[str, bytes], dict[str, str]]:
     v["argon2id/root"] = crypto.derive_root(tv.PASSWORD, tv.SALT, crypto.KDF_INTERACTIVE, tv.USER)
     v["kek"], v["auth"] = crypto.login_keys(v["argon2id/root"])
     v["blob/master"] = crypto.seal(v["kek"], tv.MASTER, aad("master-key", tv.USER_ID), _test_nonce=n(0xA1))
+    v["recovery/wrap-key"], v["recovery/auth"] = fmt.recovery_keys(tv.K_TEST)
+    v["recovery/check"] = crypto.derive_key(tv.K_TEST, "recovery-check")[:3]
+    v["recovery/text"] = fmt.encode_recovery_key(tv.K_TEST).encode("ascii")
+    v["aad/recovery-master-key"] = aad("recovery-master-key", tv.USER_ID)
+    v["blob/recovery-master"] = crypto.seal(v["recovery/wrap-key"], tv.MASTER, v["aad/recovery-master-key"],
+                                            _test_nonce=n(0xAA))
 
     ident = crypto.Identity(tv.SIGN_SEED, tv.BOX_SECRET)
     v["identity/sign_pub"] = ident.sign_pub

@@ -118,6 +118,21 @@ EXPECTED = {
         "01a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a162c15f197501f0a0a0cdf191075d97425bd6001cc23bb8"
         "b7322c42fb5bebf725222ced3de16ee99012a2f96babfba827"
     ),
+    "recovery/wrap-key": "aaa97a108a2540a6a31788ab267a67a66b8b57d54eeaf5b468508c96229d62ab",
+    "recovery/auth": "9800abeca6c91ac2ef475713fa5854f347f50c34245718579c62228763d37e83",
+    "recovery/check": "c22cf9",
+    "recovery/text": (
+        "414141512d454159452d415544412d4f43414a2d424946512d5944494f2d423449422d434551542d43514b522d4d4659"
+        "592d44454e422d574841352d445950342d454c485a"
+    ),
+    "aad/recovery-master-key": (
+        "4d47445201000000137265636f766572792d6d61737465722d6b65790000002030313233343536373839616263646566"
+        "30313233343536373839616263646566"
+    ),
+    "blob/recovery-master": (
+        "01aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaacac452121044d76d0f518a79803f5feeedaf2c9bb7ce75"
+        "f4b1ed41c972f058e01cb1ec722ec2d79de3141fa7420ffc9d"
+    ),
     "identity/sign_pub": "2543b92ff1095511476adc8369db6ddc933665a11978dda1404ee1066ca9559d",
     "identity/box_pub": "675dd574ed7789310b3d2e7681f3790b466c773b1521fecf36577958371ea52f",
     "identity/statement": (
@@ -362,6 +377,23 @@ def test_master_wrap_vector(fixed_nonces: Callable[..., None]) -> None:
     fixed_nonces(nonce(0xA1))
     assert fmt.wrap_master(x("kek"), MASTER, USER_ID).hex() == EXPECTED["blob/master"]
     assert fmt.unwrap_master(x("kek"), x("blob/master"), USER_ID) == MASTER
+
+
+def test_recovery_key_vectors(fixed_nonces: Callable[..., None]) -> None:
+    assert [k.hex() for k in fmt.recovery_keys(K_TEST)] == [EXPECTED["recovery/wrap-key"], EXPECTED["recovery/auth"]]
+    text = fmt.encode_recovery_key(K_TEST)
+    assert text.encode("ascii").hex() == EXPECTED["recovery/text"]
+    assert len(text.split("-")) == 14 and all(len(g) == 4 for g in text.split("-"))
+    assert fmt.decode_recovery_key(text.lower().replace("-", " ")) == K_TEST
+    assert fmt.decode_recovery_key(text[:-1] + ("A" if text[-1] != "A" else "B")) is None  # a typo
+    assert fmt.decode_recovery_key(text[:-5]) is None
+    fixed_nonces(nonce(0xAA))
+    assert fmt.wrap_master_recovery(K_TEST, MASTER, USER_ID).hex() == EXPECTED["blob/recovery-master"]
+    assert fmt.unwrap_master_recovery(K_TEST, x("blob/recovery-master"), USER_ID) == MASTER
+    with pytest.raises(IntegrityError):  # the password's wrap and the recovery wrap are not interchangeable
+        fmt.unwrap_master(x("recovery/wrap-key"), x("blob/recovery-master"), USER_ID)
+    with pytest.raises(IntegrityError):
+        fmt.unwrap_master_recovery(K_TEST, x("blob/recovery-master"), "f" * 32)
 
 
 def test_identity_vectors(fixed_nonces: Callable[..., None]) -> None:
