@@ -31,12 +31,12 @@ from .chunkio import ServerChunks
 from .content import FileReader, FileWriter
 from .context import DriveContext
 from .copies import Copier
-from .errors import NetworkError, NotFound, ServerError
+from .errors import NetworkError, NotFound, PermissionDenied, ServerError
 from .feed import Feed
 from .files import MAX_FILE_SIZE, Files
 from .format import Manifest, NodeMeta
 from .hardlinks import HardLinks
-from .history import History, TrashItem, VersionInfo
+from .history import VERSION_ID_SEP, History, TrashItem, VersionInfo
 from .index import Index, IndexRow
 from .journal import Journal
 from .names import MAX_NAME_BYTES, check_name
@@ -204,17 +204,32 @@ class Drive:
         return self.ns.path_of(row)
 
     def stat(self, path: str) -> Entry:
+        if self.history.owns(path):
+            return self.history.stat(path)
         return self.ns.stat(path)
 
     def exists(self, path: str) -> bool:
         try:
-            self.ns.resolve(path)
+            self.stat(path) if self.history.owns(path) else self.ns.resolve(path)
             return True
         except NotFound:
             return False
 
     def listdir(self, path: str) -> list[Entry]:
+        """A folder's entries. ``/.trash/`` and ``/.versions/<path>/`` are read-only views (not listed in
+        the root): the trash, and the kept versions of each file; moving an entry out restores it."""
+        if self.history.owns(path):
+            return self.history.listdir(path)
         return self.ns.listdir(path)
+
+    def read_only(self, path: str) -> bool:
+        """Whether ``path`` is in a read-only view (``/.trash/``, ``/.versions/``)."""
+        return self.history.owns(path)
+
+    def _writable(self, *paths: str) -> None:
+        for p in paths:
+            if self.history.owns(p):
+                raise PermissionDenied("the trash and the versions are read-only (move an entry out to restore it)")
 
     def hidden(self, path: str) -> list[str]:
         return self.ns.hidden(path)
@@ -222,16 +237,22 @@ class Drive:
     def mkdir(self, path: str, *, exist_ok: bool = False, mtime_ns: int | None = None, mode: int = 0o755,
               owner: Owner = NO_OWNER) -> Entry:
         """``owner``: (uid, gid) to store; None for either means the mounting user (or their group)."""
+        self._writable(path)
         return self.nodes.mkdir(path, exist_ok=exist_ok, mtime_ns=mtime_ns, mode=mode, owner=owner)
 
     def makedirs(self, path: str) -> Entry:
+        self._writable(path)
         return self.nodes.makedirs(path)
 
     def rename(self, src: str, dst: str, *, overwrite: bool = False, replace_nonempty: bool = False) -> Entry:
+        if self.history.owns(src):  # out of the trash or the versions: a restore
+            return self.history.rename(src, dst)
+        self._writable(dst)
         return self.nodes.rename(src, dst, overwrite=overwrite, replace_nonempty=replace_nonempty)
 
     def delete(self, path: str) -> None:
         """Move a file or folder (with its contents) to the trash."""
+        self._writable(path)
         self.nodes.delete(path)
 
     # -- the trash and older versions (megadrive/history.py) ----------------------------------------
@@ -255,14 +276,17 @@ class Drive:
         return self.history.restore_version(path, number)
 
     def remove(self, path: str) -> None:
+        self._writable(path)
         self.nodes.remove(path)
 
     def rmdir(self, path: str) -> None:
+        self._writable(path)
         self.nodes.rmdir(path)
 
     def set_attrs(self, path: str, *, mtime_ns: int | None = None, mode: int | None = None,
                   props: dict[str, str | None] | None = None, atime_ns: int | None = None,
                   owner: Owner | None = None, xattr: XattrChange | None = None) -> Entry:
+        self._writable(path)
         loc = self.ns.resolve(path)
         row, _ = self.ns.content_node(loc.row, loc.verified())  # a hard link's attributes are its file's
         self.set_attrs_id(row.node_id, mtime_ns=mtime_ns, mode=mode, props=props, atime_ns=atime_ns,
@@ -273,10 +297,12 @@ class Drive:
                     owner: Owner = NO_OWNER, special: str | None = None, rdev: int = 0) -> Entry:
         """``local=True`` for write-back; ``special`` ("fifo", "sock", "chr", "blk") for mknod's
         attribute-only files (see Nodes.create_file)."""
+        self._writable(path)
         return self.nodes.create_file(path, mode=mode, exclusive=exclusive, local=local, owner=owner,
                                       special=special, rdev=rdev)
 
     def symlink(self, path: str, target: str, *, owner: Owner = NO_OWNER) -> Entry:
+        self._writable(path)
         return self.nodes.symlink(path, target, owner=owner)
 
     def names_id(self, node_id: str) -> list[str]:
@@ -285,9 +311,11 @@ class Drive:
 
     def link(self, path: str, new_path: str) -> Entry:
         """A hard link: ``new_path`` becomes another name of the file at ``path`` (see Nodes.link)."""
+        self._writable(path, new_path)
         return self.links.link(path, new_path)
 
     def copy(self, src: str, dst: str, *, overwrite: bool = False, recursive: bool = True) -> Entry:
+        self._writable(src, dst)
         return self.copier.copy(src, dst, overwrite=overwrite, recursive=recursive)
 
     # -- content ----------------------------------------------------------------------------------
@@ -299,25 +327,30 @@ class Drive:
 
     def open_read(self, path: str, *, cache: bool = True) -> FileReader:
         """A verified random-access reader; ``cache=False`` for one-shot streaming (nothing is kept)."""
+        if self.history.owns(path):
+            return self.open_read_id(self.stat(path).node_id)
         return self.files.open_read(path, cache=cache)
 
     def open_write(self, path: str, *, truncate: bool = True, create: bool = True, exclusive: bool = False,
                    mtime_ns: int | None = None, journal: bool = False) -> FileWriter:
         """``journal=True`` for write-back: ``save()`` the writer, and the uploader commits it."""
+        self._writable(path)
         return self.files.open_write(path, truncate=truncate, create=create, exclusive=exclusive,
                                      mtime_ns=mtime_ns, journal=journal)
 
     def read_file(self, path: str) -> bytes:
-        with self.files.open_read(path) as r:
+        with self.open_read(path) as r:
             return r.read()
 
     def write_file(self, path: str, data: bytes, *, mtime_ns: int | None = None) -> Entry:
+        self._writable(path)
         with self.files.open_write(path, mtime_ns=mtime_ns) as w:
             w.write(data)
             w.commit()
         return self.ns.stat(path)
 
     def truncate(self, path: str, size: int) -> Entry:
+        self._writable(path)
         with self.files.open_write(path, truncate=False, create=False) as w:
             w.truncate(size)
             w.commit()
@@ -327,13 +360,19 @@ class Drive:
 
     def stat_id(self, node_id: str) -> Entry:
         """Attributes of a node held open, wherever it now is (even in the trash)."""
+        if VERSION_ID_SEP in node_id:
+            return self.history.stat_id(node_id)
         row = self.ctx.row(node_id)
         return self.ns.entry(row, "", self.ctx.tree.meta(row))
 
     def open_read_id(self, node_id: str) -> FileReader:
+        if VERSION_ID_SEP in node_id:  # an entry of /.versions/
+            return self.history.open_read_id(node_id)
         return self.files.open_read_id(node_id)
 
     def open_write_id(self, node_id: str, *, truncate: bool = False, journal: bool = False) -> FileWriter:
+        if VERSION_ID_SEP in node_id:
+            raise PermissionDenied("the versions are read-only (move one out to restore it)")
         return self.files.open_write_id(node_id, truncate=truncate, journal=journal)
 
     def set_attrs_id(self, node_id: str, *, mtime_ns: int | None = None, mode: int | None = None,

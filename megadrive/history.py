@@ -12,19 +12,30 @@ version, so restoring one loses none.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from . import format
 from .content import FileReader
 from .context import DriveContext
-from .errors import Conflict, IntegrityError, InvalidPath, IsADirectory, NotADirectory, NotFound
+from .errors import (
+    AlreadyExists,
+    Conflict,
+    IntegrityError,
+    InvalidPath,
+    IsADirectory,
+    NotADirectory,
+    NotFound,
+    PermissionDenied,
+)
 from .feed import Feed
 from .files import Files
 from .index import IndexRow
-from .namespace import Entry, Namespace
+from .namespace import Entry, Located, Namespace
 from .nodes import Nodes
 from .paths import join, split_path
+from .tree import short as short_path
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,17 @@ def restored_name(name: str, n: int) -> str:
     tag = "(restored)" if n == 1 else f"(restored {n})"
     stem, dot, ext = name.rpartition(".")
     return f"{stem} {tag}.{ext}" if dot and stem else f"{name} {tag}"
+
+
+TRASH_DIR = ".trash"  # /.trash/: what is in the trash, read-only; moving an entry out restores it
+VERSIONS_DIR = ".versions"  # /.versions/<path>/: the kept versions of the file at <path>, read-only
+VERSION_ID_SEP = "@"  # the id of a version entry: "<node id>@<number>"
+
+
+def version_name(name: str, number: int) -> str:
+    """'report.txt', 3 -> 'report v3.txt' (the extension kept, so programs open it as before)."""
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem} v{number}.{ext}" if dot and stem else f"{name} v{number}"
 
 
 class History:
@@ -139,10 +161,213 @@ class History:
         self.feed.pull(None)
         return n
 
+    # -- the read-only views: /.trash/ and /.versions/ ---------------------------------------------
+
+    @staticmethod
+    def owns(path: str) -> bool:
+        """Whether ``path`` is inside one of the views (reads only; a move out of them restores)."""
+        parts = split_path(path)
+        return bool(parts) and parts[0] in (TRASH_DIR, VERSIONS_DIR)
+
+    def stat(self, path: str) -> Entry:
+        parts = split_path(path)
+        if len(parts) == 1:
+            return self._dir("/" + parts[0])
+        if parts[0] == TRASH_DIR:
+            loc, shown = self._trash_located(parts)
+            return self._read_only(self.ns.entry(loc.row, loc.path, loc.meta), shown)
+        return self._version_stat(parts)
+
+    def listdir(self, path: str) -> list[Entry]:
+        parts = split_path(path)
+        if parts == [TRASH_DIR]:
+            out = []
+            for shown, item in self._trash_names().items():
+                row = self.ctx.index.get(item.node_id)
+                if row is None:
+                    continue
+                try:
+                    e = self.ns.entry(row, join("/" + TRASH_DIR, shown), self.ctx.tree.meta(row))
+                except (IntegrityError, NotFound):
+                    continue
+                out.append(self._read_only(e, shown))
+            return sorted(out, key=lambda e: e.name)
+        if parts[0] == TRASH_DIR:
+            loc, _ = self._trash_located(parts)
+            if loc.row.kind != "dir":
+                raise NotADirectory(f"not a folder: {path}")
+            return [self._read_only(e, e.name) for e in self.ns.list_located(loc)]
+        real = "/" + "/".join(parts[1:])
+        e = self.ns.stat(real)
+        here = join("/" + VERSIONS_DIR, real.lstrip("/")) if len(parts) > 1 else "/" + VERSIONS_DIR
+        if e.is_dir:  # the folders and files below, each a folder of its versions
+            return [self._dir(join(here, c.name)) for c in self.ns.listdir(real)
+                    if c.link is None and c.special is None]
+        if len(parts) > 1 and not e.is_dir:
+            return [self._version_entry(here, real, v) for v in self.versions(real)]
+        raise NotADirectory(f"not a folder: {path}")
+
+    def rename(self, src: str, dst: str) -> Entry:
+        """A move out of a view: a trashed node is restored to ``dst``; a version becomes the newest of its
+        file (``dst`` its own path) or a new file at ``dst``. Nothing is ever overwritten but that file."""
+        if self.owns(dst):
+            raise PermissionDenied("the trash and the versions are read-only")
+        parts = split_path(src)
+        if len(parts) == 2 and parts[0] == TRASH_DIR:
+            item = self._trash_names().get(parts[1])
+            if item is None:
+                raise NotFound(f"no such file or folder: {src}")
+            if self.ns_exists(dst):
+                raise AlreadyExists(f"already exists: {dst} (a restore never overwrites)")
+            return self.restore(item, dst)
+        if len(parts) >= 3 and parts[0] == VERSIONS_DIR:
+            real = "/" + "/".join(parts[1:-1])
+            number = self._version_number(real, parts[-1])
+            if self.ns.stat(real).node_id == self._node_at(dst):
+                return self.restore_version(real, number)
+            if self.ns_exists(dst):
+                raise AlreadyExists(f"already exists: {dst}")
+            row, meta = self._file(real)
+            with self._version_reader(row, meta, number, real) as reader:
+                self._write_new(dst, reader.iter_range())
+            return self.ns.stat(dst)
+        raise PermissionDenied("only a trashed item or a version can be moved out of the trash or the versions")
+
+    def open_read_id(self, node_id: str) -> FileReader:
+        """The reader of a version entry ("<node id>@<number>")."""
+        real, _, number = node_id.rpartition(VERSION_ID_SEP)
+        row = self.ctx.row(real)
+        chain = self.ctx.tree.chain(row)
+        meta = chain[-1][1]
+        return self._version_reader(row, meta, int(number), short_path(real))
+
+    def stat_id(self, node_id: str) -> Entry:
+        """A version entry held open (its path is not known by id)."""
+        real, _, number = node_id.rpartition(VERSION_ID_SEP)
+        row = self.ctx.row(real)
+        meta = self.ctx.tree.meta(row)
+        for v in self.versions_of(row):
+            if v.number == int(number):
+                return self._version_entry("", meta.name, v, row, meta)
+        raise NotFound("no such version")
+
+    def ns_exists(self, path: str) -> bool:
+        try:
+            self.ns.resolve(path)
+            return True
+        except NotFound:
+            return False
+
+    def _node_at(self, path: str) -> str | None:
+        try:
+            return self.ns.resolve(path).row.node_id
+        except NotFound:
+            return None
+
+    def _dir(self, path: str) -> Entry:
+        return self.ns.entry(self.ns.virtual(path).row, path, None)
+
+    @staticmethod
+    def _read_only(e: Entry, name: str) -> Entry:
+        return dataclasses.replace(e, name=name, mode=e.mode & ~0o222)
+
+    def _trash_names(self) -> dict[str, TrashItem]:
+        """Each trashed item under the name its view shows: its own, or with its deletion time (and id) added
+        when several trashed items share it."""
+        items = self.trash()
+        counts: dict[str, int] = {}
+        for item in items:
+            counts[item.name] = counts.get(item.name, 0) + 1
+        out: dict[str, TrashItem] = {}
+        for item in items:
+            shown = item.name
+            if counts[item.name] > 1:
+                when = time.strftime("%Y-%m-%d %H%M%S", time.localtime(item.trashed_at or 0))
+                shown = f"{item.name} (deleted {when} {item.node_id[:6]})"
+            out[shown] = item
+        return out
+
+    def _trash_located(self, parts: list[str]) -> tuple[Located, str]:
+        item = self._trash_names().get(parts[1])
+        if item is None:
+            raise NotFound(f"no such file or folder: /{TRASH_DIR}/{parts[1]}")
+        row = self.ctx.row(item.node_id)
+        top = "/" + TRASH_DIR + "/" + parts[1]
+        loc = self.ns.walk_from(row, self.ctx.tree.meta(row), top, parts[2:])
+        return loc, parts[-1]
+
+    def _version_stat(self, parts: list[str]) -> Entry:
+        real = "/" + "/".join(parts[1:])
+        try:
+            e = self.ns.stat(real)
+        except (NotFound, NotADirectory):  # the last part may be a version of the file at the parts before it
+            file_path = "/" + "/".join(parts[1:-1])
+            if len(parts) < 3 or self.ns.stat(file_path).is_dir:
+                raise NotFound(f"no such file or folder: /{'/'.join(parts)}") from None
+            number = self._version_number(file_path, parts[-1])
+            here = join("/" + VERSIONS_DIR, file_path.lstrip("/"))
+            for v in self.versions(file_path):
+                if v.number == number:
+                    return self._version_entry(here, file_path, v)
+            raise
+        if e.link is not None or e.special is not None:
+            raise NotFound(f"no versions of {real}")
+        return self._dir("/" + "/".join(parts))
+
+    def _version_number(self, file_path: str, name: str) -> int:
+        base = self.ns.stat(file_path).name
+        for v in self.versions(file_path):
+            if version_name(base, v.number) == name:
+                return v.number
+        raise NotFound(f"no such version: {join(join('/' + VERSIONS_DIR, file_path.lstrip('/')), name)}")
+
+    def _version_entry(self, here: str, file_path: str, v: VersionInfo, row: IndexRow | None = None,
+                       meta: format.NodeMeta | None = None) -> Entry:
+        if row is None or meta is None:
+            row, meta = self._file(file_path)
+        size = meta.size if v.current else self._version_size(row, meta, v.number)
+        return Entry(path=join(here, version_name(meta.name, v.number)), name=version_name(meta.name, v.number),
+                     node_id=f"{row.node_id}{VERSION_ID_SEP}{v.number}", kind="file", size=size,
+                     mtime_ns=int(v.created * 1e9), mode=meta.mode & ~0o222 & 0o7777, version=v.number)
+
+    def _version_size(self, row: IndexRow, meta: format.NodeMeta, number: int) -> int:
+        try:
+            return self._manifest(row, meta, number, "").size
+        except (IntegrityError, NotFound):
+            return 0
+
+    def _manifest(self, row: IndexRow, meta: format.NodeMeta, number: int, path: str) -> format.Manifest:
+        try:
+            version, blob = self.ctx.api.get_manifest(row.node_id, number)
+        except NotFound:
+            raise NotFound(f"{path} has no version {number} (see `megadrive versions`)") from None
+        if version != number:
+            raise IntegrityError("integrity check failed: server returned another version's manifest")
+        try:
+            return format.open_manifest(meta.key, self.ctx.owner_of(row), row.node_id, number, meta.file_id, blob)
+        except IntegrityError:
+            raise IntegrityError(f"version {number} of {path} cannot be opened with the file's keys (it was "
+                                 "re-keyed since, after a share was revoked, or the server altered it)") from None
+
+    def _version_reader(self, row: IndexRow, meta: format.NodeMeta, number: int, path: str) -> FileReader:
+        return FileReader(self.ctx.chunks, self.files.keys_of(row, meta), self._manifest(row, meta, number, path))
+
+    def _write_new(self, path: str, pieces: Iterator[bytes]) -> None:
+        w = self.files.open_write(path, truncate=True, create=True, exclusive=True)
+        try:
+            for piece in pieces:
+                w.write(piece)
+            w.commit()
+        finally:
+            w.close()
+
     # -- versions ---------------------------------------------------------------------------------
 
     def versions(self, path: str) -> list[VersionInfo]:
-        row, meta = self._file(path)
+        return self.versions_of(self._file(path)[0])
+
+    def versions_of(self, row: IndexRow) -> list[VersionInfo]:
+        meta = self.ctx.tree.meta(row)
         return [VersionInfo(int(v["version"]), int(v["size"]), float(v["created"]), int(v["version"]) == meta.version)
                 for v in self.ctx.api.list_versions(row.node_id)]
 
@@ -151,19 +376,7 @@ class History:
         row, meta = self._file(path)
         if number == meta.version:
             return self.ns.stat(path)
-        try:
-            version, blob = self.ctx.api.get_manifest(row.node_id, number)
-        except NotFound:
-            raise NotFound(f"{path} has no version {number} (see `megadrive versions`)") from None
-        if version != number:
-            raise IntegrityError("integrity check failed: server returned another version's manifest")
-        try:
-            manifest = format.open_manifest(meta.key, self.ctx.owner_of(row), row.node_id, number, meta.file_id, blob)
-        except IntegrityError:
-            raise IntegrityError(f"version {number} of {path} cannot be opened with the file's keys (it was "
-                                 "re-keyed since, after a share was revoked, or the server altered it)") from None
-        reader = FileReader(self.ctx.chunks, self.files.keys_of(row, meta), manifest)
-        with reader:
+        with self._version_reader(row, meta, number, path) as reader:
             self._write(path, reader.iter_range())
         return self.ns.stat(path)
 

@@ -311,9 +311,16 @@ class Namespace:
         loc = self.resolve(path)
         return self.entry(loc.row, loc.path, loc.meta)
 
+    def walk_from(self, row: IndexRow, meta: NodeMeta, cur: str, names: list[str]) -> Located:
+        """Down from a verified folder (shown at ``cur``) by ``names``, verifying each step."""
+        return self._walk(row, meta, cur, names)
+
     def listdir(self, path: str) -> list[Entry]:
         """A folder's entries; one that fails its checks is hidden (and logged once), never its siblings."""
-        loc = self.resolve(path)
+        return self.list_located(self.resolve(path))
+
+    def list_located(self, loc: Located) -> list[Entry]:
+        """The entries of a folder already resolved (shown at ``loc.path``)."""
         if loc.row.kind != "dir":
             raise NotADirectory(f"not a folder: {loc.path}")
         if loc.meta is None:

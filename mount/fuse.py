@@ -381,6 +381,8 @@ class MegaDriveFS:
             if e.is_dir:
                 raise IsADirectory(path)
             flags = fi.flags if not isinstance(fi, int) else fi
+            if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC) and self.drive.read_only(path):
+                raise fuse_binding.load().FuseOSError(errno.EROFS)
             fh, of = self.files.open(e.node_id)
             if flags & os.O_TRUNC:
                 with of.lock:
