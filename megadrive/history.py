@@ -51,7 +51,7 @@ class TrashItem:
 @dataclass(frozen=True)
 class VersionInfo:
     number: int
-    size: int  # ciphertext bytes the server stores for it
+    size: int  # bytes of the file in that version (0 if its manifest cannot be opened)
     created: float
     current: bool
 
@@ -325,7 +325,7 @@ class History:
                        meta: format.NodeMeta | None = None) -> Entry:
         if row is None or meta is None:
             row, meta = self._file(file_path)
-        size = meta.size if v.current else self._version_size(row, meta, v.number)
+        size = v.size
         return Entry(path=join(here, version_name(meta.name, v.number)), name=version_name(meta.name, v.number),
                      node_id=f"{row.node_id}{VERSION_ID_SEP}{v.number}", kind="file", size=size,
                      mtime_ns=int(v.created * 1e9), mode=meta.mode & ~0o222 & 0o7777, version=v.number)
@@ -367,9 +367,15 @@ class History:
         return self.versions_of(self._file(path)[0])
 
     def versions_of(self, row: IndexRow) -> list[VersionInfo]:
+        """Newest first, each with its size as the file had it (read from its manifest: the server only
+        knows the size of the ciphertext)."""
         meta = self.ctx.tree.meta(row)
-        return [VersionInfo(int(v["version"]), int(v["size"]), float(v["created"]), int(v["version"]) == meta.version)
-                for v in self.ctx.api.list_versions(row.node_id)]
+        out = []
+        for v in self.ctx.api.list_versions(row.node_id):
+            number = int(v["version"])
+            size = meta.size if number == meta.version else self._version_size(row, meta, number)
+            out.append(VersionInfo(number, size, float(v["created"]), number == meta.version))
+        return out
 
     def restore_version(self, path: str, number: int) -> Entry:
         """Make version ``number`` the newest (its content copied into a new version; nothing is lost)."""

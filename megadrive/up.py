@@ -63,7 +63,8 @@ def up(data: Path | None, meta_url: str | None, chunks_url: str | None, server_l
             account.local_session(srv.url, user, base, place,
                                   lambda confirm: read_password(password_file, confirm=confirm),
                                   lambda name: click.echo(f"First run: creating account {name!r} on the local "
-                                                          "server. Nobody can recover its password: keep it safe."))
+                                                          "server. Nobody can recover its password: keep it safe, and "
+                                                          "make a recovery key (`megadrive recovery-key`)."))
             with open_drive() as drive:
                 gw = gateway.start(drive, ghost, gport, auth=gauth, tls=tls, host_names=host_names,
                                    state_file=base / gateway.STATE_FILE)

@@ -74,6 +74,7 @@ def test_versions_and_restoring_an_old_one_loses_nothing(server: Server, tmp_pat
     lines = ok(megadrive("versions", "/v.txt")).splitlines()
     assert [int(ln.split()[0]) for ln in lines] == [3, 2, 1]
     assert lines[0].endswith("(current)") and not lines[1].endswith("(current)")
+    assert [ln.split()[3] for ln in lines] == ["5", "6", "5"]  # the file's sizes (not the stored ciphertext)
     out = ok(megadrive("restore", "/v.txt", "--version", "1")).strip()
     assert out == "Version 1 of /v.txt is now its newest (version 4)."
     assert get(tmp_path, "/v.txt") == b"first"

@@ -64,7 +64,7 @@ def restore(path: str, to: str | None, number: int | None) -> None:
 @cli.command()
 @click.argument("path")
 def versions(path: str) -> None:
-    """The versions the server keeps of a file: number, date, size (stored, encrypted)."""
+    """The versions the server keeps of a file, newest first: number, date, size."""
 
     def fn(drive: Drive) -> None:
         for v in drive.versions(path):
