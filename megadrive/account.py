@@ -185,20 +185,25 @@ def _wrong_password() -> Iterator[None]:
         raise AuthError("wrong password") from None
 
 
-def make_recovery_key(base: Path, password: str) -> str:
-    """A new recovery key, returned once to be written down. The server keeps the master key wrapped under
-    it and the salted hash of its authentication half; an earlier recovery key stops working."""
+def make_recovery_key(base: Path, password: str, show: Callable[[str], None]) -> None:
+    """A new recovery key, shown once (``show``) to be written down *before* the server gets it: a key the
+    server took but nobody saw would replace the old one for nothing. The server keeps the master key
+    wrapped under it and the salted hash of its authentication half; an earlier recovery key stops working."""
     s = load_session(base)
     key = crypto.random_key()
     api = Api(s.server, s.token)
     try:
         _, auth_key, _, _ = _password_keys(api, base, s.user, password)
-        with _wrong_password():
-            api.set_recovery(auth_key, format.recovery_keys(key)[1],
-                             format.wrap_master_recovery(key, s.master, s.user_id))
+        show(format.encode_recovery_key(key))
+        try:
+            with _wrong_password():
+                api.set_recovery(auth_key, format.recovery_keys(key)[1],
+                                 format.wrap_master_recovery(key, s.master, s.user_id))
+        except MegaDriveError as e:
+            raise type(e)(f"{e.message}: the key above was NOT set (a recovery key made before still works)") \
+                from None
     finally:
         api.close()
-    return format.encode_recovery_key(key)
 
 
 def recover(server: str, user: str, key_text: str, new_password: str, base: Path,

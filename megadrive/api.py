@@ -339,8 +339,10 @@ class _NodeCalls(Transport):
             raise ServerError("the server answered a delete with another node")
         return n
 
-    def purge_node(self, node_id: str, recursive: bool = False) -> None:
+    def purge_node(self, node_id: str, recursive: bool = False, only_trashed: bool = False) -> None:
+        """``only_trashed``: 409 unless the node is in the trash when the server purges it."""
         params = {"purge": "1"} | ({"recursive": "1"} if recursive else {})
+        params |= {"if_trashed": "1"} if only_trashed else {}
         self._json("DELETE", f"/nodes/{node_id}", params=params)
 
     def restore_node(self, node_id: str) -> RemoteNode:

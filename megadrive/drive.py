@@ -166,6 +166,10 @@ class Drive:
             self._quota, self._quota_changed = (now, Quota(int(a["used"]), int(a["quota"]))), False
         return self._quota[1]
 
+    def has_recovery_key(self) -> bool:
+        """Whether the account has a recovery key set (a password change or a recovery clears it)."""
+        return bool(self.ctx.api.account().get("recovery_key"))
+
     def _forget_quota(self) -> None:
         self._quota_changed = True
 
@@ -248,11 +252,13 @@ class Drive:
         if self.history.owns(src):  # out of the trash or the versions: a restore
             return self.history.rename(src, dst)
         self._writable(dst)
+        self.history.forget()  # (a rename over a node trashes it)
         return self.nodes.rename(src, dst, overwrite=overwrite, replace_nonempty=replace_nonempty)
 
     def delete(self, path: str) -> None:
         """Move a file or folder (with its contents) to the trash."""
         self._writable(path)
+        self.history.forget()
         self.nodes.delete(path)
 
     # -- the trash and older versions (megadrive/history.py) ----------------------------------------
@@ -277,10 +283,12 @@ class Drive:
 
     def remove(self, path: str) -> None:
         self._writable(path)
+        self.history.forget()
         self.nodes.remove(path)
 
     def rmdir(self, path: str) -> None:
         self._writable(path)
+        self.history.forget()
         self.nodes.rmdir(path)
 
     def set_attrs(self, path: str, *, mtime_ns: int | None = None, mode: int | None = None,

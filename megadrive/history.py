@@ -12,6 +12,7 @@ version, so restoring one loses none.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ def restored_name(name: str, n: int) -> str:
 TRASH_DIR = ".trash"  # /.trash/: what is in the trash, read-only; moving an entry out restores it
 VERSIONS_DIR = ".versions"  # /.versions/<path>/: the kept versions of the file at <path>, read-only
 VERSION_ID_SEP = "@"  # the id of a version entry: "<node id>@<number>"
+VIEW_TTL = 2.0  # seconds a listing of the views is reused (every entry of an `ls -l` is a lookup)
 
 
 def version_name(name: str, number: int) -> str:
@@ -81,6 +83,15 @@ class History:
         self.ns = ns
         self.nodes = nodes
         self.files = files
+        self._lock = threading.Lock()
+        self._names_cache: tuple[float, dict[str, TrashItem]] | None = None
+        self._versions_cache: dict[str, tuple[float, int, list[VersionInfo]]] = {}
+
+    def forget(self) -> None:
+        """The trash or a file's versions changed here: list them afresh."""
+        with self._lock:
+            self._names_cache = None
+            self._versions_cache.clear()
 
     # -- the trash --------------------------------------------------------------------------------
 
@@ -112,6 +123,7 @@ class History:
 
     def restore(self, item: TrashItem, to: str | None = None) -> Entry:
         """Back where it was (or to ``to``); under another name if its own is taken there now."""
+        self.forget()
         row = self.ctx.row(item.node_id)
         if to is None:
             parent_row = self.ctx.index.get(row.parent_id or "")
@@ -151,11 +163,12 @@ class History:
 
     def empty_trash(self) -> int:
         """Purge everything in the trash for good; how many trashed nodes went (with their contents)."""
+        self.forget()
         n = 0
         for d in self.ctx.api.trash():
             try:
-                self.ctx.api.purge_node(str(d["node_id"]), recursive=True)
-            except NotFound:  # inside a folder purged just before
+                self.ctx.api.purge_node(str(d["node_id"]), recursive=True, only_trashed=True)
+            except (NotFound, Conflict):  # inside a folder purged just before, or restored meanwhile
                 continue
             n += 1
         self.feed.pull(None)
@@ -163,11 +176,14 @@ class History:
 
     # -- the read-only views: /.trash/ and /.versions/ ---------------------------------------------
 
-    @staticmethod
-    def owns(path: str) -> bool:
-        """Whether ``path`` is inside one of the views (reads only; a move out of them restores)."""
+    def owns(self, path: str) -> bool:
+        """Whether ``path`` is inside one of the views (reads only; a move out of them restores). A real
+        file or folder of that name at the top of the drive (made before the views existed, or by an
+        older client) hides the view instead of being hidden by it."""
         parts = split_path(path)
-        return bool(parts) and parts[0] in (TRASH_DIR, VERSIONS_DIR)
+        if not parts or parts[0] not in (TRASH_DIR, VERSIONS_DIR):
+            return False
+        return self.ns.child(self.ctx.root_id, parts[0]) is None
 
     def stat(self, path: str) -> Entry:
         parts = split_path(path)
@@ -210,6 +226,7 @@ class History:
     def rename(self, src: str, dst: str) -> Entry:
         """A move out of a view: a trashed node is restored to ``dst``; a version becomes the newest of its
         file (``dst`` its own path) or a new file at ``dst``. Nothing is ever overwritten but that file."""
+        self.forget()
         if self.owns(dst):
             raise PermissionDenied("the trash and the versions are read-only")
         parts = split_path(src)
@@ -265,7 +282,9 @@ class History:
             return None
 
     def _dir(self, path: str) -> Entry:
-        return self.ns.entry(self.ns.virtual(path).row, path, None)
+        # Only the mounting user may enter (with --allow-other, others would otherwise walk past the
+        # modes of the folders the trashed items and versions came from).
+        return dataclasses.replace(self.ns.entry(self.ns.virtual(path).row, path, None), mode=0o500)
 
     @staticmethod
     def _read_only(e: Entry, name: str) -> Entry:
@@ -273,7 +292,11 @@ class History:
 
     def _trash_names(self) -> dict[str, TrashItem]:
         """Each trashed item under the name its view shows: its own, or with its deletion time (and id) added
-        when several trashed items share it."""
+        when several trashed items share it. Kept for a moment: one `ls -l` asks for every entry."""
+        now = time.monotonic()
+        with self._lock:
+            if self._names_cache is not None and now - self._names_cache[0] < VIEW_TTL:
+                return self._names_cache[1]
         items = self.trash()
         counts: dict[str, int] = {}
         for item in items:
@@ -285,6 +308,8 @@ class History:
                 when = time.strftime("%Y-%m-%d %H%M%S", time.localtime(item.trashed_at or 0))
                 shown = f"{item.name} (deleted {when} {item.node_id[:6]})"
             out[shown] = item
+        with self._lock:
+            self._names_cache = (now, out)
         return out
 
     def _trash_located(self, parts: list[str]) -> tuple[Located, str]:
@@ -328,7 +353,8 @@ class History:
         size = v.size
         return Entry(path=join(here, version_name(meta.name, v.number)), name=version_name(meta.name, v.number),
                      node_id=f"{row.node_id}{VERSION_ID_SEP}{v.number}", kind="file", size=size,
-                     mtime_ns=int(v.created * 1e9), mode=meta.mode & ~0o222 & 0o7777, version=v.number)
+                     mtime_ns=int(v.created * 1e9), mode=meta.mode & ~0o222 & 0o7777, version=v.number,
+                     uid=meta.uid, gid=meta.gid)
 
     def _version_size(self, row: IndexRow, meta: format.NodeMeta, number: int) -> int:
         try:
@@ -368,17 +394,27 @@ class History:
 
     def versions_of(self, row: IndexRow) -> list[VersionInfo]:
         """Newest first, each with its size as the file had it (read from its manifest: the server only
-        knows the size of the ciphertext)."""
+        knows the size of the ciphertext). Kept for a moment per file and version (a listing stats each)."""
         meta = self.ctx.tree.meta(row)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._versions_cache.get(row.node_id)
+            if hit is not None and now - hit[0] < VIEW_TTL and hit[1] == meta.version:
+                return hit[2]
         out = []
         for v in self.ctx.api.list_versions(row.node_id):
             number = int(v["version"])
             size = meta.size if number == meta.version else self._version_size(row, meta, number)
             out.append(VersionInfo(number, size, float(v["created"]), number == meta.version))
+        with self._lock:
+            if len(self._versions_cache) > 256:
+                self._versions_cache.clear()
+            self._versions_cache[row.node_id] = (now, meta.version, out)
         return out
 
     def restore_version(self, path: str, number: int) -> Entry:
         """Make version ``number`` the newest (its content copied into a new version; nothing is lost)."""
+        self.forget()
         row, meta = self._file(path)
         if number == meta.version:
             return self.ns.stat(path)

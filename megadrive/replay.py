@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 from . import crypto, format
 from .api import MetaChanged, MissingChunks, RemoteNode
@@ -185,11 +185,12 @@ class Uploader:
         todo = [n for n in journal.nodes() if n not in skip]
         if len(todo) > 1:  # several files in flight: each is a few round trips, mostly waiting
             futures = [self._pool().submit(self._replay_node, n) for n in todo]
+            wait(futures)  # every one, whatever any raised: none may run on after this round's locks go
             lines, failure = [], None
             for fut in futures:
                 try:
                     lines.append(fut.result())
-                except (NetworkError, ServerError) as e:
+                except Exception as e:  # noqa: BLE001 - the first one is raised below, after all ended
                     failure = failure or e
             if failure is not None:  # the rest waits in the journal for the next round
                 raise failure
@@ -244,7 +245,9 @@ class Uploader:
         """Commit one journaled version: (a report line, whether the node now has it as its next version,
         the version as it went: replay may have put it on a newer base)."""
         node_id, base = lv.node_id, lv.base_version
-        with self.ctx.journal.creates.lock(node_id):  # not deleted here meanwhile (Nodes.forget_uncreated)
+        HEAD_STARTS.wait(lv.chunk_ids, HEAD_START_WAIT)  # (outside the create lock: this may take a while)
+        # Not deleted here meanwhile (Nodes.forget_uncreated); held for one request at most.
+        with self.ctx.journal.creates.lock(node_id):
             if self.ctx.journal.get(node_id) is None:
                 return f"node {short(node_id)} was deleted before it was uploaded", False, lv
             if base == 0 and self.ctx.journal.creates.of(node_id) is not None and self._create_with(lv):
@@ -326,9 +329,9 @@ class Uploader:
         owner = self.ctx.owner_of(parent)
         blob = format.seal_meta(pmeta.key, owner, parent.node_id, node_id, new)
         try:
-            n = self._with_chunks(lv, owner, lambda: self.ctx.api.create_node(
-                node_id, parent.node_id, "file", blob, first_version=(lv.sealed_manifest, list(lv.chunk_ids))))
-        except (AlreadyExists, NotFound):
+            n = self.ctx.api.create_node(node_id, parent.node_id, "file", blob,
+                                         first_version=(lv.sealed_manifest, list(lv.chunk_ids)))
+        except (AlreadyExists, NotFound, MissingChunks):  # (chunks missing: sent outside the create lock)
             return False
         self.feed.apply(n, new, pmeta.key)
         self.ctx.journal.creates.done(node_id)
@@ -348,6 +351,10 @@ class Uploader:
                 if attempt == MISSING_ROUNDS - 1 or not missing or len(missing) != len(e.missing):
                     raise ServerError("the server keeps asking for chunks of a version that it has, or never "
                                       "were in it") from None
+                if any(self.ctx.journal.get_chunk(c) is None for c in missing):
+                    # A chunk this version shares with the server's previous one: the server had it. The
+                    # version stays journaled (a server error), never dropped for the server's claim.
+                    raise ServerError("the server says it lacks a chunk it already had") from None
                 self.files.upload_from_journal(missing, owner)
         raise AssertionError("unreachable")
 

@@ -139,6 +139,13 @@ class MegaDriveFS:
         self.drive = drive
         self.uid, self.gid = os.getuid(), os.getgid()
         self.files = OpenFiles(drive)
+        self._view_fhs: set[int] = set()  # descriptors opened through /.trash/ or /.versions/ (read-only)
+
+    def _read_only(self, path: str | None, fh: Any = None) -> None:
+        """EROFS for a change through the read-only views, by path or by a descriptor opened there."""
+        handle = fh if isinstance(fh, int) or fh is None else getattr(fh, "fh", None)
+        if (path is not None and self.drive.read_only(path)) or handle in self._view_fhs:
+            raise fuse_binding.load().FuseOSError(errno.EROFS)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -282,6 +289,7 @@ class MegaDriveFS:
             self._sync_names(node_id, others)
 
     def chmod(self, path: str | None, mode: int, fh: int | None = None) -> None:
+        self._read_only(path, fh)
         with self._errors():
             of = self.files.handle(fh)
             if of is not None:
@@ -307,6 +315,7 @@ class MegaDriveFS:
         """The owner is stored encrypted in the meta; the mounting user (and group) as None, so a drive
         mounted by another user on another machine shows that user as the owner of what was theirs here.
         The kernel checks who may chown (default_permissions) and clears set-id bits by a chmod."""
+        self._read_only(path)
         with self._errors():
             if path is None:
                 raise NotFound()
@@ -332,6 +341,7 @@ class MegaDriveFS:
             return sorted(n for n in self.drive.stat(path).xattrs if n.startswith(XATTR_NAMESPACE))
 
     def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> None:
+        self._read_only(path)
         with self._errors():
             if not name.startswith(XATTR_NAMESPACE) or name == XATTR_NAMESPACE:
                 raise fuse_binding.load().FuseOSError(errno.ENOTSUP)
@@ -343,12 +353,14 @@ class MegaDriveFS:
         self._changed(path)
 
     def removexattr(self, path: str, name: str) -> None:
+        self._read_only(path)
         with self._errors():
             self.drive.set_attrs(path, xattr=XattrChange(name, None))
         self._changed(path)
 
     def utimens(self, path: str | None, times: tuple[int | None, int | None] | None = None,
                 fh: int | None = None) -> None:
+        self._read_only(path, fh)
         with self._errors():
             now = time.time_ns()
             atime, mtime = (now, now) if times is None else times
@@ -381,7 +393,8 @@ class MegaDriveFS:
             if e.is_dir:
                 raise IsADirectory(path)
             flags = fi.flags if not isinstance(fi, int) else fi
-            if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC) and self.drive.read_only(path):
+            view = self.drive.read_only(path)
+            if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC) and view:
                 raise fuse_binding.load().FuseOSError(errno.EROFS)
             fh, of = self.files.open(e.node_id)
             if flags & os.O_TRUNC:
@@ -394,6 +407,8 @@ class MegaDriveFS:
             # (Never for a file with hard links: another name's inode may have written it since.)
             keep = of.writer is None and self.files.seen_version.get(e.node_id) == e.version and e.nlink == 1
             self.files.seen_version[e.node_id] = e.version
+            if view:
+                self._view_fhs.add(fh)
             return _set_fh(fi, fh, keep_cache=keep)
 
     def read(self, path: str | None, size: int, offset: int, fh: int) -> bytes:
@@ -425,6 +440,7 @@ class MegaDriveFS:
         A path-based truncate must not attach a writer to an open file that is
         merely being released (release is asynchronous): it would never commit.
         """
+        self._read_only(path, fh)
         with self._errors():
             of = self.files.for_path(path, fh)
             if of is not None:
@@ -456,6 +472,7 @@ class MegaDriveFS:
         self.flush(path, fh)
 
     def release(self, path: str | None, fh: Any) -> None:
+        self._view_fhs.discard(fh if isinstance(fh, int) else getattr(fh, "fh", None))
         self.files.release(fh)
 
 

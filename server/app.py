@@ -84,7 +84,10 @@ class TokenAuth:
             self._touched.move_to_end(digest)
             while len(self._touched) > TOUCHED_KEPT:
                 self._touched.popitem(last=False)
-        self.ctx.meta.touch_token(digest, now)
+        try:
+            self.ctx.meta.touch_token(digest, now)
+        except Exception as e:  # noqa: BLE001 - "last used" is a courtesy; it never fails a request
+            log.warning("could not record a session's last use: %s", type(e).__name__)
 
 
 class SecurityHeaders:

@@ -180,6 +180,7 @@ class AccountInfo:
             "quota": self.ctx.config.quota,
             "used": account.used,
             "seq": account.seq,
+            "recovery_key": account.recovery_hash is not None,
         }
 
 

@@ -124,10 +124,12 @@ class NodeItem:
         nid = validate.node_id(node_id)
         purge = validate.bool_param(req.get_param("purge"), "purge")
         recursive = validate.bool_param(req.get_param("recursive"), "recursive")
+        only_trashed = validate.bool_param(req.get_param("if_trashed"), "if_trashed")
         store, caller = self.ctx.meta, req.context.user_id
         with store.transaction():
             if purge:
-                resp.media = {"purged": store.purge_node(access.for_owner(store, caller, nid), nid, recursive)}
+                resp.media = {"purged": store.purge_node(access.for_owner(store, caller, nid), nid, recursive,
+                                                         only_trashed)}
                 return
             node = store.trash_node(access.for_trash_or_restore(store, caller, nid), nid)
         _send_node(resp, node)

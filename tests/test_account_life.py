@@ -98,7 +98,8 @@ def test_password_change_logs_out_other_sessions_and_the_old_password_fails(serv
     assert get(tmp_path, "/keep.txt", env=laptop) == b"kept across the change"  # nothing changed
 
     out = ok(megadrive("passwd", env={"MEGADRIVE_NEW_PASSWORD": NEW_PASSWORD}))
-    assert out.strip() == "Password of alice changed; every other session was logged out."
+    assert out.strip() == ("Password of alice changed; every other session was logged out. A recovery key no "
+                           "longer works after a password change: make a new one with `megadrive recovery-key`.")
     assert get(tmp_path, "/keep.txt") == b"kept across the change"  # this session goes on
     r = megadrive("ls", "/", env=laptop)  # the other one is logged out
     assert r.returncode == 10, r.stderr
@@ -114,7 +115,9 @@ def test_password_change_logs_out_other_sessions_and_the_old_password_fails(serv
 def test_recovery_key_sets_a_new_password_after_a_forgotten_one(server: Server, tmp_path: Path) -> None:
     signup(server)
     put(tmp_path, b"recoverable", "/r.txt")
+    assert "recovery key: none (a forgotten password means the data is gone" in ok(megadrive("status"))
     first = KEY_RE.search(ok(megadrive("recovery-key")))
+    assert "recovery key: set" in ok(megadrive("status"))
     assert first is not None
     latest = KEY_RE.search(ok(megadrive("recovery-key")))  # a new key replaces the earlier one
     assert latest is not None and latest.group(1) != first.group(1)

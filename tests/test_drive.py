@@ -23,6 +23,7 @@ from megadrive.errors import (
     NotADirectory,
     NotEmpty,
     NotFound,
+    PermissionDenied,
     StaleVersion,
 )
 from megadrive.format import CHUNK_SIZE
@@ -507,3 +508,19 @@ def test_looking_up_an_over_long_name_says_so(drive: Drive) -> None:
         drive.stat("/" + "é" * 128 + "/x")  # 256 bytes in the middle of a path
     with pytest.raises(NotFound):
         drive.stat("/d/" + "n" * 255)
+
+
+def test_a_real_dot_trash_folder_hides_the_view_and_stays_usable(drive: Drive) -> None:
+    """A folder named .trash at the top (made by an older client, or an app such as Obsidian) stays an
+    ordinary folder: the view steps aside; a new one cannot be made while the view is there."""
+    with pytest.raises(PermissionDenied):
+        drive.mkdir("/.trash")
+    drive.write_file("/gone.txt", b"x")
+    drive.delete("/gone.txt")
+    assert [e.name for e in drive.listdir("/.trash")] == ["gone.txt"]
+    drive.nodes.mkdir("/.trash")  # (what an older client did)
+    drive.write_file("/.trash/note.md", b"mine")
+    assert [e.name for e in drive.listdir("/.trash")] == ["note.md"]
+    assert drive.read_file("/.trash/note.md") == b"mine"
+    drive.remove("/.trash/note.md")
+    assert [e.name for e in drive.listdir("/.versions")] == [".trash"]  # the other view is still there

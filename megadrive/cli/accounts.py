@@ -52,8 +52,7 @@ def login(server: str | None, user: str | None, password_file: str | None, devic
             s = account.recover(srv, usr, key, read_new_password(password_file), home_dir(), device)
             remember(s.server, s.user)
             click.echo(f"New password set; logged in as {s.user} on {s.server}. Every other session was logged "
-                       "out. The recovery key still works: make a new one with `megadrive recovery-key` if it "
-                       "may have been seen.")
+                       "out. The recovery key is used up: make a new one with `megadrive recovery-key`.")
             return
         s = account.log_in(srv, usr, read_password(password_file), home_dir(), device)
         remember(s.server, s.user)
@@ -94,7 +93,8 @@ def passwd(password_file: str | None, new_password_file: str | None) -> None:
         old = read_password(password_file)
         new = read_new_password(new_password_file)
         s = account.change_password(home_dir(), old, new)
-        click.echo(f"Password of {s.user} changed; every other session was logged out.")
+        click.echo(f"Password of {s.user} changed; every other session was logged out. A recovery key no longer "
+                   "works after a password change: make a new one with `megadrive recovery-key`.")
 
     run(body)
 
@@ -106,13 +106,15 @@ def recovery_key(password_file: str | None) -> None:
     new password if this one is forgotten. A new key replaces the previous one."""
 
     def body() -> None:
-        key = account.make_recovery_key(home_dir(), read_password(password_file))
-        click.echo("Your recovery key (shown once; write it down and keep it apart from this machine):")
-        click.echo("")
-        click.echo(f"    {key}")
-        click.echo("")
-        click.echo("Anyone with it can take over the account. The server keeps only your master key wrapped "
-                   "under it, which it cannot open.")
+        def show(key: str) -> None:
+            click.echo("Your recovery key (shown once; write it down and keep it apart from this machine):")
+            click.echo("")
+            click.echo(f"    {key}")
+            click.echo("")
+
+        account.make_recovery_key(home_dir(), read_password(password_file), show)
+        click.echo("Recovery key set; an earlier one no longer works. Anyone with it can take over the account. "
+                   "The server keeps only your master key wrapped under it, which it cannot open.")
 
     run(body)
 
@@ -173,5 +175,7 @@ def status() -> None:
         click.echo(f"used:      {human(q.used)} ({q.used} bytes, {pct:.1f}%)")
         click.echo(f"available: {human(q.available)} ({q.available} bytes)")
         click.echo(f"pending uploads: {drive.pending_uploads()}")
+        click.echo("recovery key: " + ("set" if drive.has_recovery_key() else
+                                       "none (a forgotten password means the data is gone: `megadrive recovery-key`)"))
 
     with_drive(fn)

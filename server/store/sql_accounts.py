@@ -129,8 +129,10 @@ class SQLAccounts(SQLStoreBase):
                         keep_token: str) -> None:
         with self._write() as c:
             self._hold_now([user_id])
+            # The recovery key goes too: one set by whoever knew the old password must not outlive it.
             c.execute(sa.update(users).where(users.c.user_id == user_id).values(
-                auth_salt=auth_salt, auth_hash=auth_hash, wrapped_master=wrapped_master))
+                auth_salt=auth_salt, auth_hash=auth_hash, wrapped_master=wrapped_master,
+                recovery_wrap=None, recovery_salt=None, recovery_hash=None))
             c.execute(sa.delete(tokens).where(tokens.c.user_id == user_id, tokens.c.token_hash != keep_token))
 
     def set_recovery(self, user_id: str, wrap: bytes, salt: bytes, auth_hash: bytes) -> None:

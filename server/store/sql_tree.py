@@ -183,7 +183,7 @@ class SQLTree(SQLStoreBase):
             rows = c.execute(
                 sa.select(nodes.c.node_id, nodes.c.trashed_at)
                 .where(nodes.c.owner == owner, nodes.c.trashed == 1, nodes.c.gone == 0)
-                .order_by(nodes.c.trashed_at.desc(), nodes.c.node_id)
+                .order_by(nodes.c.trashed_at.desc().nulls_last(), nodes.c.node_id)
             ).all()
         return [(str(r[0]), None if r[1] is None else float(r[1])) for r in rows]
 
@@ -198,13 +198,15 @@ class SQLTree(SQLStoreBase):
                 self._set_node(c, node_id, trashed=0, trashed_at=None, seq=self._bump(c, owner))
             return self._fetch_node(c, node_id)
 
-    def purge_node(self, owner: str, node_id: str, recursive: bool) -> int:
+    def purge_node(self, owner: str, node_id: str, recursive: bool, only_trashed: bool = False) -> int:
         now = time.time()
         with self._write() as c:
             self._hold_now([owner])
             node = self._live(c, owner, node_id)
             if node.parent_id is None:
                 raise Conflict("the root cannot be deleted")
+            if only_trashed and not node.trashed:
+                raise Conflict("not in the trash (restored meanwhile?)")
             subtree = self._subtree(c, node_id)
             if len(subtree) > 1 and not recursive:
                 raise Conflict("folder not empty; purge with recursive=1")

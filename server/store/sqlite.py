@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import threading
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,12 @@ from sqlalchemy import event
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 
+from ..errors import Busy
 from . import migrate
 from .records import Limits
 from .sqlstore import SQLMetaStore
+
+WRITER_WAIT = 30.0  # seconds, as the busy timeout below
 
 
 class SQLiteMetaStore(SQLMetaStore):
@@ -46,7 +50,17 @@ class SQLiteMetaStore(SQLMetaStore):
     def _one_writer(self, mode: str) -> AbstractContextManager[object]:
         # SQLite's busy handler sleeps and polls (1, 2, 5, 10 ms ...): a thread waiting there for
         # another thread of this process sleeps long after the lock is free. A lock wakes it at once.
-        return self._writer if mode == "write" else nullcontext()
+        return self._writer_turn() if mode == "write" else nullcontext()
+
+    @contextmanager
+    def _writer_turn(self) -> Iterator[None]:
+        """This process's turn to write, waited for as long as SQLite's busy timeout would (then 503)."""
+        if not self._writer.acquire(timeout=WRITER_WAIT):
+            raise Busy("the database is busy")
+        try:
+            yield
+        finally:
+            self._writer.release()
 
     def _begin(self, conn: Connection, mode: str) -> None:
         conn.info["md_begin"] = "BEGIN IMMEDIATE" if mode == "write" else "BEGIN"

@@ -32,6 +32,15 @@ def test_trash_and_versions_through_the_mount(module_mount: Mount, folder: Path)
     assert errno_of(lambda: (trash / "b.txt").write_bytes(b"x")) in ("EROFS", "EACCES")
     assert errno_of(lambda: (trash / "new.txt").write_bytes(b"x")) == "EACCES"
     assert errno_of(lambda: (trash / "b.txt").unlink()) == "EACCES"
+    assert trash.stat().st_mode & 0o777 == 0o500  # only the mounting user enters (with --allow-other too)
+    assert (root / ".versions").stat().st_mode & 0o777 == 0o500
+    for change in (lambda: os.chmod(trash / "b.txt", 0o600), lambda: os.utime(trash / "b.txt", (1, 1)),
+                   lambda: os.truncate(trash / "b.txt", 0), lambda: os.setxattr(trash / "b.txt", "user.x", b"1")):
+        assert errno_of(change) == "EROFS"
+    with open(trash / "b.txt", "rb") as f:  # a descriptor opened in the view changes nothing either
+        assert errno_of(lambda: os.fchmod(f.fileno(), 0o600)) == "EROFS"
+        assert errno_of(lambda: os.utime(f.fileno(), (1, 1))) == "EROFS"
+    assert (trash / "b.txt").read_bytes() == b"to be deleted"
     os.rename(trash / "b.txt", folder / "b.txt")  # mv out of the trash: restored
     assert (folder / "b.txt").read_bytes() == b"to be deleted"
     assert "b.txt" not in os.listdir(trash)

@@ -54,6 +54,21 @@ def test_password_change_needs_the_current_password_and_ends_other_sessions(
     assert new.status_code == 200 and new.json()["wrapped_master"] == b64(b"W" * 73)
 
 
+def test_a_password_change_ends_the_recovery_key(make_server: Callable[..., ServerProcess]) -> None:
+    """A recovery key set by whoever knew the old password (a phished one) must not outlive it."""
+    alice = new_user(make_server().url)
+    recovery_auth = secrets.token_bytes(32)
+    body = {"auth_key": b64(alice.auth_key), "recovery_auth": b64(recovery_auth), "recovery_wrap": b64(b"R" * 73)}
+    assert alice.client.put("/v1/account/recovery", json=body).status_code == 204
+    assert alice.client.get("/v1/account").json()["recovery_key"] is True
+    change = {"auth_key": b64(alice.auth_key), "new_auth_key": b64(secrets.token_bytes(32)),
+              "wrapped_master": b64(b"W" * 73)}
+    assert alice.client.post("/v1/account/password", json=change).status_code == 204
+    assert alice.client.get("/v1/account").json()["recovery_key"] is False
+    ask = {"user": alice.name, "recovery_auth": b64(recovery_auth)}
+    assert_json_error(httpx.post(f"{alice.url}/v1/recover", json=ask), 401, "unauthorized")
+
+
 def test_recovery_wrap_is_set_with_the_password_and_given_back_for_its_key(
         make_server: Callable[..., ServerProcess]) -> None:
     alice = new_user(make_server().url)
@@ -75,6 +90,7 @@ def test_recovery_wrap_is_set_with_the_password_and_given_back_for_its_key(
     assert_json_error(alice.client.get("/v1/account"), 401, "unauthorized")  # every session ended
     r = httpx.post(f"{alice.url}/v1/login", json={"user": alice.name, "auth_key": b64(new_key)})
     assert r.status_code == 200 and r.json()["wrapped_master"] == b64(b"N" * 73)
+    assert_json_error(httpx.post(f"{alice.url}/v1/recover", json=ask), 401, "unauthorized")  # used up
     nobody = {"user": "u" + secrets.token_hex(6), "recovery_auth": b64(recovery_auth)}
     assert_json_error(httpx.post(f"{alice.url}/v1/recover", json=nobody), 401, "unauthorized")
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from megadrive.server import gc
 from megadrive.server.errors import (
@@ -43,6 +44,7 @@ from megadrive.server.store.contract import DeletionInProgress, MetaStore
 from megadrive.server.store.records import MAX_DEPTH, MAX_TOKENS_PER_ACCOUNT, Identity, Limits, NewAccount, Node, Share
 from megadrive.server.store.sqlite import SQLiteMetaStore
 from megadrive.server.store.tables import SCHEMA_VERSION
+from megadrive.server.store.tables import nodes as nodes_table
 
 BIG_QUOTA = 1 << 40
 ROOT_META = b"root-meta"  # every account's root meta: the bytes a fresh account already uses
@@ -386,6 +388,25 @@ class TestTree:
         assert seq_of(store, uid) == before
         assert not store.restore_node(uid, d.node_id).trashed
         assert not store.restore_node(uid, f.node_id).trashed
+
+    def test_trash_list_newest_first_undated_last_and_empty_spares_the_restored(
+            self, store: MetaStore, acct: tuple[str, str]) -> None:
+        """The trash list (GET /v1/trash) on every engine: newest first, a node trashed before schema 5
+        (no time) last (PostgreSQL sorts NULL first unless told); a purge "if trashed" of a node restored
+        meanwhile is refused and purges nothing."""
+        uid, root = acct
+        old, a, b = mk(store, uid, root, "file"), mk(store, uid, root, "file"), mk(store, uid, root)
+        for n in (old, a, b):
+            store.trash_node(uid, n.node_id)
+        with store.engine.begin() as c:  # type: ignore[attr-defined]
+            c.execute(sa.update(nodes_table).where(nodes_table.c.node_id == old.node_id).values(trashed_at=None))
+        assert [nid for nid, _ in store.trash(uid)] == [b.node_id, a.node_id, old.node_id]
+        store.restore_node(uid, b.node_id)
+        with pytest.raises(Conflict):
+            store.purge_node(uid, b.node_id, True, only_trashed=True)
+        assert not store.get_node(uid, b.node_id).gone
+        assert store.purge_node(uid, a.node_id, True, only_trashed=True) == 1
+        assert [nid for nid, _ in store.trash(uid)] == [old.node_id]
 
     def test_purge(self, store: MetaStore, acct: tuple[str, str]) -> None:
         uid, root = acct

@@ -42,7 +42,8 @@ class AccountStore(UnitOfWork):
     def change_password(self, user_id: str, auth_salt: bytes, auth_hash: bytes, wrapped_master: bytes,
                         keep_token: str) -> None:
         """Replace the password's authentication hash and the wrapped master key in one transaction,
-        and end every session but ``keep_token`` (a token hash)."""
+        forget the recovery key (whoever knew the old password may have set it), and end every
+        session but ``keep_token`` (a token hash)."""
 
     @abstractmethod
     def set_recovery(self, user_id: str, wrap: bytes, salt: bytes, auth_hash: bytes) -> None:

@@ -57,10 +57,12 @@ class TreeStore(UnitOfWork):
         when (None: trashed before the server kept the time), newest first."""
 
     @abstractmethod
-    def purge_node(self, owner: str, node_id: str, recursive: bool) -> int:
+    def purge_node(self, owner: str, node_id: str, recursive: bool, only_trashed: bool = False) -> int:
         """Delete the node, its subtree and their versions; tombstones stay. Shares of purged
         folders are revoked and links to purged files deleted; their metas and manifests are
-        given back to the quota and they stop counting as nodes. Returns nodes purged."""
+        given back to the quota and they stop counting as nodes. Returns nodes purged.
+        ``only_trashed``: ``Conflict`` unless the node itself is in the trash (checked in the
+        same transaction: a node restored meanwhile is never purged by an "empty the trash")."""
 
     @abstractmethod
     def changes(self, owner: str, since: int, limit: int) -> tuple[list[Node], bool]:
