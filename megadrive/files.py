@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
@@ -35,6 +37,7 @@ from .errors import (
 from .feed import Feed
 from .format import CHUNK_SIZE, Manifest, NodeMeta
 from .index import IndexRow
+from .journal import LocalVersion
 from .namespace import Namespace
 from .nodes import Nodes
 from .paths import conflict_name
@@ -42,6 +45,11 @@ from .tree import short
 
 log = logging.getLogger(__name__)
 
+# A version this small, just uploaded from the journal, stays readable here without a round trip: its
+# sealed manifest in memory, its chunks (ciphertext) in the local cache. (A tree copied in and straight
+# back out, or an editor reopening what it saved, would otherwise fetch every file from the server.)
+KEEP_COMMITTED_CHUNKS = 4
+MANIFESTS_KEPT = 4096
 MAX_FILE_SIZE = 1 << 44  # 16 TiB: what a manifest of 1 MiB chunks reasonably holds (and far past any quota)
 
 
@@ -77,6 +85,22 @@ class Files:
         self._available = available  # bytes of quota left (cached a few seconds)
         self.committed = committed  # a version reached the server: the quota figures changed
         self.on_saved: Callable[[], None] = lambda: None  # a version was saved here for the uploader
+        self._manifests: OrderedDict[tuple[str, int], bytes] = OrderedDict()  # (node, version) -> sealed
+        self._manifests_lock = threading.Lock()
+
+    def keep_committed(self, lv: LocalVersion) -> None:
+        """``lv`` is on the server now (as version base + 1): keep what reading it needs, if it is small.
+        Both are ciphertext, opened and checked on every read as if they came from the server."""
+        if len(lv.chunk_ids) > KEEP_COMMITTED_CHUNKS:
+            return
+        with self._manifests_lock:
+            self._manifests[(lv.node_id, lv.base_version + 1)] = lv.sealed_manifest
+            while len(self._manifests) > MANIFESTS_KEPT:
+                self._manifests.popitem(last=False)
+        for cid in lv.chunk_ids:
+            blob = self.ctx.journal.get_chunk(cid)
+            if blob is not None:
+                self.ctx.chunks.cache.put(cid, blob)
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -89,10 +113,20 @@ class Files:
             return None
         if row.removed:
             raise TakenDown(f"node {short(row.node_id)} was removed by the operator after an abuse notice")
-        version, blob = self.ctx.api.get_manifest(row.node_id, meta.version)
-        if version != meta.version:
-            raise IntegrityError("integrity check failed: server returned another version's manifest")
-        m = format.open_manifest(meta.key, self.ctx.owner_of(row), row.node_id, meta.version, meta.file_id, blob)
+        with self._manifests_lock:
+            kept = self._manifests.get((row.node_id, meta.version))
+        m = None
+        if kept is not None:
+            try:
+                m = format.open_manifest(meta.key, self.ctx.owner_of(row), row.node_id, meta.version, meta.file_id,
+                                         kept)
+            except IntegrityError:  # (keys changed since: ask the server)
+                m = None
+        if m is None:
+            version, blob = self.ctx.api.get_manifest(row.node_id, meta.version)
+            if version != meta.version:
+                raise IntegrityError("integrity check failed: server returned another version's manifest")
+            m = format.open_manifest(meta.key, self.ctx.owner_of(row), row.node_id, meta.version, meta.file_id, blob)
         if m.size != meta.size:
             raise IntegrityError("integrity check failed: file size does not match its manifest")
         return m

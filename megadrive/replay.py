@@ -225,6 +225,7 @@ class Uploader:
         if lv is None:
             journal.done(node_id)
         elif committed:
+            self.files.keep_committed(lv)  # (before settling: that forgets its chunks here)
             journal.settle(lv)
         else:
             journal.drop(lv)

@@ -418,6 +418,13 @@ def test_a_new_file_reaches_the_server_in_one_request(drive: Drive, server: Serv
         drive.api._request = real  # type: ignore[method-assign]
     assert [c for c in calls if not c[1].startswith("/chunks/")] == [("POST", "/nodes")]
     assert drive.pending_uploads() == 0
+    calls.clear()
+    drive.api._request = counting  # type: ignore[method-assign]
+    try:  # just uploaded from here: read back without a round trip (manifest and chunk kept, as ciphertext)
+        assert drive.read_file("/d/new.txt") == b"created and committed at once"
+    finally:
+        drive.api._request = real  # type: ignore[method-assign]
+    assert calls == []
     other = make_drive(server.url, new_home(tmp_path), drive.ctx.session.user, signup=False)
     try:
         assert other.read_file("/d/new.txt") == b"created and committed at once"
