@@ -378,6 +378,15 @@ class Drive:
             return self.history.open_read_id(node_id)
         return self.files.open_read_id(node_id)
 
+    def hold_open(self, node_id: str) -> None:
+        """A front-end holds the node open (a descriptor, even read-only): if it is unlinked before the
+        uploader created it on the server, it is created and trashed, not forgotten (the descriptor
+        still reads and writes it)."""
+        self.ctx.journal.begin_write(node_id)
+
+    def release_open(self, node_id: str) -> None:
+        self.ctx.journal.end_write(node_id)
+
     def open_write_id(self, node_id: str, *, truncate: bool = False, journal: bool = False) -> FileWriter:
         if VERSION_ID_SEP in node_id:
             raise PermissionDenied("the versions are read-only (move one out to restore it)")

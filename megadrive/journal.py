@@ -286,7 +286,8 @@ class Journal:
             self._nodes.discard(node_id)
 
     def begin_write(self, node_id: str) -> None:
-        """A writer of the node opened in this process: its chunks arrive before its version does."""
+        """A writer of the node opened in this process (its chunks arrive before its version does), or a
+        front-end holds it open (Drive.hold_open): it is not forgotten as never created."""
         with self._lock:
             self._writing[node_id] += 1
 

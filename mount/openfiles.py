@@ -65,6 +65,7 @@ class OpenFiles:
             of = self._files.get(node_id)
             if of is None:
                 of = self._files[node_id] = OpenFile(node_id)
+                self.drive.hold_open(node_id)
             of.refs += 1
             fh = self._next_fh
             self._next_fh += 1
@@ -116,6 +117,7 @@ class OpenFiles:
             if of.refs or self._files.get(of.node_id) is not of:
                 return  # opened again meanwhile: its new descriptors own it now
             self._files.pop(of.node_id, None)
+            self.drive.release_open(of.node_id)
         with of.lock:
             if of.writer is not None:
                 of.writer.close()

@@ -531,3 +531,23 @@ def test_a_real_dot_trash_folder_hides_the_view_and_stays_usable(drive: Drive) -
     assert drive.read_file("/.trash/note.md") == b"mine"
     drive.remove("/.trash/note.md")
     assert [e.name for e in drive.listdir("/.versions")] == [".trash"]  # the other view is still there
+
+
+def test_a_file_held_open_is_not_forgotten_when_unlinked_before_its_upload(drive: Drive) -> None:
+    """Write-back: a file made here and unlinked before the uploader created it on the server is
+    forgotten (no round trip), unless a front-end holds it open (a descriptor, even read-only): then it
+    stays reachable by id, and the uploader creates it (in the trash) once the descriptor is gone."""
+    drive.create_file("/held.txt", local=True)
+    node = drive.stat("/held.txt").node_id
+    drive.hold_open(node)
+    drive.remove("/held.txt")
+    assert drive.stat_id(node).node_id == node  # the descriptor still has its file
+    w = drive.open_write_id(node, journal=True)
+    w.write(b"written after the unlink")
+    w.save()
+    w.close()
+    drive.release_open(node)
+    drive.replay_journal()
+    assert drive.api.get_node(node).trashed
+    with drive.open_read_id(node) as r:
+        assert r.read() == b"written after the unlink"
