@@ -180,10 +180,10 @@ class History:
         """Whether ``path`` is inside one of the views (reads only; a move out of them restores). A real
         file or folder of that name at the top of the drive (made before the views existed, or by an
         older client) hides the view instead of being hidden by it."""
-        parts = split_path(path)
-        if not parts or parts[0] not in (TRASH_DIR, VERSIONS_DIR):
+        top = path.lstrip("/").split("/", 1)[0]  # (only the first name: never refuses a path, any length)
+        if top not in (TRASH_DIR, VERSIONS_DIR):
             return False
-        return self.ns.child(self.ctx.root_id, parts[0]) is None
+        return self.ns.child(self.ctx.root_id, top) is None
 
     def stat(self, path: str) -> Entry:
         parts = split_path(path)

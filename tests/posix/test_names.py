@@ -27,6 +27,9 @@ def test_name_length(here: Path) -> None:
     assert err(os.rename, here / ok, here / long) == errno.ENAMETOOLONG
     assert err(os.symlink, "t", here / long) == errno.ENAMETOOLONG
     assert err(os.mkfifo, here / long) == errno.ENAMETOOLONG
+    assert err(os.chmod, here / long, 0o600) == errno.ENAMETOOLONG
+    assert err(os.truncate, here / long, 0) == errno.ENAMETOOLONG
+    assert err(os.utime, here / long, (1, 1)) == errno.ENAMETOOLONG
     assert (here / ok).read_bytes() == b"x"  # nothing lost on the refused rename
 
 
