@@ -43,6 +43,7 @@ def test_signup_login_account(server_url: str) -> None:
         "quota": 1 << 20,
         "used": len(unb64(user.signup["root"]["meta"])),  # the root's meta is the first thing stored
         "seq": 1,
+        "recovery_key": False,
     }
     root = user.node(user.root).json()["node"]
     assert root["kind"] == "dir" and root["parent_id"] is None and root["meta"] == user.signup["root"]["meta"]

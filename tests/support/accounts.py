@@ -62,3 +62,15 @@ def one_line_error(r: subprocess.CompletedProcess[str]) -> str:
     assert len(lines) == 1, r.stderr
     assert lines[0].startswith("megadrive: error:"), lines[0]
     return lines[0]
+
+
+def drop_chunk_cache(home: Path) -> int:
+    """Empty the ciphertext chunk cache of every account under ``home`` (a running client notices and asks
+    the server): as on a device that never had these chunks. A client keeps the chunks of small versions it
+    uploaded itself, so a test of what the server serves drops them first. Returns how many went."""
+    n = 0
+    for f in home.glob("accounts/*/cache/*"):
+        if f.is_file() and not f.name.startswith(".tmp-"):
+            f.unlink(missing_ok=True)
+            n += 1
+    return n

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support.accounts import drop_chunk_cache
 from support.dav import GatewayProcess, MiB, assert_clean_body, get, put, seeded_bytes, signup
 from support.server import ServerProcess
 
@@ -73,6 +74,7 @@ def test_tampered_chunk_is_an_error_never_bytes(fresh_server: ServerProcess, tmp
         flip_byte(small_chunks[0])
         for p in large_chunks:
             flip_byte(p)
+        assert drop_chunk_cache(gw.home) == 5  # (the gateway kept what it uploaded: it must ask the server)
 
         r = c.get("/small.bin")
         assert r.status_code in (500, 502), f"{r.status_code}: {r.text[:500]}"
@@ -98,6 +100,7 @@ def tamper_a_middle_chunk(gw: GatewayProcess, c: httpx.Client, data_dir: Path, p
     t0 = time.time() - 0.01
     put(c, path, data)
     gw.settle()
+    drop_chunk_cache(gw.home)  # (kept since the upload: the reads below must come from the server)
     chunks = new_chunk_files(data_dir, t0)
     n = -(-len(data) // MiB)
     assert len(chunks) == n, chunks
