@@ -9,7 +9,7 @@ the one question that matters: did the victim's client seal anything the attacke
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +123,8 @@ class LyingProxy:
         self.upstream = upstream.rstrip("/")
         self.evil = evil
         self.lies: dict[str, dict[str, object]] = {}
+        # (method, path, body) -> a forged (status, JSON body) answered instead of forwarding, or None.
+        self.forge: Callable[[str, str, bytes], tuple[int, bytes] | None] = lambda method, path, body: None
         self.received: list[bytes] = []  # every request line and body a client sent through the proxy
         self._http = httpx.Client(timeout=60)
         proxy = self
@@ -136,6 +138,14 @@ class LyingProxy:
             def _forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 proxy.received.append(self.requestline.encode() + b"\n" + body)
+                forged = proxy.forge(self.command, self.path, body)
+                if forged is not None:
+                    self.send_response(forged[0])
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(forged[1])))
+                    self.end_headers()
+                    self.wfile.write(forged[1])
+                    return
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
                 r = proxy._http.request(self.command, proxy.upstream + self.path, content=body, headers=headers)
                 out = r.content
