@@ -199,8 +199,9 @@ class Uploader:
         report.extend(line for line in lines if line is not None)
         with self.ctx.index.alone() as alone:
             for node_id in journal.drop_orphans(skip) if alone else ():
-                log.warning("dropped chunks of a write to node %s that was never saved (abandoned before "
-                            "close(), fsync() or the end of its PUT)", short(node_id))
+                log.warning("dropped chunks of node %s that no saved version names (of a save a newer one "
+                            "replaced, or of a write abandoned before close(), fsync() or the end of its PUT)",
+                            short(node_id))
         return report
 
     def _replay_node(self, node_id: str) -> str | None:
