@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 
 DEFAULT_MAX_BYTES = 512 << 20
+STALE_TMP_SECONDS = 3600.0  # a temporary file this old was left by a process that died while writing it
 
 
 class ChunkCache:
@@ -24,12 +26,20 @@ class ChunkCache:
         self._lock = threading.Lock()
         self._lru: OrderedDict[str, int] = OrderedDict()
         entries = []
+        # Another process on this folder (a gateway, a mount, the command line) may be writing or
+        # replacing any of these right now: only a temporary file left long ago by a dead one goes, and
+        # a file gone meanwhile is skipped.
+        stale = time.time() - STALE_TMP_SECONDS
         for e in os.scandir(self.root):
-            if e.name.startswith(".tmp-"):
-                os.unlink(e.path)
-            elif e.is_file():
-                st = e.stat()
-                entries.append((st.st_mtime, e.name, st.st_size))
+            try:
+                if e.name.startswith(".tmp-"):
+                    if e.stat().st_mtime < stale:
+                        os.unlink(e.path)
+                elif e.is_file():
+                    st = e.stat()
+                    entries.append((st.st_mtime, e.name, st.st_size))
+            except FileNotFoundError:
+                continue
         for _, name, size in sorted(entries):
             self._lru[name] = size
         self._total = sum(self._lru.values())
@@ -57,9 +67,13 @@ class ChunkCache:
                 self._lru.move_to_end(chunk_id)
                 return
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-        os.replace(tmp, self.root / chunk_id)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(blob)
+            os.replace(tmp, self.root / chunk_id)
+        except OSError:  # (a cache is best effort: a full disk, or a file swept meanwhile, only costs a fetch)
+            Path(tmp).unlink(missing_ok=True)
+            return
         with self._lock:
             self._lru[chunk_id] = len(blob)
             self._total += len(blob)
