@@ -128,15 +128,11 @@ class Login:
         name = validate.user_name(get_field(body, "user"))
         auth_key = b64decode(get_field(body, "auth_key"), "auth_key", exact=AUTH_KEY_BYTES)
         device = validate.device_name(body.get("device"))
-        keys = [f"user:{name}", auth.source_key(req.remote_addr)]
-        stamp = self.ctx.limiter.begin(keys)
         account = self.ctx.meta.account_by_name(name)
-        if account is None:
-            auth.burn_auth_check(auth_key)
-            raise Unauthorized("bad credentials")
-        if not auth.verify_auth_key(auth_key, account.auth_salt, account.auth_hash):
-            raise Unauthorized("bad credentials")
-        self.ctx.limiter.forgive(keys, stamp)
+        _counted_check(self.ctx, req, name, auth_key, None if account is None else (account.auth_salt,
+                                                                                     account.auth_hash),
+                       Unauthorized("bad credentials"))
+        assert account is not None  # (the check refuses an unknown name)
         token = auth.new_token()
         now = time.time()
         expires = now + self.ctx.config.token_ttl
@@ -209,14 +205,27 @@ class SessionItem:
         resp.status = falcon.HTTP_204
 
 
+def _counted_check(ctx: ServerContext, req: falcon.Request, name: str, key: bytes,
+                   stored: tuple[bytes, bytes] | None, refusal: Exception) -> None:
+    """One attempt at a secret of the account ``name`` (its password's auth key, or its recovery key's),
+    checked against ``stored`` (salt, hash; None: no such account or secret, refused after the same
+    slow hash). Counted per user name and per address before the check, forgiven if it was right, so
+    parallel guesses cannot pass the limit (see Login)."""
+    keys = [f"user:{name}", auth.source_key(req.remote_addr)]
+    stamp = ctx.limiter.begin(keys)
+    if stored is None:
+        auth.burn_auth_check(key)
+        raise refusal
+    if not auth.verify_auth_key(key, *stored):
+        raise refusal
+    ctx.limiter.forgive(keys, stamp)
+
+
 def _check_password(ctx: ServerContext, req: falcon.Request, account: Account, auth_key: bytes) -> None:
     """The current password's auth key, counted as a login attempt (a stolen session alone cannot
     change the password or set a recovery key, nor guess the password quickly through these)."""
-    keys = [f"user:{account.name}", auth.source_key(req.remote_addr)]
-    stamp = ctx.limiter.begin(keys)
-    if not auth.verify_auth_key(auth_key, account.auth_salt, account.auth_hash):
-        raise Forbidden("wrong password")
-    ctx.limiter.forgive(keys, stamp)
+    _counted_check(ctx, req, account.name, auth_key, (account.auth_salt, account.auth_hash),
+                   Forbidden("wrong password"))
 
 
 class Password:
@@ -274,15 +283,12 @@ class Recover:
         new = None if new_key is None else (
             b64decode(new_key, "new_auth_key", exact=AUTH_KEY_BYTES),
             b64decode(get_field(body, "wrapped_master"), "wrapped_master", max_len=MAX_WRAPPED_BYTES))
-        keys = [f"user:{name}", auth.source_key(req.remote_addr)]
-        stamp = self.ctx.limiter.begin(keys)
         account = self.ctx.meta.account_by_name(name)
-        if account is None or account.recovery_hash is None or account.recovery_salt is None:
-            auth.burn_auth_check(recovery_auth)
-            raise Unauthorized("bad credentials")
-        if not auth.verify_auth_key(recovery_auth, account.recovery_salt, account.recovery_hash):
-            raise Unauthorized("bad credentials")
-        self.ctx.limiter.forgive(keys, stamp)
+        stored = None
+        if account is not None and account.recovery_salt is not None and account.recovery_hash is not None:
+            stored = (account.recovery_salt, account.recovery_hash)
+        _counted_check(self.ctx, req, name, recovery_auth, stored, Unauthorized("bad credentials"))
+        assert account is not None
         if new is None:
             assert account.recovery_wrap is not None
             resp.media = {"user_id": account.user_id, "recovery_wrap": b64encode(account.recovery_wrap)}
