@@ -246,7 +246,7 @@ class History:
                 raise AlreadyExists(f"already exists: {dst}")
             row, meta = self._file(real)
             with self._version_reader(row, meta, number, real) as reader:
-                self._write_new(dst, reader.iter_range())
+                self._write(dst, reader.iter_range(), new=True)
             return self.ns.stat(dst)
         raise PermissionDenied("only a trashed item or a version can be moved out of the trash or the versions")
 
@@ -378,14 +378,12 @@ class History:
     def _version_reader(self, row: IndexRow, meta: format.NodeMeta, number: int, path: str) -> FileReader:
         return FileReader(self.ctx.chunks, self.files.keys_of(row, meta), self._manifest(row, meta, number, path))
 
-    def _write_new(self, path: str, pieces: Iterator[bytes]) -> None:
-        w = self.files.open_write(path, truncate=True, create=True, exclusive=True)
-        try:
+    def _write(self, path: str, pieces: Iterator[bytes], *, new: bool) -> None:
+        """A new version of the file at ``path`` (``new``: a file that must not exist yet) with this content."""
+        with self.files.open_write(path, truncate=True, create=new, exclusive=new) as w:
             for piece in pieces:
                 w.write(piece)
             w.commit()
-        finally:
-            w.close()
 
     # -- versions ---------------------------------------------------------------------------------
 
@@ -419,17 +417,8 @@ class History:
         if number == meta.version:
             return self.ns.stat(path)
         with self._version_reader(row, meta, number, path) as reader:
-            self._write(path, reader.iter_range())
+            self._write(path, reader.iter_range(), new=False)
         return self.ns.stat(path)
-
-    def _write(self, path: str, pieces: Iterator[bytes]) -> None:
-        w = self.files.open_write(path, truncate=True, create=False)
-        try:
-            for piece in pieces:
-                w.write(piece)
-            w.commit()
-        finally:
-            w.close()
 
     def _file(self, path: str) -> tuple[IndexRow, format.NodeMeta]:
         loc = self.ns.resolve(path)
