@@ -44,19 +44,21 @@ def parse_listen(text: str, default_port: int) -> tuple[str, int]:
         raise click.BadParameter(f"expected HOST:PORT, got {text!r}") from None
 
 
-def read_password(password_file: str | None, *, confirm: bool = False) -> str:
-    """From --password-file, then MEGADRIVE_PASSWORD, then an interactive prompt."""
+def read_password(password_file: str | None, *, confirm: bool = False, env: str = "MEGADRIVE_PASSWORD",
+                  prompt: str = "Password") -> str:
+    """From --password-file, then the environment variable ``env``, then an interactive prompt (also the
+    new password of `passwd` and the recovery key, under their own variable and prompt)."""
     if password_file:
         try:
             return Path(password_file).read_text().rstrip("\r\n")
         except OSError as e:
             raise ConfigError(f"cannot read password file: {e.strerror}") from None
-    env = os.environ.get("MEGADRIVE_PASSWORD")
-    if env:
-        return env
+    value = os.environ.get(env)
+    if value:
+        return value
     if not sys.stdin.isatty():
-        raise ConfigError("no password: set MEGADRIVE_PASSWORD, use --password-file, or run in a terminal")
-    return str(click.prompt("Password", hide_input=True, confirmation_prompt=confirm))
+        raise ConfigError(f"no {prompt.lower()}: set {env}, use a password file, or run in a terminal")
+    return str(click.prompt(prompt, hide_input=True, confirmation_prompt=confirm))
 
 
 def home_dir() -> Path:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 
 import click
@@ -48,7 +46,7 @@ def login(server: str | None, user: str | None, password_file: str | None, devic
         if not srv or not usr:
             raise ConfigError("give --server and --user (no earlier login to default to)")
         if use_recovery:
-            key = _secret("MEGADRIVE_RECOVERY_KEY", "Recovery key")
+            key = read_password(None, env="MEGADRIVE_RECOVERY_KEY", prompt="Recovery key")
             s = account.recover(srv, usr, key, read_new_password(password_file), home_dir(), device)
             remember(s.server, s.user)
             click.echo(f"New password set; logged in as {s.user} on {s.server}. Every other session was logged "
@@ -61,25 +59,9 @@ def login(server: str | None, user: str | None, password_file: str | None, devic
     run(body)
 
 
-def _secret(env: str, prompt: str) -> str:
-    value = os.environ.get(env)
-    if value:
-        return value
-    if not sys.stdin.isatty():
-        raise ConfigError(f"no {prompt.lower()}: set {env} or run in a terminal")
-    return str(click.prompt(prompt, hide_input=True))
-
-
 def read_new_password(password_file: str | None) -> str:
     """The new password: --new-password-file / --password-file, MEGADRIVE_NEW_PASSWORD, or a prompt (twice)."""
-    if password_file:
-        return read_password(password_file)
-    value = os.environ.get("MEGADRIVE_NEW_PASSWORD")
-    if value:
-        return value
-    if not sys.stdin.isatty():
-        raise ConfigError("no new password: set MEGADRIVE_NEW_PASSWORD, use a password file, or run in a terminal")
-    return str(click.prompt("New password", hide_input=True, confirmation_prompt=True))
+    return read_password(password_file, confirm=True, env="MEGADRIVE_NEW_PASSWORD", prompt="New password")
 
 
 @cli.command()
