@@ -342,8 +342,8 @@ class Uploader:
 
     def _with_chunks(self, lv: LocalVersion, owner: str, call: Callable[[], RemoteNode]) -> RemoteNode:
         """A commit of ``lv``, sent first as if the server had every chunk (the writer gave each a head
-        start as it was sealed): the chunks it says it misses are sent from the journal, then again."""
-        HEAD_STARTS.wait(lv.chunk_ids, HEAD_START_WAIT)
+        start as it was sealed, and _replay_one waited for those): the chunks it says it misses are sent
+        from the journal, then again."""
         for attempt in range(MISSING_ROUNDS):
             try:
                 return call()
