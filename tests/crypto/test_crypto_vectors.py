@@ -394,6 +394,11 @@ def test_recovery_key_vectors(fixed_nonces: Callable[..., None]) -> None:
         fmt.unwrap_master(x("recovery/wrap-key"), x("blob/recovery-master"), USER_ID)
     with pytest.raises(IntegrityError):
         fmt.unwrap_master_recovery(K_TEST, x("blob/recovery-master"), "f" * 32)
+    for i in (0, 1, 30, 72):  # a changed byte anywhere (version, nonce, ciphertext, tag) from the server
+        blob = bytearray(x("blob/recovery-master"))
+        blob[i] ^= 1
+        with pytest.raises(IntegrityError):
+            fmt.unwrap_master_recovery(K_TEST, bytes(blob), USER_ID)
 
 
 def test_identity_vectors(fixed_nonces: Callable[..., None]) -> None:
