@@ -317,6 +317,22 @@ class _NodeCalls(Transport):
             body["version"] = {"manifest": b64e(first_version[0]), "chunks": first_version[1]}
         return RemoteNode.from_json(self._json("POST", "/nodes", body, idempotent=False)["node"])
 
+    def create_nodes(self, items: list[tuple[str, str, bytes, tuple[bytes, list[str]]]]) -> list[RemoteNode]:
+        """Files (node id, parent id, meta, first version) created with their first versions in one
+        request and one transaction (``POST /v1/batch/nodes``): all or none. The answer must name the
+        same nodes in the same order (the server is not trusted to)."""
+        body = {"nodes": [{"node_id": nid, "parent_id": pid, "kind": "file", "meta": b64e(meta),
+                           "version": {"manifest": b64e(manifest), "chunks": chunks}}
+                          for nid, pid, meta, (manifest, chunks) in items]}
+        try:
+            raw = list(self._json("POST", "/batch/nodes", body, idempotent=False)["nodes"])
+        except (KeyError, TypeError):
+            raise ServerError("server sent a malformed batch answer") from None
+        nodes = [RemoteNode.from_json(d) for d in raw]
+        if [n.node_id for n in nodes] != [nid for nid, *_ in items]:
+            raise ServerError("the server answered a batch of creates with other nodes")
+        return nodes
+
     def get_node(self, node_id: str) -> RemoteNode:
         return RemoteNode.from_json(self._json("GET", f"/nodes/{node_id}")["node"])
 

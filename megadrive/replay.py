@@ -48,6 +48,20 @@ UPLOAD_WORKERS = 4  # files committed side by side in one round
 HEAD_START_WAIT = 30.0  # seconds a commit waits for its chunks' head starts (then sends what is missing)
 MISSING_ROUNDS = 3  # a commit answered "missing chunks": send them and ask again, this many times at most
 CREATE_WITH_MAX_CHUNKS = 1024  # a file created with its first version in one request: up to 1 GiB
+BATCH_CREATES = 128  # new small files created with their first versions in one request
+BATCH_MAX_CHUNKS = 4  # ... each of at most this many chunks (the request stays far under the server's limit)
+
+
+@dataclasses.dataclass(frozen=True)
+class _CreatePlan:
+    """A file to create on the server with its journaled first version: what the request sends and
+    what the feed records once the server has it."""
+
+    lv: LocalVersion
+    parent_id: str
+    parent_key: bytes
+    meta: format.NodeMeta
+    blob: bytes
 
 
 class Uploader:
@@ -183,6 +197,9 @@ class Uploader:
                 except (QuotaExceeded, PermissionDenied) as e:
                     self._held(node_id, e)
         todo = [n for n in journal.nodes() if n not in skip]
+        batched = self._create_batches(todo)
+        report.extend(batched.values())
+        todo = [n for n in todo if n not in batched]
         if len(todo) > 1:  # several files in flight: each is a few round trips, mostly waiting
             futures = [self._pool().submit(self._replay_node, n) for n in todo]
             wait(futures)  # every one, whatever any raised: none may run on after this round's locks go
@@ -225,12 +242,17 @@ class Uploader:
         self._reported.pop(node_id, None)
         if lv is None:
             journal.done(node_id)
-        elif committed:
-            self.files.keep_committed(lv)  # (before settling: that forgets its chunks here)
-            journal.settle(lv)
         else:
-            journal.drop(lv)
+            self._settled(lv, committed)
         return line
+
+    def _settled(self, lv: LocalVersion, committed: bool) -> None:
+        """The journal lets go of a version the server now has (or that was kept as a copy, or lost)."""
+        if committed:
+            self.files.keep_committed(lv)  # (before settling: that forgets its chunks here)
+            self.ctx.journal.settle(lv)
+        else:
+            self.ctx.journal.drop(lv)
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._pool_lock:
@@ -312,33 +334,104 @@ class Uploader:
         """A file created here whose first version is journaled: create it on the server with that version
         in one request. False (nothing done) where the usual two steps must decide (its folder or its
         keys changed meanwhile, or the server has the node already: created just before a crash)."""
-        node_id = lv.node_id
-        row = self.ctx.index.get(node_id)
-        if row is None or row.parent_id is None:
+        plan = self._create_plan(lv)
+        if plan is None:
             return False
+        try:
+            n = self.ctx.api.create_node(lv.node_id, plan.parent_id, "file", plan.blob,
+                                         first_version=(lv.sealed_manifest, list(lv.chunk_ids)))
+        except (AlreadyExists, NotFound, MissingChunks):  # (chunks missing: sent outside the create lock)
+            return False
+        self._created(plan, n)
+        return True
+
+    def _create_plan(self, lv: LocalVersion) -> _CreatePlan | None:
+        """The sealed meta of version 1 of a file created here with ``lv`` as its first version; None
+        where the usual steps must decide (see _create_with)."""
+        row = self.ctx.index.get(lv.node_id)
+        if row is None or row.parent_id is None:
+            return None
         chain = self.ctx.tree.chain(row)
         if len(chain) < 2:
-            return False
+            return None
         (parent, pmeta), (_, meta) = chain[-2], chain[-1]
         if len(lv.chunk_ids) > CREATE_WITH_MAX_CHUNKS:  # its request would pass the server's 1 MiB for a create
-            return False
+            return None
         if meta.version != 0 or lv.origin is None or not (crypto.ct_equal(meta.key, lv.origin[0])
                                                           and meta.file_id == lv.origin[1]):
-            return False
+            return None
         new = dataclasses.replace(meta, props=dict(meta.props), size=lv.size, version=1, mtime_ns=lv.mtime_ns,
                                   key=lv.keys.content_key, file_id=lv.keys.file_id, rekey=False,
                                   ctime_ns=max(meta.ctime_ns, lv.mtime_ns))
         owner = self.ctx.owner_of(parent)
-        blob = format.seal_meta(pmeta.key, owner, parent.node_id, node_id, new)
-        try:
-            n = self.ctx.api.create_node(node_id, parent.node_id, "file", blob,
-                                         first_version=(lv.sealed_manifest, list(lv.chunk_ids)))
-        except (AlreadyExists, NotFound, MissingChunks):  # (chunks missing: sent outside the create lock)
-            return False
-        self.feed.apply(n, new, pmeta.key)
-        self.ctx.journal.creates.done(node_id)
+        blob = format.seal_meta(pmeta.key, owner, parent.node_id, lv.node_id, new)
+        return _CreatePlan(lv, parent.node_id, pmeta.key, new, blob)
+
+    def _created(self, plan: _CreatePlan, n: RemoteNode) -> None:
+        self.feed.apply(n, plan.meta, plan.parent_key)
+        self.ctx.journal.creates.done(plan.lv.node_id)
         self.files.committed()
-        return True
+
+    def _create_batches(self, todo: list[str]) -> dict[str, str]:
+        """New small files created with their first versions BATCH_CREATES at a time (one request and one
+        server transaction each, instead of one per file). The nodes done, with their report lines; the
+        rest (and every file of a batch the server refused: all or nothing) go the usual way, which
+        decides each on its own."""
+        journal, done = self.ctx.journal, dict[str, str]()
+        small = [lv for lv in map(journal.get, todo)
+                 if lv is not None and lv.base_version == 0 and len(lv.chunk_ids) <= BATCH_MAX_CHUNKS
+                 and journal.creates.of(lv.node_id) is not None]
+        if len(small) < 2:
+            return done
+        HEAD_STARTS.wait([c for lv in small for c in lv.chunk_ids], HEAD_START_WAIT)
+        for start in range(0, len(small), BATCH_CREATES):
+            group = small[start:start + BATCH_CREATES]
+            self._send_missing(group)  # (outside the create locks: this may take a while)
+            stripes = {id(lk): lk for lk in (journal.creates.lock(lv.node_id) for lv in group)}
+            with contextlib.ExitStack() as held:
+                # Every stripe of the group, in one order: any other holder takes one stripe at a time.
+                for lk in sorted(stripes.values(), key=id):
+                    held.enter_context(lk)
+                plans = [p for p in map(self._batch_plan, group) if p is not None]
+                if len(plans) < 2:
+                    continue
+                try:
+                    answer = self.ctx.api.create_nodes([(p.lv.node_id, p.parent_id, p.blob,
+                                                         (p.lv.sealed_manifest, list(p.lv.chunk_ids)))
+                                                        for p in plans])
+                except (AlreadyExists, NotFound, MissingChunks, PermissionDenied, QuotaExceeded):
+                    continue  # each goes the usual way, which decides (and reports) it alone
+                for p, n in zip(plans, answer, strict=True):
+                    self._created(p, n)
+            for p in plans:
+                self._settled(p.lv, True)
+                done[p.lv.node_id] = f"created node {short(p.lv.node_id)} with version 1 (one of {len(plans)})"
+        return done
+
+    def _send_missing(self, group: list[LocalVersion]) -> None:
+        """The chunks of a batch that had no head start (HEAD_START_LIMIT are in flight at most: a tree
+        copied in is written faster): one question per owner, then what the server lacks is sent from
+        the journal, UPLOAD_WORKERS at a time. A chunk the server still lacks fails the batch, and its
+        files go the usual way."""
+        wanted: dict[str, list[str]] = {}
+        for lv in group:
+            wanted.setdefault(lv.keys.owner, []).extend(lv.chunk_ids)
+        for owner, ids in wanted.items():
+            ours = set(ids)
+            missing = [c for c in self.ctx.api.missing_chunks(list(dict.fromkeys(ids)),
+                                                              None if owner == self.ctx.owner else owner)
+                       if c in ours and self.ctx.journal.get_chunk(c) is not None]
+            futures = [self._pool().submit(self.files.upload_from_journal, [c], owner) for c in missing]
+            wait(futures)  # every one, whatever any raised
+            for fut in futures:
+                fut.result()
+
+    def _batch_plan(self, lv: LocalVersion) -> _CreatePlan | None:
+        """(Under the node's create lock.) Still journaled as it was, still to be created: its plan."""
+        now = self.ctx.journal.get(lv.node_id)
+        if now is None or now.sealed_manifest != lv.sealed_manifest or self.ctx.journal.creates.of(lv.node_id) is None:
+            return None
+        return self._create_plan(now)
 
     def _with_chunks(self, lv: LocalVersion, owner: str, call: Callable[[], RemoteNode]) -> RemoteNode:
         """A commit of ``lv``, sent first as if the server had every chunk (the writer gave each a head

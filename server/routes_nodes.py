@@ -8,6 +8,7 @@ metadata store for that owner; writes do both inside one transaction.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import falcon
@@ -18,6 +19,7 @@ from .store.records import Node
 from .validate import (
     CHANGES_DEFAULT_LIMIT,
     CHANGES_MAX_LIMIT,
+    MAX_BATCH_NODES,
     MAX_BULK_JSON_BYTES,
     MAX_MANIFEST_BYTES,
     MAX_META_BYTES,
@@ -62,42 +64,87 @@ def _optional_node_id(body: dict[str, Any], field: str) -> str | None:
     return None if value is None else validate.node_id(value, field)
 
 
+@dataclass(frozen=True)
+class _Create:
+    """One node to create, as ``POST /v1/nodes`` takes it (also one item of a batch)."""
+
+    node_id: str
+    parent_id: str
+    kind: str
+    meta: bytes
+    first: tuple[bytes, list[str], bytes | None] | None
+
+
+def _create_args(body: object, where: str = "") -> _Create:
+    if not isinstance(body, dict):
+        raise BadRequest(f"{where}: expected an object")
+    pre = f"{where}." if where else ""
+    kind = get_field(body, "kind")
+    if kind not in ("dir", "file"):
+        raise BadRequest(f'{pre}kind: expected "dir" or "file"')
+    return _Create(validate.node_id(get_field(body, "node_id"), f"{pre}node_id"),
+                   validate.node_id(get_field(body, "parent_id"), f"{pre}parent_id"), kind,
+                   _meta(get_field(body, "meta"), f"{pre}meta"), _first_version(body.get("version"), kind, pre))
+
+
 class Nodes:
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = validate.read_json(req)  # (a bigger first version is committed on its own)
-        node_id = validate.node_id(get_field(body, "node_id"))
-        parent_id = validate.node_id(get_field(body, "parent_id"), "parent_id")
-        kind = get_field(body, "kind")
-        if kind not in ("dir", "file"):
-            raise BadRequest('kind: expected "dir" or "file"')
-        meta = _meta(get_field(body, "meta"))
-        first = _first_version(body.get("version"), kind)
+        args = _create_args(validate.read_json(req))  # (a bigger first version is committed on its own)
         store, caller = self.ctx.meta, req.context.user_id
         with store.transaction():
-            owner = access.for_create(store, caller, parent_id)
-            node = store.create_node(owner, node_id, parent_id, kind, meta)
-            if first is not None:  # created and given its first version in one transaction (one round trip)
-                manifest, chunk_ids, vmeta = first
-                node = store.commit_version(owner, node_id, 0, manifest, chunk_ids, vmeta,
-                                            keep=self.ctx.config.versions_kept, now=time.time())
+            node = _create(self.ctx, caller, access.for_create(store, caller, args.parent_id), args)
         _send_node(resp, node, falcon.HTTP_201)
 
 
-def _first_version(value: object, kind: str) -> tuple[bytes, list[str], bytes | None] | None:
+def _create(ctx: ServerContext, caller: str, owner: str, args: _Create) -> Node:
+    """Create one node (and its first version) inside the caller's unit of work."""
+    store = ctx.meta
+    node = store.create_node(owner, args.node_id, args.parent_id, args.kind, args.meta)
+    if args.first is not None:  # created and given its first version in one transaction (one round trip)
+        manifest, chunk_ids, vmeta = args.first
+        node = store.commit_version(owner, args.node_id, 0, manifest, chunk_ids, vmeta,
+                                    keep=ctx.config.versions_kept, now=time.time())
+    return node
+
+
+class NodesBatch:
+    """Many creates in one request and one transaction (a write-back client uploading a tree of small
+    files): one round trip and one commit for all. All or nothing: the first item that fails fails
+    the request exactly as it would fail ``POST /v1/nodes`` alone, and nothing is created."""
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = validate.read_json(req, MAX_BULK_JSON_BYTES)
+        items = get_field(body, "nodes")
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH_NODES:
+            raise BadRequest(f"nodes: expected a list of 1 to {MAX_BATCH_NODES} nodes to create")
+        batch = [_create_args(item, f"nodes[{i}]") for i, item in enumerate(items)]
+        store, caller = self.ctx.meta, req.context.user_id
+        with store.transaction():
+            owners = [access.for_create(store, caller, a.parent_id) for a in batch]
+            store.hold_accounts(*owners)  # every owner at once, in one order (no deadlock with a second batch)
+            nodes = [_create(self.ctx, caller, owner, a) for owner, a in zip(owners, batch, strict=True)]
+        resp.status = falcon.HTTP_201
+        resp.media = {"nodes": [node_json(n) for n in nodes]}
+
+
+def _first_version(value: object, kind: str, pre: str = "") -> tuple[bytes, list[str], bytes | None] | None:
     """The optional ``version`` of a create: what ``POST /v1/nodes/{id}/versions`` would take."""
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise BadRequest("version: expected an object")
+        raise BadRequest(f"{pre}version: expected an object")
     if kind != "file":
-        raise BadRequest("version: only a file has versions")
-    manifest = b64decode(get_field(value, "manifest"), "version.manifest", max_len=MAX_MANIFEST_BYTES)
-    chunk_ids = validate.id_list(get_field(value, "chunks"), "version.chunks")
+        raise BadRequest(f"{pre}version: only a file has versions")
+    manifest = b64decode(get_field(value, "manifest"), f"{pre}version.manifest", max_len=MAX_MANIFEST_BYTES)
+    chunk_ids = validate.id_list(get_field(value, "chunks"), f"{pre}version.chunks")
     raw_meta = value.get("meta")
-    return manifest, chunk_ids, None if raw_meta is None else _meta(raw_meta, "version.meta")
+    return manifest, chunk_ids, None if raw_meta is None else _meta(raw_meta, f"{pre}version.meta")
 
 
 class NodeItem:
@@ -246,6 +293,7 @@ class Trash:
 def register(app: falcon.App, ctx: ServerContext) -> None:
     app.add_route("/v1/trash", Trash(ctx))
     app.add_route("/v1/nodes", Nodes(ctx))
+    app.add_route("/v1/batch/nodes", NodesBatch(ctx))
     app.add_route("/v1/nodes/{node_id}", NodeItem(ctx))
     app.add_route("/v1/nodes/{node_id}/restore", Restore(ctx))
     app.add_route("/v1/nodes/{node_id}/versions", Versions(ctx))

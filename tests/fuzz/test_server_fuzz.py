@@ -178,6 +178,9 @@ def valid(world: World, kind: str) -> st.SearchStrategy[Any]:
         )  # fmt: skip
     if kind == "root":
         return st.fixed_dictionaries({"node_id": valid(world, "new_id"), "meta": valid(world, "meta")})
+    if kind == "creates":
+        one = st.fixed_dictionaries({name: valid(world, k) for name, k in FIELDS["POST /v1/nodes"].items()})
+        return st.lists(one, min_size=1, max_size=3)
     return table[kind]
 
 
@@ -192,6 +195,9 @@ def field(world: World, kind: str) -> st.SearchStrategy[Any]:
     if kind == "root":
         nested = st.fixed_dictionaries({"node_id": field(world, "node_id")}, optional={"meta": field(world, "meta")})
         return st.one_of(valid(world, kind), nested, weird())
+    if kind == "creates":
+        one = st.fixed_dictionaries({name: field(world, k) for name, k in FIELDS["POST /v1/nodes"].items()})
+        return st.one_of(valid(world, kind), st.lists(st.one_of(one, weird()), max_size=4), weird())
     if kind == "kdf":
         return st.one_of(KDF_VALID, KDF, weird())
     return st.one_of(valid(world, kind), valid(world, kind), weird())
@@ -205,6 +211,7 @@ FIELDS: dict[str, dict[str, str]] = {
     "POST /v1/login": {"user": "user", "auth_key": "auth_key"},
     "POST /v1/logout": {},
     "POST /v1/nodes": {"node_id": "new_id", "parent_id": "dir", "kind": "kind", "meta": "meta"},
+    "POST /v1/batch/nodes": {"nodes": "creates"},
     "PATCH /v1/nodes/{node_id}": {"meta": "meta", "parent_id": "optional_node", "replace": "optional_node",
                                   "base_seq": "seq"},
     "POST /v1/nodes/{node_id}/restore": {},
@@ -228,7 +235,7 @@ OPTIONAL = {
 
 ROUTES = [
     "POST /v1/signup", "POST /v1/prelogin", "POST /v1/login", "POST /v1/logout", "GET /v1/account",
-    "GET /v1/users/{user}/keys", "GET /v1/health", "POST /v1/nodes", "GET /v1/nodes/{node_id}",
+    "GET /v1/users/{user}/keys", "GET /v1/health", "POST /v1/nodes", "POST /v1/batch/nodes", "GET /v1/nodes/{node_id}",
     "PATCH /v1/nodes/{node_id}", "POST /v1/nodes/{node_id}/restore", "GET /v1/nodes/{node_id}/versions",
     "POST /v1/nodes/{node_id}/versions", "GET /v1/nodes/{node_id}/versions/{number}",
     "GET /v1/nodes/{node_id}/manifest", "GET /v1/changes", "POST /v1/chunks/missing", "PUT /v1/chunks/{chunk_id}",
@@ -419,6 +426,9 @@ def follow_up(world: World, route: str, req: dict[str, Any], r: httpx.Response) 
         get("/v1/changes", params={"since": max(0, node["seq"] - 1)}, template="/v1/changes")
         if node["version"]:
             get(f"/v1/nodes/{node['node_id']}/manifest", template="/v1/nodes/{node_id}/manifest")
+    elif route == "POST /v1/batch/nodes":
+        for node in answer["nodes"]:
+            get(f"/v1/nodes/{node['node_id']}", template="/v1/nodes/{node_id}")
 
 
 def retry_cas(world: World, route: str, req: dict[str, Any], r: httpx.Response) -> None:

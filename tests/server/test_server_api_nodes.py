@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from support.server_api import User, assert_json_error, b64, hex32, unb64
 
 
@@ -179,6 +181,49 @@ def test_create_with_first_version_is_one_transaction(alice: User, bob: User) ->
         bad_body = {**body, "version": {"manifest": b64(b"m"), "chunks": []}, **bad}
         assert_json_error(alice.client.post("/v1/nodes", json=bad_body), 400, "bad_request")
     assert_json_error(alice.node(other), 404, "not_found")
+
+
+def _item(parent: str, cid: str, node_id: str | None = None, manifest: bytes = b"manifest") -> dict[str, Any]:
+    return {"node_id": node_id or hex32(), "parent_id": parent, "kind": "file", "meta": b64(b"meta-v1"),
+            "version": {"manifest": b64(manifest), "chunks": [cid]}}
+
+
+def test_batch_of_creates_is_one_transaction(alice: User, bob: User) -> None:
+    """``POST /v1/batch/nodes``: every file created at version 1 in the order sent, or none of them."""
+    c1, _ = alice.put_chunk(b"batch content")
+    folder = alice.mkdir()["node_id"]
+    items = [_item(alice.root, c1), _item(folder, c1), _item(folder, c1, manifest=b"other")]
+    before = alice.account()["seq"]
+    r = alice.client.post("/v1/batch/nodes", json={"nodes": items})
+    assert r.status_code == 201, r.text
+    nodes = r.json()["nodes"]
+    assert [n["node_id"] for n in nodes] == [i["node_id"] for i in items]
+    assert [n["parent_id"] for n in nodes] == [alice.root, folder, folder]
+    assert all(n["version"] == 1 and n["size"] == len(b"batch content") for n in nodes)
+    seqs = [n["seq"] for n in nodes]  # (a create and its version 1: two changes each)
+    assert before < seqs[0] < seqs[1] < seqs[2] == alice.account()["seq"] == before + 6
+    got = alice.client.get(f"/v1/nodes/{items[2]['node_id']}/manifest").json()
+    assert got == {"version": 1, "manifest": b64(b"other")}
+
+    bobs, _ = bob.put_chunk(b"bob's batch chunk")
+    before = alice.account()["seq"]
+    fresh = [_item(alice.root, c1), _item(alice.root, c1)]
+    failing = [  # the last item fails each batch: the first ones are not created either
+        ([*fresh, _item(alice.root, bobs)], 409, "missing_chunks"),
+        ([*fresh, _item(alice.root, c1, node_id=items[0]["node_id"])], 409, "exists"),
+        ([*fresh, _item(hex32(), c1)], 404, "not_found"),
+        ([*fresh, _item(bob.root, c1)], 404, "not_found"),  # another account's folder, not shared
+        ([*fresh, {**_item(alice.root, c1), "kind": "dir"}], 400, "bad_request"),
+        ([*fresh, "not an object"], 400, "bad_request"),
+    ]
+    for batch, status, code in failing:
+        assert_json_error(alice.client.post("/v1/batch/nodes", json={"nodes": batch}), status, code)
+        for item in fresh:
+            assert_json_error(alice.node(item["node_id"]), 404, "not_found")
+    assert alice.account()["seq"] == before
+    for bad in ({}, {"nodes": []}, {"nodes": {}}, {"nodes": [_item(alice.root, c1) for _ in range(257)]}):
+        assert_json_error(alice.client.post("/v1/batch/nodes", json=bad), 400, "bad_request")
+    assert alice.account()["seq"] == before
 
 
 def test_commit_to_folder_refused(alice: User) -> None:

@@ -126,6 +126,8 @@ class LyingProxy:
         # (method, path, body) -> a forged (status, JSON body) answered instead of forwarding, or None.
         self.forge: Callable[[str, str, bytes], tuple[int, bytes] | None] = lambda method, path, body: None
         self.received: list[bytes] = []  # every request line and body a client sent through the proxy
+        # (method, path, forwarded answer's body) -> the body the client gets instead.
+        self.rewrite: Callable[[str, str, bytes], bytes] = lambda method, path, out: out
         self._http = httpx.Client(timeout=60)
         proxy = self
 
@@ -152,6 +154,7 @@ class LyingProxy:
                 if self.command == "GET" and self.path.startswith("/v1/changes") and "owner=" not in self.path \
                         and r.status_code == 200:
                     out = proxy._lie(r.json())
+                out = proxy.rewrite(self.command, self.path, out)
                 self.send_response(r.status_code)
                 for k, v in r.headers.items():
                     if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
