@@ -25,3 +25,14 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras}"
+# The web client's one dependency, libsodium's JavaScript build, from npm into server/web/node_modules
+# (the storage server serves it from there; it is never committed), exactly as package-lock.json pins it.
+if ! command -v npm >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing Debian packages: nodejs npm" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+if command -v npm >/dev/null 2>&1; then
+  (cd server/web && npm ci --no-audit --no-fund --silent)
+else
+  echo "note: npm is missing, so the web client has no libsodium (server/web/node_modules)" >&2
+fi
