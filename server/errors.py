@@ -208,6 +208,14 @@ class Busy(ServerError):
         self.headers["Retry-After"] = "1"
 
 
+class NotInstalled(ServerError):
+    """A part of the server that is not installed here (the web client's libsodium, from npm)."""
+
+    status = 503
+    code = "not_installed"
+    default_message = "not installed on this server"
+
+
 # Falcon raises its own HTTPError for routing problems and malformed headers;
 # they are answered with the same codes as ours.
 _FALCON_CODES: dict[int, str] = {

@@ -40,6 +40,11 @@ export async function init(sodium) {
   return na;
 }
 
+/** libsodium, as init() was given it. */
+export function sodium() {
+  return na;
+}
+
 // -- bytes -----------------------------------------------------------------------------------
 
 export function concat(...parts) {

@@ -1,0 +1,218 @@
+// The web client's page: log in or sign up, browse, upload (picker, folder picker, drag and drop, one
+// progress bar per file), download, new folder, rename, move, delete to the trash, the quota bar.
+// Names come from other accounts too (shared folders): they only ever reach the page as textContent.
+
+import * as F from "./format.mjs";
+import { Drive } from "./client.mjs";
+
+const $ = (id) => document.getElementById(id);
+let drive = null;
+let cwd = null; // node id of the folder shown
+let busy = false;
+
+function status(text, error = false) {
+  $("status").textContent = text;
+  $("status").className = error ? "error" : "";
+}
+
+function failed(e) {
+  console.error(e);
+  status(e instanceof F.IntegrityError ? `Refused: ${e.message}. Nothing was saved.` : `Error: ${e.message}`, true);
+}
+
+async function guarded(what, fn) {
+  if (busy) return;
+  busy = true;
+  document.body.dataset.busy = "1";
+  try {
+    status(`${what}…`);
+    await fn();
+    status("");
+  } catch (e) {
+    failed(e);
+  } finally {
+    busy = false;
+    delete document.body.dataset.busy;
+  }
+}
+
+function el(tag, props = {}, ...children) {
+  const e = document.createElement(tag);
+  Object.assign(e, props);
+  for (const c of children) e.append(c);
+  return e;
+}
+
+function size(n) {
+  const v = Number(n);
+  if (v < 1024) return `${v} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let x = v / 1024;
+  let u = 0;
+  while (x >= 1024 && u < units.length - 1) {
+    x /= 1024;
+    u += 1;
+  }
+  return `${x.toFixed(1)} ${units[u]}`;
+}
+
+function path(folderId) {
+  const out = [];
+  for (let at = folderId; at && at !== drive.rootId; at = drive.nodes.get(at)?.parent_id) {
+    out.unshift({ id: at, name: drive.metas.get(at)?.n ?? "?" });
+  }
+  return [{ id: drive.rootId, name: "My drive" }, ...out];
+}
+
+async function render() {
+  if (!drive.metas.has(cwd)) cwd = drive.rootId;
+  const crumbs = $("crumbs");
+  crumbs.replaceChildren();
+  for (const [k, c] of path(cwd).entries()) {
+    if (k) crumbs.append(" / ");
+    crumbs.append(el("a", { textContent: c.name, onclick: () => open(c.id) }));
+  }
+  const body = $("listing").querySelector("tbody");
+  body.replaceChildren();
+  for (const e of drive.list(cwd)) {
+    const name = e.kind === "dir"
+      ? el("a", { textContent: `${e.name}/`, className: "folder", onclick: () => open(e.id) })
+      : el("a", { textContent: e.name, className: "file", onclick: () => download(e) });
+    const actions = el("td", {},
+      el("button", { textContent: "Rename", className: "rename", onclick: () => rename(e) }), " ",
+      el("button", { textContent: "Move", className: "move", onclick: () => move(e) }), " ",
+      el("button", { textContent: "Delete", className: "delete", onclick: () => remove(e) }));
+    const row = el("tr", {}, el("td", {}, name), el("td", { className: "size", textContent: e.kind === "dir" ? "" : size(e.size) }),
+      el("td", { textContent: new Date(Number(e.mtime / 1000000n)).toLocaleString() }), actions);
+    row.dataset.name = e.name;
+    body.append(row);
+  }
+  if (drive.failed) status(`${drive.failed} entr${drive.failed === 1 ? "y" : "ies"} failed verification and are not shown.`, true);
+  const q = await drive.quota();
+  $("quota-used").style.width = `${Math.min(100, (100 * q.used) / Math.max(1, q.quota))}%`;
+  $("quota-text").textContent = `${size(q.used)} of ${size(q.quota)} used`;
+}
+
+function open(id) {
+  cwd = id;
+  render().catch(failed);
+}
+
+function download(e) {
+  guarded(`Downloading ${e.name}`, async () => {
+    const blob = await drive.download(e.id);
+    const url = URL.createObjectURL(new Blob([blob], { type: "application/octet-stream" })); // saved, never rendered
+    const a = el("a", { href: url, download: e.name });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  });
+}
+
+function rename(e) {
+  const name = prompt("New name", e.name);
+  if (name && name !== e.name) guarded(`Renaming ${e.name}`, async () => { await drive.move(e.id, e.node.parent_id, name); await render(); });
+}
+
+function move(e) {
+  const folders = [...drive.metas].filter(([id, m]) => m.k === "dir" && id !== e.id).map(([id]) => [id, path(id).map((c) => c.name).join("/")]);
+  const target = prompt(`Move ${e.name} to which folder?\n${folders.map(([, p]) => p).join("\n")}`, path(cwd).map((c) => c.name).join("/"));
+  const dest = folders.find(([, p]) => p === target);
+  if (target === null) return;
+  if (!dest) {
+    status(`No such folder: ${target}`, true);
+    return;
+  }
+  guarded(`Moving ${e.name}`, async () => { await drive.move(e.id, dest[0], e.name); await render(); });
+}
+
+function remove(e) {
+  guarded(`Deleting ${e.name}`, async () => { await drive.trash(e.id); await render(); });
+}
+
+/** Files (with their relative paths: a dropped or picked folder keeps its shape), one progress bar each. */
+async function uploadAll(items) {
+  await guarded("Uploading", async () => {
+    for (const { file, rel } of items) {
+      const parts = rel.split("/").filter(Boolean);
+      let folder = cwd;
+      for (const dir of parts.slice(0, -1)) {
+        const found = drive.list(folder).find((x) => x.name === dir && x.kind === "dir");
+        folder = found ? found.id : await drive.mkdir(folder, dir);
+      }
+      const bar = el("progress", { max: Math.max(1, file.size), value: 0 });
+      const item = el("li", { className: "transfer" }, el("span", { textContent: rel }), bar);
+      $("transfers").append(item);
+      await drive.upload(folder, parts.at(-1), file, (sent) => { bar.value = sent; });
+      item.classList.add("done");
+    }
+    await render();
+  });
+}
+
+async function dropped(dataTransfer) {
+  const items = [];
+  const walk = async (entry, prefix) => {
+    if (entry.isFile) {
+      items.push({ file: await new Promise((ok, no) => entry.file(ok, no)), rel: prefix + entry.name });
+    } else if (entry.isDirectory) {
+      const reader = entry.createReader();
+      for (;;) {
+        const batch = await new Promise((ok, no) => reader.readEntries(ok, no));
+        if (!batch.length) break;
+        for (const child of batch) await walk(child, `${prefix}${entry.name}/`);
+      }
+    }
+  };
+  for (const it of dataTransfer.items) {
+    const entry = it.webkitGetAsEntry?.();
+    if (entry) await walk(entry, "");
+  }
+  await uploadAll(items);
+}
+
+async function entered(d) {
+  drive = d;
+  cwd = d.rootId;
+  $("welcome").hidden = true;
+  $("drive").hidden = false;
+  $("logout").hidden = false;
+  $("who").textContent = d.user;
+  $("password").value = "";
+  await render();
+}
+
+async function main() {
+  await F.init(window.sodium);
+  $("login").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    guarded("Logging in (deriving your key)", async () => entered(await Drive.login($("user").value, $("password").value)));
+  });
+  $("do-signup").addEventListener("click", () => {
+    guarded("Creating your account (deriving your key)", async () => entered(await Drive.signup($("user").value, $("password").value)));
+  });
+  $("logout").addEventListener("click", () => guarded("Logging out", async () => {
+    await drive.logout();
+    location.reload();
+  }));
+  $("mkdir").addEventListener("click", () => {
+    const name = prompt("Folder name");
+    if (name) guarded(`Creating ${name}`, async () => { await drive.mkdir(cwd, name); await render(); });
+  });
+  $("reload").addEventListener("click", () => guarded("Refreshing", async () => { await drive.refresh(); await render(); }));
+  for (const id of ["pick-files", "pick-folder"]) {
+    $(id).addEventListener("change", (ev) => {
+      const files = [...ev.target.files].map((file) => ({ file, rel: file.webkitRelativePath || file.name }));
+      ev.target.value = "";
+      uploadAll(files);
+    });
+  }
+  const zone = $("dropzone");
+  zone.addEventListener("dragover", (ev) => { ev.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (ev) => { ev.preventDefault(); zone.classList.remove("over"); dropped(ev.dataTransfer).catch(failed); });
+  document.body.dataset.ready = "1";
+}
+
+main().catch(failed);

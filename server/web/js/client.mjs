@@ -1,0 +1,345 @@
+// The web client's drive: sign-up, log-in, the tree from the change feed (every meta opened under its
+// parent's key and its chain verified up to the pinned root), downloads verified chunk by chunk,
+// uploads, folders, rename, move, trash. Every key stays in this page; the server sees what the Python
+// client sends it, byte for byte (docs/FORMAT.md). Checks the Python client makes, this one makes too:
+// a failed one raises IntegrityError and yields no plaintext.
+
+import * as F from "./format.mjs";
+
+const b64 = (bytes) => F.sodium().to_base64(bytes, F.sodium().base64_variants.ORIGINAL);
+const unb64 = (text) => {
+  try {
+    return F.sodium().from_base64(String(text ?? ""), F.sodium().base64_variants.ORIGINAL);
+  } catch {
+    throw new F.IntegrityError("the server sent malformed base64");
+  }
+};
+const USER_RE = /^[a-z0-9._-]{3,64}$/;
+const MAX_DEPTH = 4096;
+const PIN_PREFIX = "megadrive-pin:";
+
+/** An error the server answered (its JSON "error" code and message), or a failed request. */
+export class ServerError extends Error {
+  constructor(status, code, message) {
+    super(message || `the server answered ${status}`);
+    this.name = "ServerError";
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export function normalizeUser(user) {
+  const name = String(user).trim().toLowerCase();
+  if (!USER_RE.test(name)) throw new Error("a user name is 3-64 characters of a-z, 0-9, '.', '_', '-'");
+  return name;
+}
+
+/** The name rule of drive.check_name (FORMAT.md 7.6). */
+export function checkName(name) {
+  const bytes = new TextEncoder().encode(name);
+  if (!name || name === "." || name === ".." || name.includes("/") || name.includes("\0") || bytes.length > 255
+      || /[\uD800-\uDFFF]/.test(name.replace(/[\uD800-\uDBFF][\uDC00-\uDFFF]/g, ""))) {
+    throw new Error(`not a valid name: ${JSON.stringify(name)}`);
+  }
+  return name;
+}
+
+async function call(method, path, { token = null, json = undefined, body = undefined, headers = {} } = {}) {
+  const h = { ...headers };
+  if (token) h.Authorization = `Bearer ${token}`;
+  if (json !== undefined) h["Content-Type"] = "application/json";
+  let resp;
+  try {
+    resp = await fetch(`/v1${path}`, { method, headers: h, body: json !== undefined ? JSON.stringify(json) : body,
+      credentials: "omit", cache: "no-store" });
+  } catch {
+    throw new ServerError(0, "network", "the server cannot be reached");
+  }
+  if (!resp.ok) {
+    let d = {};
+    try {
+      d = await resp.json();
+    } catch { /* not JSON */ }
+    throw new ServerError(resp.status, d.error, d.message);
+  }
+  return resp;
+}
+
+async function callJson(method, path, opts) {
+  const resp = await call(method, path, opts);
+  try {
+    return await resp.json();
+  } catch {
+    throw new F.IntegrityError("the server sent malformed JSON");
+  }
+}
+
+function pinOf(user) {
+  try {
+    return JSON.parse(localStorage.getItem(PIN_PREFIX + user) || "null");
+  } catch {
+    return null;
+  }
+}
+
+function kdfJson(kdf) {
+  return { alg: kdf.alg, opslimit: kdf.opslimit, memlimit: kdf.memlimit };
+}
+
+export class Drive {
+  constructor(session) {
+    Object.assign(this, session); // user, userId, token, rootId, master
+    this.nodes = new Map(); // node id -> the server's newest node (seq order)
+    this.seen = new Map(); // node id -> [version, rev] verified (never go back)
+    this.seq = 0;
+    this.metas = new Map(); // node id -> verified meta (this refresh)
+  }
+
+  static async signup(user, password, kdf = F.KDF_MODERATE) {
+    user = normalizeUser(user);
+    if (password.length < 8) throw new Error("a password is at least 8 characters");
+    const na = F.sodium();
+    const userId = F.hex(na.randombytes_buf(16));
+    const salt = na.randombytes_buf(16);
+    const { kek, auth } = F.loginKeys(F.deriveRoot(password, salt, kdf, user));
+    const master = na.randombytes_buf(32);
+    const signSeed = na.randombytes_buf(32);
+    const boxSecret = na.randombytes_buf(32);
+    const pub = F.identityPublic(signSeed, boxSecret, userId);
+    const rootId = F.hex(na.randombytes_buf(16));
+    const rootMeta = { n: "", k: "dir", key: F.hex(na.randombytes_buf(32)), fid: "", s: 0n, m: nowNs(), mode: 0o755n,
+      v: 0n, r: 0n, p: {} };
+    await callJson("POST", "/signup", { json: {
+      user, user_id: userId, salt: b64(salt), kdf: kdfJson(kdf), auth_key: b64(auth),
+      wrapped_master: b64(F.wrapMaster(kek, master, userId)),
+      identity: { sign_pub: b64(pub.signPub), box_pub: b64(pub.boxPub), box_sig: b64(pub.boxSig),
+        wrapped_private: b64(F.sealIdentity(master, userId, signSeed, boxSecret)) },
+      root: { node_id: rootId, meta: b64(F.sealMeta(master, userId, "", rootId, F.checkMeta(rootMeta))) },
+    } });
+    localStorage.setItem(PIN_PREFIX + user, JSON.stringify({ kdf: kdfJson(kdf), user_id: userId, salt: F.hex(salt), root: rootId }));
+    return Drive.login(user, password);
+  }
+
+  /** Prelogin, Argon2id in the page (no weaker than pinned), login, then every check of account.login. */
+  static async login(user, password) {
+    user = normalizeUser(user);
+    const pin = pinOf(user);
+    const pre = await callJson("POST", "/prelogin", { json: { user } });
+    const kdf = F.checkKdf(pre.kdf, pin ? pin.kdf : null);
+    const salt = unb64(pre.salt);
+    if (pin && pin.salt && pin.salt !== F.hex(salt)) {
+      throw new F.IntegrityError("the server offered another salt than this browser pinned");
+    }
+    const { kek, auth } = F.loginKeys(F.deriveRoot(password, salt, kdf, user));
+    const resp = await callJson("POST", "/login", { json: { user, auth_key: b64(auth), device: "web browser" } });
+    const userId = String(resp.user_id);
+    if (pin && pin.user_id && pin.user_id !== userId) throw new F.IntegrityError("the server answered with another account's id");
+    const master = F.unwrapMaster(kek, unb64(resp.wrapped_master), userId);
+    const id = resp.identity || {};
+    F.openIdentity(master, userId, unb64(id.wrapped_private), unb64(id.sign_pub), unb64(id.box_pub), unb64(id.box_sig));
+    const rootId = String(resp.root_node_id);
+    if (pin && pin.root && pin.root !== rootId) throw new F.IntegrityError("the server names another root folder than this browser pinned");
+    const drive = new Drive({ user, userId, token: String(resp.token), rootId, master });
+    await drive.refresh();
+    if (!drive.metas.has(rootId)) throw new F.IntegrityError("the server's root folder is not this account's root");
+    localStorage.setItem(PIN_PREFIX + user, JSON.stringify({ kdf: kdfJson(kdf), user_id: userId, salt: F.hex(salt), root: rootId }));
+    return drive;
+  }
+
+  async logout() {
+    try {
+      await call("POST", "/logout", { token: this.token });
+    } finally {
+      this.master.fill(0);
+      this.token = null;
+    }
+  }
+
+  api(method, path, opts = {}) {
+    return callJson(method, path, { ...opts, token: this.token });
+  }
+
+  /** Read the change feed from where this page left off, then verify the whole tree again. */
+  async refresh() {
+    for (;;) {
+      const page = await this.api("GET", `/changes?since=${this.seq}&limit=10000`);
+      for (const n of page.changes) {
+        if (!/^[0-9a-f]{32}$/.test(n.node_id) || !Number.isSafeInteger(n.seq)) throw new F.IntegrityError("malformed change");
+        this.nodes.set(n.node_id, n);
+      }
+      if (!Number.isSafeInteger(page.seq) || page.seq < this.seq) throw new F.IntegrityError("the change feed went back");
+      this.seq = page.seq;
+      if (!page.more) break;
+    }
+    this.verify();
+  }
+
+  /** Open every live node's meta under its parent's key (FORMAT.md 7.10); a node that fails is left
+   * out, with its subtree, and counted: one bad entry never takes the rest of the drive down. */
+  verify() {
+    this.metas = new Map();
+    this.failed = 0;
+    const root = this.nodes.get(this.rootId);
+    if (!root || root.parent_id !== null || root.kind !== "dir") return;
+    try {
+      this.metas.set(this.rootId, this.accept(root, F.openMeta(this.master, this.userId, "", this.rootId, unb64(root.meta))));
+    } catch (e) {
+      this.failed += 1;
+      return;
+    }
+    const memo = new Map();
+    const open = (id, depth) => {
+      if (this.metas.has(id)) return this.metas.get(id);
+      if (memo.has(id) || depth > MAX_DEPTH) return null; // a cycle, or deeper than any tree may be
+      memo.set(id, null);
+      const n = this.nodes.get(id);
+      if (!n || n.trashed || n.gone || n.removed || n.parent_id === null) return null;
+      const parent = open(n.parent_id, depth + 1);
+      if (!parent || parent.k !== "dir") return null;
+      try {
+        const meta = this.accept(n, F.openMeta(F.fromHex(parent.key), this.userId, n.parent_id, id, unb64(n.meta)));
+        this.metas.set(id, meta);
+        return meta;
+      } catch (e) {
+        if (!(e instanceof F.IntegrityError)) throw e;
+        this.failed += 1;
+        return null;
+      }
+    };
+    for (const id of this.nodes.keys()) open(id, 0);
+  }
+
+  accept(node, meta) {
+    if (meta.k !== node.kind) throw new F.IntegrityError("the server's kind differs from the sealed one");
+    const [v, r] = this.seen.get(node.node_id) || [-1n, -1n];
+    if (meta.v < v || (meta.v === v && meta.r < r)) throw new F.IntegrityError("a node went back to an older version");
+    this.seen.set(node.node_id, [meta.v, meta.r]);
+    return meta;
+  }
+
+  /** A folder's entries, verified, sorted by name. */
+  list(folderId) {
+    const out = [];
+    for (const [id, meta] of this.metas) {
+      const n = this.nodes.get(id);
+      if (n.parent_id === folderId && !meta.nn) out.push({ id, name: meta.n, kind: meta.k, size: meta.s, mtime: meta.m, meta, node: n });
+    }
+    return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  folderKey(folderId) {
+    const meta = this.metas.get(folderId);
+    if (!meta || meta.k !== "dir") throw new Error("no such folder");
+    return F.fromHex(meta.key);
+  }
+
+  taken(folderId, name) {
+    return this.list(folderId).some((e) => e.name === name);
+  }
+
+  async mkdir(parentId, name) {
+    checkName(name);
+    if (this.taken(parentId, name)) throw new Error(`already exists: ${name}`);
+    const na = F.sodium();
+    const id = F.hex(na.randombytes_buf(16));
+    const meta = F.checkMeta({ n: name, k: "dir", key: F.hex(na.randombytes_buf(32)), fid: "", s: 0n, m: nowNs(),
+      mode: 0o755n, v: 0n, r: 0n, p: {} });
+    const blob = F.sealMeta(this.folderKey(parentId), this.userId, parentId, id, meta);
+    const r = await this.api("POST", "/nodes", { json: { node_id: id, parent_id: parentId, kind: "dir", meta: b64(blob) } });
+    this.ingest(r.node);
+    return id;
+  }
+
+  /** Upload a File or Blob as a new file: chunk by chunk (sealed here, sent one at a time, so memory
+   * stays at a chunk), then created with its first version in one request. ``progress(sent, total)``. */
+  async upload(parentId, name, blob, progress = () => {}) {
+    checkName(name);
+    if (this.taken(parentId, name)) throw new Error(`already exists: ${name}`);
+    const na = F.sodium();
+    const id = F.hex(na.randombytes_buf(16));
+    const contentKey = na.randombytes_buf(32);
+    const fileId = na.randombytes_buf(16);
+    const size = blob.size;
+    const n = F.chunkCount(size);
+    const chunkIds = [];
+    for (let i = 0; i < n; i += 1) {
+      const plain = new Uint8Array(await blob.slice(i * F.CHUNK_SIZE, Math.min(size, (i + 1) * F.CHUNK_SIZE)).arrayBuffer());
+      const sealed = F.sealChunk(contentKey, fileId, i, i === n - 1, plain);
+      const cid = F.contentId(sealed);
+      await call("PUT", `/chunks/${cid}`, { token: this.token, body: sealed, headers: { "Content-Type": "application/octet-stream" } });
+      chunkIds.push(F.fromHex(cid));
+      progress(Math.min(size, (i + 1) * F.CHUNK_SIZE), size);
+    }
+    const manifest = F.sealManifest(contentKey, this.userId, id, 1, { nodeId: id, fileId, version: 1, size, chunkIds,
+      commitment: F.keyCommitment(contentKey, fileId) });
+    const meta = F.checkMeta({ n: name, k: "file", key: F.hex(contentKey), fid: F.hex(fileId), s: BigInt(size),
+      m: BigInt(blob.lastModified || Date.now()) * 1000000n, mode: 0o644n, v: 1n, r: 1n, p: {} });
+    const r = await this.api("POST", "/nodes", { json: { node_id: id, parent_id: parentId, kind: "file",
+      meta: b64(F.sealMeta(this.folderKey(parentId), this.userId, parentId, id, meta)),
+      version: { manifest: b64(manifest), chunks: chunkIds.map(F.hex) } } });
+    this.ingest(r.node);
+    progress(size, size);
+    return id;
+  }
+
+  /** A file's plaintext as a Blob, every chunk checked against the manifest (FORMAT.md 7.4, 7.5). */
+  async download(fileId, progress = () => {}) {
+    const meta = this.metas.get(fileId);
+    const node = this.nodes.get(fileId);
+    if (!meta || meta.k !== "file") throw new Error("no such file");
+    if (meta.l || meta.t || meta.lt) throw new Error("not a regular file");
+    if (node.version === 0) return new Blob([]);
+    if (BigInt(node.version) !== meta.v) throw new F.IntegrityError("the server's version differs from the sealed one");
+    const m = await this.api("GET", `/nodes/${fileId}/versions/${node.version}`);
+    const manifest = F.openManifest(F.fromHex(meta.key), this.userId, fileId, meta.v, F.fromHex(meta.fid), unb64(m.manifest));
+    if (manifest.size !== meta.s) throw new F.IntegrityError("the manifest's size differs from the sealed one");
+    const parts = [];
+    for (let i = 0; i < manifest.chunkIds.length; i += 1) {
+      const resp = await call("GET", `/chunks/${F.hex(manifest.chunkIds[i])}`, { token: this.token });
+      parts.push(F.openChunk(F.fromHex(meta.key), manifest, i, new Uint8Array(await resp.arrayBuffer())));
+      progress(i + 1, manifest.chunkIds.length);
+    }
+    return new Blob(parts);
+  }
+
+  /** Rename and/or move: the meta is sealed again under the destination folder's key (rev + 1). */
+  async move(nodeId, newParentId, newName) {
+    checkName(newName);
+    const meta = this.metas.get(nodeId);
+    const node = this.nodes.get(nodeId);
+    if (!meta || nodeId === this.rootId) throw new Error("cannot move this");
+    if (newParentId !== node.parent_id || newName !== meta.n) {
+      if (this.taken(newParentId, newName)) throw new Error(`already exists: ${newName}`);
+    }
+    for (let at = newParentId; at; at = this.nodes.get(at)?.parent_id) {
+      if (at === nodeId) throw new Error("a folder cannot move into itself");
+    }
+    const next = { ...meta, n: newName, r: meta.r + 1n, c: nowNs() };
+    const body = { meta: b64(F.sealMeta(this.folderKey(newParentId), this.userId, newParentId, nodeId, F.checkMeta(next))),
+      base_seq: node.seq };
+    if (newParentId !== node.parent_id) body.parent_id = newParentId;
+    const r = await this.api("PATCH", `/nodes/${nodeId}`, { json: body });
+    this.ingest(r.node);
+  }
+
+  async trash(nodeId) {
+    if (nodeId === this.rootId) throw new Error("the root folder cannot be deleted");
+    const r = await this.api("DELETE", `/nodes/${nodeId}`);
+    this.ingest(r.node);
+  }
+
+  async quota() {
+    const a = await this.api("GET", "/account");
+    return { used: Number(a.used), quota: Number(a.quota) };
+  }
+
+  ingest(node) {
+    if (!node || !/^[0-9a-f]{32}$/.test(node.node_id)) throw new F.IntegrityError("malformed node");
+    this.nodes.set(node.node_id, node); // (the feed's seq is not advanced: changes before it may be missing)
+    this.verify();
+  }
+}
+
+function nowNs() {
+  return BigInt(Date.now()) * 1000000n;
+}

@@ -1,0 +1,183 @@
+"""The web client in a real headless Chromium (Debian's, driven by Playwright) against a real server:
+sign up in the page, upload files and a folder with progress bars, make a folder, rename, move and
+delete, and read everything back byte for byte in the Python client, and the reverse; a tampered chunk
+is refused in the page and nothing is saved. The page is served under a strict Content-Security-Policy."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from support.accounts import PASSWORD, Server, make_drive, new_home
+from support.faults import blob_path
+
+from megadrive.drive import Drive
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SERVER_ROOT = Path(__file__).resolve().parents[2] / "server" / "web"
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is needed (bash scripts/test.sh installs it)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class Page:
+    """One browser profile on the web client, failing the test on any page error or CSP violation."""
+
+    def __init__(self, browser: Any, url: str, downloads: Path) -> None:
+        self.context = browser.new_context(accept_downloads=True)
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.downloads = downloads
+        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.answers: list[str] = []
+        self.page.on("dialog", lambda d: d.accept(self.answers.pop(0)))
+        self.page.goto(url + "/")
+        self.page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+
+    def enter(self, button: str, user: str) -> None:
+        self.page.fill("#user", user)
+        self.page.fill("#password", PASSWORD)
+        self.page.click(button)
+        self.page.wait_for_selector("#drive:not([hidden])", timeout=120_000)
+
+    def idle(self) -> str:
+        """Wait until the page finished what it was doing; its status line."""
+        self.page.wait_for_selector("body:not([data-busy])", timeout=120_000)  # (no page-side script: the CSP
+        return str(self.page.inner_text("#status"))                            # forbids eval, Playwright's too)
+
+    def names(self) -> list[str]:
+        return [str(r.get_attribute("data-name")) for r in self.page.locator("#listing tbody tr").all()]
+
+    def row(self, name: str) -> Any:
+        return self.page.locator(f'#listing tbody tr[data-name="{name}"]')
+
+    def download(self, name: str) -> bytes:
+        with self.page.expect_download(timeout=60_000) as d:
+            self.row(name).locator("a.file").click()
+        target = self.downloads / f"{len(list(self.downloads.iterdir()))}-{name}"
+        d.value.save_as(target)
+        assert d.value.suggested_filename == name
+        return target.read_bytes()
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def test_the_page_is_served_under_a_strict_csp(server: Server) -> None:
+    r = httpx.get(server.url + "/")
+    assert r.status_code == 200 and r.headers["content-type"] == "text/html; charset=utf-8"
+    csp = r.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src 'self' 'wasm-unsafe-eval';" in csp
+    assert "connect-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert r.headers["x-frame-options"] == "DENY" and r.headers["x-content-type-options"] == "nosniff"
+    assert not re.search(rb"<script(?![^>]*\bsrc=)", r.content), "an inline script"
+    assert b"http://" not in r.content and b"https://" not in r.content  # nothing from another origin
+    for path in ("/js/format.mjs", "/js/client.mjs", "/js/app.mjs", "/vendor/libsodium-sumo.js",
+                 "/vendor/libsodium-wrappers.js"):
+        js = httpx.get(server.url + path)
+        assert js.status_code == 200 and js.headers["content-type"] == "text/javascript; charset=utf-8", path
+        assert js.headers["content-security-policy"] == csp
+    for path in ("/js/../pyproject.toml", "/node_modules/libsodium-sumo/package.json", "/js/nope.mjs", "/web"):
+        assert httpx.get(server.url + path).status_code == 404, path
+
+
+def test_sign_up_upload_and_read_back_in_both_clients(server: Server, browser: Any, tmp_path: Path) -> None:
+    user = "webuser"
+    big = os.urandom(2 * (1 << 20) + 12345)  # three chunks
+    small = b"hello from the browser\n"
+    src = tmp_path / "src"
+    (src / "album" / "inner").mkdir(parents=True)
+    (src / "big.bin").write_bytes(big)
+    (src / "small.txt").write_bytes(small)
+    (src / "album" / "a.txt").write_bytes(b"a" * 100)
+    (src / "album" / "inner" / "b.txt").write_bytes(b"b" * 200)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+
+    page = Page(browser, server.url, downloads)
+    try:
+        page.enter("#do-signup", user)
+        page.page.set_input_files("#pick-files", [str(src / "big.bin"), str(src / "small.txt")])
+        assert page.idle() == ""
+        page.page.set_input_files("#pick-folder", str(src / "album"))
+        assert page.idle() == ""
+        assert page.names() == ["album", "big.bin", "small.txt"]
+        bars = [(li.locator("span").inner_text(), li.locator("progress").get_attribute("value"),
+                 li.locator("progress").get_attribute("max")) for li in page.page.locator("#transfers li").all()]
+        assert sorted(bars) == sorted((name, str(n), str(n)) for name, n in [
+            ("big.bin", len(big)), ("small.txt", len(small)), ("album/a.txt", 100), ("album/inner/b.txt", 200)])
+        assert "of 50.0 GiB used" in page.page.inner_text("#quota-text")
+        page.answers.append("docs")
+        page.page.click("#mkdir")
+        page.idle()
+        page.answers.append("renamed.txt")
+        page.row("small.txt").locator("button.rename").click()
+        page.idle()
+        page.answers.append("My drive/docs")
+        page.row("renamed.txt").locator("button.move").click()
+        page.idle()
+        assert page.names() == ["album", "big.bin", "docs"]
+
+        py = make_drive(server.url, new_home(tmp_path), user, signup=False)  # the Python client, same account
+        try:
+            assert py.read_file("/big.bin") == big
+            assert py.read_file("/docs/renamed.txt") == small
+            assert py.read_file("/album/inner/b.txt") == b"b" * 200
+            assert sorted(e.name for e in py.listdir("/")) == ["album", "big.bin", "docs"]
+            py.write_file("/docs/from-python.bin", big[:1_500_000])
+            assert page.download("big.bin") == big  # (before the Python client's file: refresh next)
+            page.page.click("#reload")
+            page.idle()
+            page.row("docs").locator("a.folder").click()
+            page.idle()
+            assert page.names() == ["from-python.bin", "renamed.txt"]
+            assert page.download("from-python.bin") == big[:1_500_000]
+            page.row("renamed.txt").locator("button.delete").click()
+            page.idle()
+            assert page.names() == ["from-python.bin"]
+            py.refresh()
+            assert [e.name for e in py.listdir("/docs")] == ["from-python.bin"]
+            assert [t.path for t in py.history.trash()] == ["/docs/renamed.txt"]
+            _tamper_and_refuse(page, py, server)
+        finally:
+            py.close()
+        assert page.errors == [], page.errors
+    finally:
+        page.close()
+
+
+def _tamper_and_refuse(page: Page, py: Drive, server: Server) -> None:
+    """A chunk changed on the server's disk: the page refuses the file and saves nothing."""
+    cid = py.manifest("/docs/from-python.bin").chunk_ids()[1]  # type: ignore[union-attr]
+    blob = blob_path(server.data, cid)
+    raw = bytearray(blob.read_bytes())
+    raw[100] ^= 1
+    blob.write_bytes(bytes(raw))
+    before = sorted(page.downloads.iterdir())
+    downloads: list[Any] = []
+    page.page.on("download", lambda d: downloads.append(d))
+    page.row("from-python.bin").locator("a.file").click()
+    text = page.idle()
+    assert text.startswith("Refused: integrity check failed: chunk 1 is not the one the manifest names"), text
+    assert downloads == [] and sorted(page.downloads.iterdir()) == before
+    page.errors.clear()  # (the refusal is also logged to the console, as an error should be)
+    assert hashlib.sha256(bytes(raw)).hexdigest() != cid
