@@ -38,6 +38,7 @@ FILES: dict[str, tuple[str, str]] = {
     "/js/format.mjs": ("js/format.mjs", JS),
     "/js/client.mjs": ("js/client.mjs", JS),
     "/js/app.mjs": ("js/app.mjs", JS),
+    "/js/link.mjs": ("js/link.mjs", JS),
     "/vendor/libsodium-sumo.js": (SODIUM, JS),
     "/vendor/libsodium-wrappers.js": (WRAPPERS, JS),
 }
@@ -69,6 +70,17 @@ class StaticFile:
         _send(resp, self.name, self.content_type)
 
 
+class LinkPage:
+    """``/l/{link_id}``: the page that opens a public link (its key is in the URL's fragment, which the
+    browser never sends)."""
+
+    public = True
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, link_id: str) -> None:
+        _send(resp, "link.html", HTML)
+
+
 def register(app: falcon.App, ctx: ServerContext) -> None:
     for url, (name, content_type) in FILES.items():
         app.add_route(url, StaticFile(name, content_type))
+    app.add_route("/l/{link_id}", LinkPage())

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support.accounts import PASSWORD, Server, make_drive, new_home
+from support.accounts import PASSWORD, Server, make_drive, megadrive, new_home
 from support.faults import blob_path
 
 from megadrive.drive import Drive
@@ -181,3 +181,107 @@ def _tamper_and_refuse(page: Page, py: Drive, server: Server) -> None:
     assert downloads == [] and sorted(page.downloads.iterdir()) == before
     page.errors.clear()  # (the refusal is also logged to the console, as an error should be)
     assert hashlib.sha256(bytes(raw)).hexdigest() != cid
+
+
+def _open_link(browser: Any, url: str, downloads: Path) -> Page:
+    """A fresh browser profile (no account, nothing stored) on a link."""
+    page = Page.__new__(Page)
+    page.context = browser.new_context(accept_downloads=True)
+    page.page = page.context.new_page()
+    page.errors, page.answers, page.downloads = [], [], downloads
+    page.page.on("pageerror", lambda e: page.errors.append(f"pageerror: {e}"))
+    page.page.goto(url)
+    page.page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    page.idle()
+    return page
+
+
+def _save_from_link(page: Page) -> bytes:
+    with page.page.expect_download(timeout=60_000) as d:
+        page.page.click("#save")
+    target = page.downloads / f"link-{len(list(page.downloads.iterdir()))}"
+    d.value.save_as(target)
+    page.idle()
+    return target.read_bytes()
+
+
+def _no_download(page: Page, action: Any) -> str:
+    seen: list[Any] = []
+    page.page.on("download", lambda d: seen.append(d))
+    action()
+    text = page.idle()
+    assert seen == [], text
+    return text
+
+
+def test_links_made_in_the_page_open_in_a_fresh_profile(server: Server, browser: Any, tmp_path: Path) -> None:
+    from megadrive.sharing import open_public_link
+
+    data = os.urandom(2 * (1 << 20) + 999)
+    src = tmp_path / "report.pdf"
+    src.write_bytes(data)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    owner = Page(browser, server.url, downloads)
+    try:
+        owner.enter("#do-signup", "linker")
+        owner.page.set_input_files("#pick-files", str(src))
+        owner.idle()
+        owner.answers += ["", ""]  # no password, no expiry
+        owner.row("report.pdf").locator("button.link").click()
+        assert owner.idle() == ""
+        url = str(owner.page.input_value("#link-url"))
+        owner.answers += ["a link password", "7"]
+        owner.row("report.pdf").locator("button.link").click()
+        owner.idle()
+        pw_url = str(owner.page.input_value("#link-url"))
+        assert re.fullmatch(re.escape(server.url) + r"/l/[A-Za-z0-9_-]+#[A-Za-z0-9_-]{43}", url), url
+        assert pw_url.endswith("#p")
+        assert owner.errors == [], owner.errors
+    finally:
+        owner.close()
+
+    _, record, manifest, _ = open_public_link(url)  # the Python client reads the page's link record
+    assert record.name == "report.pdf" and manifest.size == len(data)
+
+    anon = _open_link(browser, url, downloads)
+    assert anon.page.inner_text("#file-name") == "report.pdf"
+    assert hashlib.sha256(_save_from_link(anon)).digest() == hashlib.sha256(data).digest()
+    assert anon.errors == [], anon.errors
+    anon.close()
+
+    locked = _open_link(browser, pw_url, downloads)
+    locked.page.fill("#link-password", "not the password")
+    text = _no_download(locked, lambda: locked.page.click("#ask-password button"))
+    assert text == "Refused: integrity check failed: link (wrong link key or password?). Nothing was saved.", text
+    locked.page.fill("#link-password", "a link password")
+    locked.page.click("#ask-password button")
+    assert locked.idle() == ""
+    assert _save_from_link(locked) == data
+    locked.close()
+
+    key = url.rsplit("#", 1)[1]
+    wrong = _open_link(browser, url.replace(key, ("B" if key[0] != "B" else "C") + key[1:]), downloads)
+    assert wrong.page.inner_text("#status") == ("Refused: integrity check failed: link (wrong link key or "
+                                                "password?). Nothing was saved.")
+    assert not wrong.page.is_visible("#save")
+    wrong.close()
+
+    blob = blob_path(server.data, manifest.chunk_ids()[2])
+    raw = bytearray(blob.read_bytes())
+    raw[-3] ^= 0x80
+    blob.write_bytes(bytes(raw))
+    before = sorted(downloads.iterdir())
+    tampered = _open_link(browser, url, downloads)
+    text = _no_download(tampered, lambda: tampered.page.click("#save"))
+    assert text == ("Refused: integrity check failed: chunk 2 is not the one the manifest names. "
+                    "Nothing was saved."), text
+    assert sorted(downloads.iterdir()) == before
+    tampered.close()
+
+    r = megadrive("server", "takedown", url, "--data", str(server.data), "--reason", "court order 7")
+    assert r.returncode == 0, r.stderr
+    gone = _open_link(browser, url, downloads)
+    assert gone.page.inner_text("#status").startswith("This file was removed after an abuse notice"), \
+        gone.page.inner_text("#status")
+    gone.close()

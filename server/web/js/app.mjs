@@ -81,7 +81,8 @@ async function render() {
     const actions = el("td", {},
       el("button", { textContent: "Rename", className: "rename", onclick: () => rename(e) }), " ",
       el("button", { textContent: "Move", className: "move", onclick: () => move(e) }), " ",
-      el("button", { textContent: "Delete", className: "delete", onclick: () => remove(e) }));
+      el("button", { textContent: "Delete", className: "delete", onclick: () => remove(e) }),
+      ...(e.kind === "file" ? [" ", el("button", { textContent: "Link", className: "link", onclick: () => link(e) })] : []));
     const row = el("tr", {}, el("td", {}, name), el("td", { className: "size", textContent: e.kind === "dir" ? "" : size(e.size) }),
       el("td", { textContent: new Date(Number(e.mtime / 1000000n)).toLocaleString() }), actions);
     row.dataset.name = e.name;
@@ -125,6 +126,23 @@ function move(e) {
     return;
   }
   guarded(`Moving ${e.name}`, async () => { await drive.move(e.id, dest[0], e.name); await render(); });
+}
+
+function link(e) {
+  const password = prompt(`A public link to ${e.name}.\nPassword (leave empty for none)`, "");
+  if (password === null) return;
+  const days = prompt("Expires after how many days (leave empty for never)", "");
+  if (days === null) return;
+  if (days && !/^[0-9]+$/.test(days)) {
+    status("Expiry: a whole number of days", true);
+    return;
+  }
+  guarded(`Making a link to ${e.name}`, async () => {
+    const url = await drive.createLink(e.id, { password, expiresDays: Number(days || 0) });
+    const out = $("link-url");
+    out.value = url;
+    $("link-box").hidden = false;
+  });
 }
 
 function remove(e) {
@@ -208,6 +226,12 @@ async function main() {
       uploadAll(files);
     });
   }
+  $("link-copy").addEventListener("click", () => {
+    navigator.clipboard.writeText($("link-url").value).then(() => status("Link copied."), () => {
+      $("link-url").select();
+      status("Select the link and copy it.");
+    });
+  });
   const zone = $("dropzone");
   zone.addEventListener("dragover", (ev) => { ev.preventDefault(); zone.classList.add("over"); });
   zone.addEventListener("dragleave", () => zone.classList.remove("over"));

@@ -6,8 +6,8 @@
 
 import * as F from "./format.mjs";
 
-const b64 = (bytes) => F.sodium().to_base64(bytes, F.sodium().base64_variants.ORIGINAL);
-const unb64 = (text) => {
+export const b64 = (bytes) => F.sodium().to_base64(bytes, F.sodium().base64_variants.ORIGINAL);
+export const unb64 = (text) => {
   try {
     return F.sodium().from_base64(String(text ?? ""), F.sodium().base64_variants.ORIGINAL);
   } catch {
@@ -44,7 +44,7 @@ export function checkName(name) {
   return name;
 }
 
-async function call(method, path, { token = null, json = undefined, body = undefined, headers = {} } = {}) {
+export async function call(method, path, { token = null, json = undefined, body = undefined, headers = {} } = {}) {
   const h = { ...headers };
   if (token) h.Authorization = `Bearer ${token}`;
   if (json !== undefined) h["Content-Type"] = "application/json";
@@ -326,6 +326,34 @@ export class Drive {
     if (nodeId === this.rootId) throw new Error("the root folder cannot be deleted");
     const r = await this.api("DELETE", `/nodes/${nodeId}`);
     this.ingest(r.node);
+  }
+
+  /** A public link to a file: its record sealed under a fresh key (in the URL's fragment, never sent)
+   * or under a key derived from ``password`` (the fragment is then "p"). */
+  async createLink(fileId, { password = "", expiresDays = 0 } = {}) {
+    const meta = this.metas.get(fileId);
+    const node = this.nodes.get(fileId);
+    if (!meta || meta.k !== "file" || meta.l || meta.t || meta.lt) throw new Error("links are for files");
+    if (node.version === 0) throw new Error("the file has no content yet");
+    const na = F.sodium();
+    const record = { owner: this.userId, nodeId: fileId, name: meta.n, contentKey: F.fromHex(meta.key),
+      fileId: F.fromHex(meta.fid) };
+    let key;
+    let fragment;
+    const body = { node_id: fileId, salt: null, kdf: null,
+      expires: expiresDays > 0 ? Math.floor(Date.now() / 1000 + expiresDays * 86400) : null };
+    if (password) {
+      const salt = na.randombytes_buf(16);
+      key = F.deriveLinkKey(password, salt, F.KDF_MODERATE);
+      Object.assign(body, { salt: b64(salt), kdf: { ...F.KDF_MODERATE } });
+      fragment = "p";
+    } else {
+      key = na.randombytes_buf(32);
+      fragment = na.to_base64(key, na.base64_variants.URLSAFE_NO_PADDING);
+    }
+    body.blob = b64(F.sealLink(key, record));
+    const r = await this.api("POST", "/links", { json: body });
+    return `${location.origin}/l/${r.link.link_id}#${fragment}`;
   }
 
   async quota() {

@@ -552,6 +552,14 @@ export function openLink(linkKey, owner, nodeId, blob) {
   return { owner, nodeId, name: d.n, contentKey, fileId };
 }
 
+/** The key of a password link: Argon2id on this side; only its salt and cost are on the server. */
+export function deriveLinkKey(password, salt, kdf) {
+  checkKdf(kdf);
+  if (!(salt instanceof Uint8Array) || salt.length !== 16) throw new IntegrityError("malformed salt");
+  return na.crypto_pwhash(KEY_BYTES, utf8(password.normalize("NFC")), salt, kdf.opslimit, kdf.memlimit,
+    na.crypto_pwhash_ALG_ARGON2ID13);
+}
+
 export function sealLink(linkKey, { owner, nodeId, name, contentKey, fileId }, nonce = null) {
   const raw = enc.encode(dumpJson({ n: name, k: hex(contentKey), f: hex(fileId) }));
   return seal(linkKey, pad(raw), aad("link", owner, nodeId), nonce);
