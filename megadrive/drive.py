@@ -187,6 +187,11 @@ class Drive:
     def local_records(self, ns: str) -> LocalRecords:
         return LocalRecords(self.ctx.index, self.ctx.master, self.ctx.owner, ns)
 
+    @property
+    def server_url(self) -> str:
+        """The storage server this drive talks to (which also serves the web client at its root)."""
+        return self.ctx.session.server
+
     def pending_uploads(self) -> int:
         """Files with a version (or a creation) saved on this machine that the server does not have yet."""
         return self.uploader.pending()

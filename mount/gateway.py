@@ -21,7 +21,6 @@ from typing import Any
 
 import httpx
 from cheroot import wsgi
-from wsgidav.dir_browser import WsgiDavDirBrowser
 from wsgidav.http_authenticator import HTTPAuthenticator
 from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
@@ -31,6 +30,7 @@ from megadrive.errors import ConfigError, log_text
 
 from .connection import BoundedServer, DeferredTLSAdapter
 from .guard import Credentials, FileContentHeaders, Guard, HostPolicy
+from .listing import FolderPage
 from .locks import PersistentLockStorage
 from .props import DrivePropertyManager
 from .webdav import DriveProvider, ErrorPages
@@ -68,8 +68,7 @@ def build_app(drive: Drive, *, verbose: int = 1) -> WsgiDAVApp:
     """wsgidav over the Drive, anonymous inside: the Guard in front of it authenticates every request."""
     config = {
         "provider_mapping": {"/": DriveProvider(drive)},
-        "middleware_stack": [ErrorPages, HTTPAuthenticator, WsgiDavDirBrowser, FileContentHeaders,
-                             RequestResolver],
+        "middleware_stack": [ErrorPages, HTTPAuthenticator, FolderPage, FileContentHeaders, RequestResolver],
         "http_authenticator": {"domain_controller": None, "accept_basic": False, "accept_digest": False,
                                "default_to_digest": False},
         "simple_dc": {"user_mapping": {"*": True}},
@@ -78,9 +77,7 @@ def build_app(drive: Drive, *, verbose: int = 1) -> WsgiDAVApp:
         "property_manager": DrivePropertyManager(drive),
         "lock_storage": PersistentLockStorage(drive),
         "mutable_live_props": ["{DAV:}getlastmodified"],
-        # The listing runs no script: the SharePoint/LibreOffice links are the only thing its script.js serves.
-        "dir_browser": {"enable": True, "response_trailer": "MegaDrive (decrypted on this machine)",
-                        "ms_sharepoint_support": False, "libre_office_support": False, "show_user": False},
+        "dir_browser": {"enable": False},  # (mount/listing.py serves folders to browsers instead)
         "hotfixes": {"re_encode_path_info": True, "emulate_win32_lastmod": True},
         "honor_mtime_header": True,
         "block_size": 256 * 1024,

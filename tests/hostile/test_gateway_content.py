@@ -83,7 +83,7 @@ def test_file_content_is_sandboxed_and_active_types_download(dav: httpx.Client, 
     assert r.headers["content-security-policy"] == FILE_CSP
 
 
-def test_folder_listing_runs_no_script(dav: httpx.Client) -> None:
+def test_folder_listing_runs_no_script(dav: httpx.Client, content_server: ServerProcess) -> None:
     r = dav.get("/shared/")
     assert r.status_code == 200
     assert r.headers["content-type"] == "text/html; charset=utf-8"
@@ -93,9 +93,15 @@ def test_folder_listing_runs_no_script(dav: httpx.Client) -> None:
     assert "content-disposition" not in r.headers
     assert "evil.html" in r.text
     assert "<img src=x onerror" not in r.text and "&lt;img src=x onerror=alert(1)&gt;" in r.text
-    assert "data-ofe" not in r.text and "vnd.libreoffice" not in r.text  # Office links need the page's script
-    # The page's own assets still load under its CSP (style-src/img-src 'self').
-    assert dav.get("/:dir_browser/style.css").status_code == 200
+    assert "<script" not in r.text and " style=" not in r.text  # a plain page: nothing its CSP would block
+    assert "Index of" not in r.text and "wsgidav" not in r.text.lower()  # MegaDrive's page, not wsgidav's
+    assert dav.get("/:dir_browser/style.css").status_code == 404  # (wsgidav's listing and its assets are gone)
+    assert f'The web client (nothing to install) is at <a href="{content_server.url}/">' in r.text
+    assert '<a href="%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E.txt">' in r.text  # links are quoted too
+    r = dav.get("/shared")  # a folder without its slash: sent to it, so the relative links resolve
+    assert r.status_code == 301 and r.headers["location"] == "/shared/"
+    r = dav.head("/shared/")
+    assert r.status_code == 200 and r.content == b"" and r.headers["content-type"] == "text/html; charset=utf-8"
     # Errors are pages too: no script there either.
     r = dav.get("/shared/%3Cscript%3Ealert(1)%3C%2Fscript%3E.html")
     assert r.status_code == 404
