@@ -72,6 +72,7 @@ def up(data: Path | None, meta_url: str | None, chunks_url: str | None, server_l
                     where = cfg.data_dir if meta_url is None and chunks_url is None else (
                         f"{describe(cfg.meta_location)} and {describe(cfg.chunks_location)}")
                     click.echo(f"Local server (ciphertext only) at {srv.url}, data in {where}")
+                    click.echo(f"Web client (encrypts in the browser, nothing to install) at {srv.url}/")
                     if mount_dir is not None:
                         mount_here(base, mount_dir, allow_other=allow_other)
                     click.echo(howto(gw))

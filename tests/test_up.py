@@ -80,6 +80,10 @@ def test_up_serves_the_drive_over_webdav(tmp_path: Path) -> None:
         assert f"http://megadrive:{first_password}@{host}" in text, text
         assert f"net use Z: {url} /user:megadrive {first_password}" in text, text
         assert f"pass=$(rclone obscure {first_password})" in text, text
+        web = re.search(r"^Web client \(encrypts in the browser, nothing to install\) at (http://\S+/)$", text, re.M)
+        assert web is not None, text
+        page = httpx.get(web.group(1), timeout=30)  # the local server serves the web client
+        assert page.status_code == 200 and "<title>MegaDrive</title>" in page.text
         assert httpx.get(url, timeout=30).status_code == 401  # no anonymous access, even on loopback
         with logged_in(url) as c:
             assert c.request("MKCOL", "/docs").status_code == 201
@@ -90,6 +94,7 @@ def test_up_serves_the_drive_over_webdav(tmp_path: Path) -> None:
             assert r.status_code == 207 and "hello.txt" in r.text
             html = c.get("/docs/")
             assert html.status_code == 200 and "hello.txt" in html.text  # the browser view
+            assert f'<a href="{web.group(1)}">' in html.text  # which links to the web client
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=20) == 0
         assert not path.exists()  # the credentials go with the gateway

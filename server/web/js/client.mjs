@@ -125,7 +125,7 @@ export class Drive {
     user = normalizeUser(user);
     const pin = pinOf(user);
     const pre = await callJson("POST", "/prelogin", { json: { user } });
-    const kdf = F.checkKdf(pre.kdf, pin ? pin.kdf : null);
+    const kdf = F.checkKdf(pre.kdf, pin ? pin.kdf : null, F.KDF_MODERATE); // (the floor of the Python client's default)
     const salt = unb64(pre.salt);
     if (pin && pin.salt && pin.salt !== F.hex(salt)) {
       throw new F.IntegrityError("the server offered another salt than this browser pinned");
