@@ -27,7 +27,7 @@ async function guarded(what, fn) {
   try {
     status(`${what}…`);
     await fn();
-    status("");
+    if ($("status").textContent === `${what}…`) status(""); // (what fn reported stays)
   } catch (e) {
     failed(e);
   } finally {
@@ -88,6 +88,7 @@ async function render() {
     row.dataset.name = e.name;
     body.append(row);
   }
+  if (!drive.failed && $("status").className === "error" && / failed verification /.test($("status").textContent)) status("");
   if (drive.failed) status(`${drive.failed} entr${drive.failed === 1 ? "y" : "ies"} failed verification and are not shown.`, true);
   const q = await drive.quota();
   $("quota-used").style.width = `${Math.min(100, (100 * q.used) / Math.max(1, q.quota))}%`;
