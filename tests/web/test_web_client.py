@@ -325,3 +325,51 @@ def test_the_page_refuses_what_a_lying_server_shows(server: Server, browser: Any
     finally:
         page.close()
         proxy.close()
+
+
+def test_an_interrupted_upload_resumes_where_it_stopped(server: Server, browser: Any, tmp_path: Path) -> None:
+    """The network drops every try of the second chunk: the upload stops with a Resume button, sends
+    nothing twice, and finishes from there once the network is back."""
+    data = os.urandom(3 * (1 << 20) + 77)  # four chunks
+    src = tmp_path / "video.bin"
+    src.write_bytes(data)
+    page = Page(browser, server.url, tmp_path)
+    try:
+        page.enter("#do-signup", "resumer")
+        puts: list[str] = []
+        dropped: list[str] = []
+
+        def network(route: Any) -> None:
+            cid = route.request.url.rsplit("/", 1)[1]
+            if len(puts) == 1 and not (dropped and dropped[0] != cid) and len(dropped) < 5:
+                dropped.append(cid)
+                route.abort("connectionreset")
+                return
+            puts.append(cid)
+            route.continue_()
+
+        page.page.route("**/v1/chunks/*", network)
+        page.page.set_input_files("#pick-files", str(src))
+        text = page.idle()
+        assert text == "Error: the server cannot be reached", text
+        assert len(dropped) == 5 and len(puts) == 1  # one try and four retries of the second chunk
+        assert page.names() == []  # nothing half made
+        page.page.unroute("**/v1/chunks/*")
+        page.page.route("**/v1/chunks/*", lambda route: (puts.append(route.request.url.rsplit("/", 1)[1]),
+                                                         route.continue_()))
+        page.page.click("#transfers button.resume")
+        assert page.idle() == ""
+        assert page.names() == ["video.bin"]
+        # The first chunk was not sent again; the second is sealed again (a fresh nonce: a new id) and sent.
+        assert len(puts) == 4 and len(set(puts)) == 4 and len(set(dropped)) == 1 and dropped[0] not in puts
+        assert page.page.locator("#transfers li progress").get_attribute("value") == str(len(data))
+        py = make_drive(server.url, new_home(tmp_path), "resumer", signup=False)
+        try:
+            assert py.read_file("/video.bin") == data
+        finally:
+            py.close()
+        expected = ("ERR_CONNECTION_RESET", "Failed to fetch", "the server cannot be reached")  # (the drop, logged)
+        page.errors = [e for e in page.errors if not any(x in e for x in expected)]
+        assert page.errors == [], page.errors
+    finally:
+        page.close()

@@ -163,11 +163,34 @@ async function uploadAll(items) {
       const bar = el("progress", { max: Math.max(1, file.size), value: 0 });
       const item = el("li", { className: "transfer" }, el("span", { textContent: rel }), bar);
       $("transfers").append(item);
-      await drive.upload(folder, parts.at(-1), file, (sent) => { bar.value = sent; });
-      item.classList.add("done");
+      try {
+        await drive.upload(folder, parts.at(-1), file, (sent) => { bar.value = sent; });
+        item.classList.add("done");
+      } catch (e) {
+        if (!e.resume) throw e;
+        resumable(item, e.resume);
+        throw e;
+      }
     }
     await render();
   });
+}
+
+/** An upload the network interrupted: its "Resume" button goes on from the first chunk not sent. */
+function resumable(item, resume) {
+  const button = el("button", { textContent: "Resume", className: "resume" });
+  button.onclick = () => guarded("Resuming", async () => {
+    button.remove();
+    try {
+      await resume();
+      item.classList.add("done");
+    } catch (e) {
+      if (e.resume) resumable(item, e.resume);
+      throw e;
+    }
+    await render();
+  });
+  item.append(" ", button);
 }
 
 async function dropped(dataTransfer) {

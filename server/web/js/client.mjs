@@ -251,35 +251,48 @@ export class Drive {
   }
 
   /** Upload a File or Blob as a new file: chunk by chunk (sealed here, sent one at a time, so memory
-   * stays at a chunk), then created with its first version in one request. ``progress(sent, total)``. */
+   * stays at a chunk), then created with its first version in one request. ``progress(sent, total)``.
+   * A chunk whose request fails is tried again (RETRIES times, waiting longer each time); if it still
+   * fails, the error carries ``resume()``, which goes on from that chunk under the same keys (nothing
+   * sent is sent again). The keys of an unfinished upload live only in this page. */
   async upload(parentId, name, blob, progress = () => {}) {
     checkName(name);
     if (this.taken(parentId, name)) throw new Error(`already exists: ${name}`);
     const na = F.sodium();
-    const id = F.hex(na.randombytes_buf(16));
-    const contentKey = na.randombytes_buf(32);
-    const fileId = na.randombytes_buf(16);
+    const state = { parentId, name, blob, progress, id: F.hex(na.randombytes_buf(16)),
+      contentKey: na.randombytes_buf(32), fileId: na.randombytes_buf(16), chunkIds: [] };
+    return this.continueUpload(state);
+  }
+
+  async continueUpload(state) {
+    const { blob, contentKey, fileId, progress } = state;
     const size = blob.size;
     const n = F.chunkCount(size);
-    const chunkIds = [];
-    for (let i = 0; i < n; i += 1) {
-      const plain = new Uint8Array(await blob.slice(i * F.CHUNK_SIZE, Math.min(size, (i + 1) * F.CHUNK_SIZE)).arrayBuffer());
-      const sealed = F.sealChunk(contentKey, fileId, i, i === n - 1, plain);
-      const cid = F.contentId(sealed);
-      await call("PUT", `/chunks/${cid}`, { token: this.token, body: sealed, headers: { "Content-Type": "application/octet-stream" } });
-      chunkIds.push(F.fromHex(cid));
-      progress(Math.min(size, (i + 1) * F.CHUNK_SIZE), size);
+    try {
+      for (let i = state.chunkIds.length; i < n; i += 1) {
+        const plain = new Uint8Array(await blob.slice(i * F.CHUNK_SIZE, Math.min(size, (i + 1) * F.CHUNK_SIZE)).arrayBuffer());
+        const sealed = F.sealChunk(contentKey, fileId, i, i === n - 1, plain);
+        const cid = F.contentId(sealed);
+        await retried(() => call("PUT", `/chunks/${cid}`, { token: this.token, body: sealed,
+          headers: { "Content-Type": "application/octet-stream" } }));
+        state.chunkIds.push(F.fromHex(cid));
+        progress(Math.min(size, (i + 1) * F.CHUNK_SIZE), size);
+      }
+      const { id, parentId, name } = state;
+      const manifest = F.sealManifest(contentKey, this.userId, id, 1, { nodeId: id, fileId, version: 1, size,
+        chunkIds: state.chunkIds, commitment: F.keyCommitment(contentKey, fileId) });
+      const meta = F.checkMeta({ n: name, k: "file", key: F.hex(contentKey), fid: F.hex(fileId), s: BigInt(size),
+        m: BigInt(blob.lastModified || Date.now()) * 1000000n, mode: 0o644n, v: 1n, r: 1n, p: {} });
+      const r = await retried(() => this.api("POST", "/nodes", { json: { node_id: id, parent_id: parentId, kind: "file",
+        meta: b64(F.sealMeta(this.folderKey(parentId), this.userId, parentId, id, meta)),
+        version: { manifest: b64(manifest), chunks: state.chunkIds.map(F.hex) } } }), (e) => e.code === "exists");
+      this.ingest(r.node);
+      progress(size, size);
+      return id;
+    } catch (e) {
+      if (e instanceof ServerError && (e.status === 0 || e.status >= 500)) e.resume = () => this.continueUpload(state);
+      throw e;
     }
-    const manifest = F.sealManifest(contentKey, this.userId, id, 1, { nodeId: id, fileId, version: 1, size, chunkIds,
-      commitment: F.keyCommitment(contentKey, fileId) });
-    const meta = F.checkMeta({ n: name, k: "file", key: F.hex(contentKey), fid: F.hex(fileId), s: BigInt(size),
-      m: BigInt(blob.lastModified || Date.now()) * 1000000n, mode: 0o644n, v: 1n, r: 1n, p: {} });
-    const r = await this.api("POST", "/nodes", { json: { node_id: id, parent_id: parentId, kind: "file",
-      meta: b64(F.sealMeta(this.folderKey(parentId), this.userId, parentId, id, meta)),
-      version: { manifest: b64(manifest), chunks: chunkIds.map(F.hex) } } });
-    this.ingest(r.node);
-    progress(size, size);
-    return id;
   }
 
   /** A file's plaintext as a Blob, every chunk checked against the manifest (FORMAT.md 7.4, 7.5). */
@@ -365,6 +378,22 @@ export class Drive {
     if (!node || !/^[0-9a-f]{32}$/.test(node.node_id)) throw new F.IntegrityError("malformed node");
     this.nodes.set(node.node_id, node); // (the feed's seq is not advanced: changes before it may be missing)
     this.verify();
+  }
+}
+
+const RETRIES = 4;
+
+/** A request that failed for the network or the server's moment (5xx) is sent again, waiting 0.5, 1,
+ * 2 and 4 s; ``done(e)`` says an error that means an earlier try went through. */
+async function retried(fn, done = () => false) {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (attempt > 0 && done(e)) throw new Error("the server answered a retried request as done; refresh to see it");
+      if (!(e instanceof ServerError) || !(e.status === 0 || e.status >= 500) || attempt >= RETRIES) throw e;
+      await new Promise((ok) => setTimeout(ok, 500 * 2 ** attempt));
+    }
   }
 }
 
