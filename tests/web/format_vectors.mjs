@@ -116,6 +116,16 @@ got["blob/manifest-big"] = F.sealManifest(I.BIG_KEY, I.USER_ID, I.BIG_NODE, 1, {
 const mb = F.openManifest(I.BIG_KEY, I.USER_ID, I.BIG_NODE, 1, I.BIG_FID, got["blob/manifest-big"]);
 extra.push(["two chunks swapped refused", throws(() => F.openChunk(I.BIG_KEY, mb, 0, b1))]);
 
+const grantBlob = F.fromHex(inputs.GRANT);
+const g = F.openGrant(grantBlob, I.USER_ID, inputs.RECIPIENT_ID, I.FILE_NODE, "write", F.fromHex(inputs.OWNER_SIGN_PUB),
+  F.fromHex(inputs.RECIPIENT_BOX_PUB), F.fromHex(inputs.RECIPIENT_BOX_SECRET));
+extra.push(["open a Python grant", g.name === "Shared folder" && F.hex(g.folderKey) === F.hex(I.ROOT_KEY) && g.epoch === 123456789n]);
+extra.push(["a grant for read access refused as write's", throws(() => F.openGrant(grantBlob, I.USER_ID, inputs.RECIPIENT_ID, I.FILE_NODE, "read", F.fromHex(inputs.OWNER_SIGN_PUB), F.fromHex(inputs.RECIPIENT_BOX_PUB), F.fromHex(inputs.RECIPIENT_BOX_SECRET)))]);
+const book = F.parseContacts(F.openAccountRecord(I.MASTER, I.USER_ID, "contacts", 3, F.fromHex(inputs.RECORD)));
+extra.push(["open the Python contact record", book.pins.get("bob").accepted === true && book.epochs.get(I.FILE_NODE) === 123456789n
+  && F.hex(book.pins.get("bob").signPub) === inputs.OWNER_SIGN_PUB]);
+extra.push(["the same fingerprint", F.fingerprint(F.fromHex(inputs.OWNER_SIGN_PUB)) === inputs.FINGERPRINT]);
+
 function throws(fn) {
   try {
     fn();

@@ -9,6 +9,7 @@ const $ = (id) => document.getElementById(id);
 let drive = null;
 let cwd = null; // node id of the folder shown
 let busy = false;
+const SHARED = "shared-with-me"; // the virtual folder of shares from other accounts
 
 function status(text, error = false) {
   $("status").textContent = text;
@@ -58,14 +59,39 @@ function size(n) {
 
 function path(folderId) {
   const out = [];
-  for (let at = folderId; at && at !== drive.rootId; at = drive.nodes.get(at)?.parent_id) {
+  let at = folderId;
+  while (at && at !== drive.rootId && at !== SHARED && !drive.incoming.has(at)) {
     out.unshift({ id: at, name: drive.metas.get(at)?.n ?? "?" });
+    at = drive.nodeOf(at)?.parent_id;
   }
-  return [{ id: drive.rootId, name: "My drive" }, ...out];
+  const top = [{ id: drive.rootId, name: "My drive" }];
+  if (at === SHARED) return [...top, { id: SHARED, name: "Shared with me" }];
+  if (at && drive.incoming.has(at)) {
+    return [...top, { id: SHARED, name: "Shared with me" }, { id: at, name: drive.incoming.get(at).name }, ...out];
+  }
+  return [...top, ...out];
+}
+
+function sharedRows(body) {
+  for (const g of drive.incoming.values()) {
+    const row = el("tr", {}, el("td", {}, el("a", { textContent: `${g.name}/`, className: "folder", onclick: () => open(g.nodeId) })),
+      el("td", { textContent: `from ${g.ownerName}` }), el("td", { textContent: g.access === "write" ? "read and write" : "read" }),
+      el("td"));
+    row.dataset.name = g.name;
+    body.append(row);
+  }
+  for (const p of drive.pending) {
+    const what = p.name ? `"${p.name}" from ${p.ownerName}` : `a folder from ${p.ownerName}`;
+    const how = p.fingerprint ? `compare the fingerprint ${p.fingerprint} with ${p.ownerName}, then accept it with `
+      + `\`megadrive shares accept ${p.ownerName}\`` : `accept it with \`megadrive shares accept ${p.ownerName}\``;
+    const row = el("tr", { className: "pending" }, el("td", { colSpan: 4, textContent: `Pending: ${what}. To see it here, ${how}.` }));
+    row.dataset.pending = p.ownerName;
+    body.append(row);
+  }
 }
 
 async function render() {
-  if (!drive.metas.has(cwd)) cwd = drive.rootId;
+  if (!drive.metas.has(cwd) && cwd !== SHARED) cwd = drive.rootId;
   const crumbs = $("crumbs");
   crumbs.replaceChildren();
   for (const [k, c] of path(cwd).entries()) {
@@ -74,11 +100,18 @@ async function render() {
   }
   const body = $("listing").querySelector("tbody");
   body.replaceChildren();
-  for (const e of drive.list(cwd)) {
+  if (cwd === drive.rootId && (drive.incoming.size || drive.pending.length)) {
+    const row = el("tr", {}, el("td", {}, el("a", { textContent: "Shared with me/", className: "folder shared", onclick: () => open(SHARED) })),
+      el("td"), el("td"), el("td"));
+    row.dataset.name = "Shared with me";
+    body.append(row);
+  }
+  if (cwd === SHARED) sharedRows(body);
+  for (const e of cwd === SHARED ? [] : drive.list(cwd)) {
     const name = e.kind === "dir"
       ? el("a", { textContent: `${e.name}/`, className: "folder", onclick: () => open(e.id) })
       : el("a", { textContent: e.name, className: "file", onclick: () => download(e) });
-    const actions = el("td", {},
+    const actions = e.shared ? el("td") : el("td", {},
       el("button", { textContent: "Rename", className: "rename", onclick: () => rename(e) }), " ",
       el("button", { textContent: "Move", className: "move", onclick: () => move(e) }), " ",
       el("button", { textContent: "Delete", className: "delete", onclick: () => remove(e) }),
@@ -89,6 +122,7 @@ async function render() {
     body.append(row);
   }
   if (!drive.failed && $("status").className === "error" && / failed verification /.test($("status").textContent)) status("");
+  if (drive.shareFailures) status(`${drive.shareFailures} share(s) failed verification and are not shown.`, true);
   if (drive.failed) status(`${drive.failed} entr${drive.failed === 1 ? "y" : "ies"} failed verification and are not shown.`, true);
   const q = await drive.quota();
   $("quota-used").style.width = `${Math.min(100, (100 * q.used) / Math.max(1, q.quota))}%`;
@@ -118,7 +152,7 @@ function rename(e) {
 }
 
 function move(e) {
-  const folders = [...drive.metas].filter(([id, m]) => m.k === "dir" && id !== e.id).map(([id]) => [id, path(id).map((c) => c.name).join("/")]);
+  const folders = [...drive.metas].filter(([id, m]) => m.k === "dir" && id !== e.id && !drive.isShared(id)).map(([id]) => [id, path(id).map((c) => c.name).join("/")]);
   const target = prompt(`Move ${e.name} to which folder?\n${folders.map(([, p]) => p).join("\n")}`, path(cwd).map((c) => c.name).join("/"));
   const dest = folders.find(([, p]) => p === target);
   if (target === null) return;

@@ -89,7 +89,12 @@ function kdfJson(kdf) {
 export class Drive {
   constructor(session) {
     Object.assign(this, session); // user, userId, token, rootId, master
-    this.nodes = new Map(); // node id -> the server's newest node (seq order)
+    this.nodes = new Map(); // node id -> the server's newest node of this account's tree
+    this.incoming = new Map(); // share root id -> an accepted share's opened grant (and its owner's name)
+    this.pending = []; // shares not accepted (on any device) yet: shown, nothing of them loaded
+    this.sharedNodes = new Map(); // owner id -> (node id -> node) from that owner's feed
+    this.sharedSeq = new Map(); // owner id -> how far that feed was read
+    this.owners = new Map(); // verified node id -> the owner of its tree
     this.seen = new Map(); // node id -> [version, rev] verified (never go back)
     this.seq = 0;
     this.metas = new Map(); // node id -> verified meta (this refresh)
@@ -136,10 +141,12 @@ export class Drive {
     if (pin && pin.user_id && pin.user_id !== userId) throw new F.IntegrityError("the server answered with another account's id");
     const master = F.unwrapMaster(kek, unb64(resp.wrapped_master), userId);
     const id = resp.identity || {};
-    F.openIdentity(master, userId, unb64(id.wrapped_private), unb64(id.sign_pub), unb64(id.box_pub), unb64(id.box_sig));
+    const identity = F.openIdentity(master, userId, unb64(id.wrapped_private), unb64(id.sign_pub), unb64(id.box_pub),
+      unb64(id.box_sig));
     const rootId = String(resp.root_node_id);
     if (pin && pin.root && pin.root !== rootId) throw new F.IntegrityError("the server names another root folder than this browser pinned");
-    const drive = new Drive({ user, userId, token: String(resp.token), rootId, master });
+    const drive = new Drive({ user, userId, token: String(resp.token), rootId, master,
+      identity: { boxPub: identity.boxPub, boxSecret: identity.boxSecret } });
     await drive.refresh();
     if (!drive.metas.has(rootId)) throw new F.IntegrityError("the server's root folder is not this account's root");
     localStorage.setItem(PIN_PREFIX + user, JSON.stringify({ kdf: kdfJson(kdf), user_id: userId, salt: F.hex(salt), root: rootId }));
@@ -171,34 +178,122 @@ export class Drive {
       this.seq = page.seq;
       if (!page.more) break;
     }
+    await this.loadShares();
     this.verify();
   }
 
-  /** Open every live node's meta under its parent's key (FORMAT.md 7.10); a node that fails is left
-   * out, with its subtree, and counted: one bad entry never takes the rest of the drive down. */
+  /** Incoming shares as the Python client's Sharing.sync takes them, read-only: the contact record
+   * (never older than this browser saw), each grant under the owner's pinned key, accepted owners'
+   * change feeds. A share from an account not accepted yet stays pending: its name and fingerprint are
+   * shown, nothing of its tree is loaded. (Accepting, and sharing out, are `megadrive share` for now.) */
+  async loadShares() {
+    let book = { pins: new Map(), epochs: new Map() };
+    let rec = null;
+    try {
+      rec = await this.api("GET", "/records/contacts");
+    } catch (e) {
+      if (!(e instanceof ServerError) || e.status !== 404) throw e;
+    }
+    if (rec) {
+      const version = Number(rec.version);
+      const seenKey = `megadrive-record-version:${this.user}`;
+      if (!Number.isSafeInteger(version) || version < Number(localStorage.getItem(seenKey) || 0)) {
+        throw new F.IntegrityError("the server rolled back the contact record");
+      }
+      book = F.parseContacts(F.openAccountRecord(this.master, this.userId, "contacts", version, unb64(rec.blob)));
+      localStorage.setItem(seenKey, String(version));
+    }
+    const incoming = new Map();
+    const pending = [];
+    this.shareFailures = 0;
+    for (const s of (await this.api("GET", "/shares")).incoming || []) {
+      try {
+        const ownerName = String(s.owner_name);
+        const nodeId = String(s.node_id);
+        let pin = book.pins.get(ownerName);
+        if (!pin) { // first contact: the server's copy of their key, self-signed, shown to compare (not pinned here)
+          const k = await this.api("GET", `/users/${encodeURIComponent(ownerName)}/keys`);
+          const signPub = unb64(k.sign_pub);
+          if (signPub.length !== 32 || !F.sodium().crypto_sign_verify_detached(unb64(k.box_sig),
+            F.boxKeyStatement(String(k.user_id), unb64(k.box_pub)), signPub)) {
+            throw new F.IntegrityError("bad signature");
+          }
+          pin = { user: ownerName, userId: String(k.user_id), signPub, verified: false, accepted: false };
+        }
+        if (pin.userId !== s.owner) throw new F.IntegrityError("share owner does not match their pinned key");
+        if (nodeId === this.rootId || this.nodes.has(nodeId) || pin.userId === this.userId) {
+          throw new F.IntegrityError("a 'share' names one of our own folders");
+        }
+        const g = F.openGrant(unb64(s.grant), pin.userId, this.userId, nodeId, String(s.access), pin.signPub,
+          this.identity.boxPub, this.identity.boxSecret);
+        checkName(g.name);
+        if (!pin.accepted) {
+          pending.push({ ownerName, name: g.name, fingerprint: F.fingerprint(pin.signPub) });
+          continue;
+        }
+        if (g.epoch < (book.epochs.get(nodeId) ?? 0n)) throw new F.IntegrityError("the server replays an outdated share grant");
+        incoming.set(nodeId, { ...g, ownerName });
+      } catch (e) {
+        if (!(e instanceof F.IntegrityError) && !(e instanceof Error && /not a valid name/.test(e.message))) throw e;
+        this.shareFailures += 1;
+      }
+    }
+    this.incoming = incoming;
+    this.pending = pending;
+    for (const owner of new Set([...incoming.values()].map((g) => g.owner))) {
+      const nodes = this.sharedNodes.get(owner) || new Map();
+      let since = this.sharedSeq.get(owner) || 0;
+      for (;;) {
+        const page = await this.api("GET", `/changes?owner=${owner}&since=${since}&limit=10000`);
+        for (const n of page.changes) {
+          if (!/^[0-9a-f]{32}$/.test(n.node_id) || !Number.isSafeInteger(n.seq)) throw new F.IntegrityError("malformed change");
+          nodes.set(n.node_id, n);
+        }
+        if (!Number.isSafeInteger(page.seq) || page.seq < since) throw new F.IntegrityError("the change feed went back");
+        since = page.seq;
+        if (!page.more) break;
+      }
+      this.sharedNodes.set(owner, nodes);
+      this.sharedSeq.set(owner, since);
+    }
+  }
+
+  /** Open every live node's meta under its parent's key (FORMAT.md 7.10), with its tree's owner in the
+   * associated data: this account's tree from its root, each accepted share's from the share's root
+   * (whose key the grant gave). A node that fails is left out, with its subtree, and counted: one bad
+   * entry never takes the rest of the drive down. */
   verify() {
     this.metas = new Map();
+    this.owners = new Map();
     this.failed = 0;
     const root = this.nodes.get(this.rootId);
     if (!root || root.parent_id !== null || root.kind !== "dir") return;
     try {
       this.metas.set(this.rootId, this.accept(root, F.openMeta(this.master, this.userId, "", this.rootId, unb64(root.meta))));
+      this.owners.set(this.rootId, this.userId);
     } catch (e) {
       this.failed += 1;
       return;
     }
-    const memo = new Map();
-    const open = (id, depth) => {
-      if (this.metas.has(id)) return this.metas.get(id);
+    for (const g of this.incoming.values()) { // (its own meta is sealed in the owner's tree: the grant names it)
+      this.metas.set(g.nodeId, { n: g.name, k: "dir", key: F.hex(g.folderKey), fid: "", s: 0n, m: 0n, mode: 0o755n,
+        v: 0n, r: 0n, p: {}, shareRoot: true });
+      this.owners.set(g.nodeId, g.owner);
+    }
+    const memo = new Set();
+    const open = (id, owner, nodes, depth) => {
+      if (this.metas.has(id)) return this.owners.get(id) === owner ? this.metas.get(id) : null;
       if (memo.has(id) || depth > MAX_DEPTH) return null; // a cycle, or deeper than any tree may be
-      memo.set(id, null);
-      const n = this.nodes.get(id);
+      memo.add(id);
+      const n = nodes.get(id);
       if (!n || n.trashed || n.gone || n.removed || n.parent_id === null) return null;
-      const parent = open(n.parent_id, depth + 1);
+      if (owner !== this.userId && n.owner !== owner) return null; // (every node of a share is its owner's)
+      const parent = open(n.parent_id, owner, nodes, depth + 1);
       if (!parent || parent.k !== "dir") return null;
       try {
-        const meta = this.accept(n, F.openMeta(F.fromHex(parent.key), this.userId, n.parent_id, id, unb64(n.meta)));
+        const meta = this.accept(n, F.openMeta(F.fromHex(parent.key), owner, n.parent_id, id, unb64(n.meta)));
         this.metas.set(id, meta);
+        this.owners.set(id, owner);
         return meta;
       } catch (e) {
         if (!(e instanceof F.IntegrityError)) throw e;
@@ -206,7 +301,22 @@ export class Drive {
         return null;
       }
     };
-    for (const id of this.nodes.keys()) open(id, 0);
+    for (const id of this.nodes.keys()) open(id, this.userId, this.nodes, 0);
+    for (const [owner, nodes] of this.sharedNodes) {
+      if (![...this.incoming.values()].some((g) => g.owner === owner)) continue;
+      for (const id of nodes.keys()) if (!this.nodes.has(id)) open(id, owner, nodes, 0);
+    }
+  }
+
+  nodeOf(id) {
+    const owner = this.owners.get(id);
+    return owner === undefined || owner === this.userId ? this.nodes.get(id) : this.sharedNodes.get(owner)?.get(id);
+  }
+
+  /** Whether a verified node is in a folder another account shares with this one (read-only here). */
+  isShared(id) {
+    const owner = this.owners.get(id);
+    return owner !== undefined && owner !== this.userId;
   }
 
   accept(node, meta) {
@@ -221,8 +331,10 @@ export class Drive {
   list(folderId) {
     const out = [];
     for (const [id, meta] of this.metas) {
-      const n = this.nodes.get(id);
-      if (n.parent_id === folderId && !meta.nn) out.push({ id, name: meta.n, kind: meta.k, size: meta.s, mtime: meta.m, meta, node: n });
+      const n = this.nodeOf(id);
+      if (n && !meta.shareRoot && n.parent_id === folderId && !meta.nn) {
+        out.push({ id, name: meta.n, kind: meta.k, size: meta.s, mtime: meta.m, meta, node: n, shared: this.isShared(id) });
+      }
     }
     return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
@@ -230,7 +342,16 @@ export class Drive {
   folderKey(folderId) {
     const meta = this.metas.get(folderId);
     if (!meta || meta.k !== "dir") throw new Error("no such folder");
+    if (this.isShared(folderId)) {
+      throw new Error("this folder is shared with you: the web client only reads it so far (write with megadrive or a mount)");
+    }
     return F.fromHex(meta.key);
+  }
+
+  writable(id) {
+    if (this.isShared(id)) {
+      throw new Error("this is in a folder shared with you: the web client only reads it so far (use megadrive or a mount)");
+    }
   }
 
   taken(folderId, name) {
@@ -298,13 +419,14 @@ export class Drive {
   /** A file's plaintext as a Blob, every chunk checked against the manifest (FORMAT.md 7.4, 7.5). */
   async download(fileId, progress = () => {}) {
     const meta = this.metas.get(fileId);
-    const node = this.nodes.get(fileId);
-    if (!meta || meta.k !== "file") throw new Error("no such file");
+    const node = this.nodeOf(fileId);
+    const owner = this.owners.get(fileId);
+    if (!meta || !node || meta.k !== "file") throw new Error("no such file");
     if (meta.l || meta.t || meta.lt) throw new Error("not a regular file");
     if (node.version === 0) return new Blob([]);
     if (BigInt(node.version) !== meta.v) throw new F.IntegrityError("the server's version differs from the sealed one");
     const m = await this.api("GET", `/nodes/${fileId}/versions/${node.version}`);
-    const manifest = F.openManifest(F.fromHex(meta.key), this.userId, fileId, meta.v, F.fromHex(meta.fid), unb64(m.manifest));
+    const manifest = F.openManifest(F.fromHex(meta.key), owner, fileId, meta.v, F.fromHex(meta.fid), unb64(m.manifest));
     if (manifest.size !== meta.s) throw new F.IntegrityError("the manifest's size differs from the sealed one");
     const parts = [];
     for (let i = 0; i < manifest.chunkIds.length; i += 1) {
@@ -318,9 +440,10 @@ export class Drive {
   /** Rename and/or move: the meta is sealed again under the destination folder's key (rev + 1). */
   async move(nodeId, newParentId, newName) {
     checkName(newName);
+    this.writable(nodeId);
     const meta = this.metas.get(nodeId);
     const node = this.nodes.get(nodeId);
-    if (!meta || nodeId === this.rootId) throw new Error("cannot move this");
+    if (!meta || !node || nodeId === this.rootId) throw new Error("cannot move this");
     if (newParentId !== node.parent_id || newName !== meta.n) {
       if (this.taken(newParentId, newName)) throw new Error(`already exists: ${newName}`);
     }
@@ -336,6 +459,7 @@ export class Drive {
   }
 
   async trash(nodeId) {
+    this.writable(nodeId);
     if (nodeId === this.rootId) throw new Error("the root folder cannot be deleted");
     const r = await this.api("DELETE", `/nodes/${nodeId}`);
     this.ingest(r.node);
@@ -344,6 +468,7 @@ export class Drive {
   /** A public link to a file: its record sealed under a fresh key (in the URL's fragment, never sent)
    * or under a key derived from ``password`` (the fragment is then "p"). */
   async createLink(fileId, { password = "", expiresDays = 0 } = {}) {
+    if (this.isShared(fileId)) throw new Error("only the owner can link this file");
     const meta = this.metas.get(fileId);
     const node = this.nodes.get(fileId);
     if (!meta || meta.k !== "file" || meta.l || meta.t || meta.lt) throw new Error("links are for files");

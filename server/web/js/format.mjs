@@ -565,6 +565,74 @@ export function sealLink(linkKey, { owner, nodeId, name, contentKey, fileId }, n
   return seal(linkKey, pad(raw), aad("link", owner, nodeId), nonce);
 }
 
+// -- account records and share grants (FORMAT.md 7.7, 7.9) --------------------------------------
+
+export function openAccountRecord(master, userId, name, version, blob) {
+  return unpad(openSealed(deriveKey(master, "account-record", utf8(name)), blob,
+    aad("account-record", userId, name, BigInt(version)), `account record ${JSON.stringify(name)}`));
+}
+
+/** The contact record's JSON, parsed as strictly as contacts._decode: pins by account name, and the
+ * newest grant epoch seen per shared folder. */
+export function parseContacts(raw) {
+  const bad = new IntegrityError("malformed contact record");
+  let d;
+  try {
+    d = parseJson(dec.decode(raw));
+  } catch {
+    throw bad;
+  }
+  if (!d || typeof d.c !== "object" || Array.isArray(d.c) || !d.e || typeof d.e !== "object" || Array.isArray(d.e)) throw bad;
+  const pins = new Map();
+  for (const [user, p] of Object.entries(d.c)) {
+    if (!p || typeof p !== "object" || typeof p.v !== "boolean" || typeof p.a !== "boolean"
+        || typeof p.id !== "string" || typeof p.k !== "string") throw bad;
+    const signPub = fromHex(p.k);
+    if (signPub.length !== 32) throw bad;
+    pins.set(user, { user, userId: p.id, signPub, verified: p.v, accepted: p.a });
+  }
+  const epochs = new Map();
+  for (const [node, e] of Object.entries(d.e)) {
+    if (typeof e !== "bigint") throw bad;
+    epochs.set(node, e);
+  }
+  return { pins, epochs };
+}
+
+/** A share grant: the owner's signature first (under the pinned key), then the sealed box, then every
+ * field against what the server claims (FORMAT.md 7.7). */
+export function openGrant(blob, owner, recipient, nodeId, access, ownerSignPub, boxPub, boxSecret) {
+  if (!(blob instanceof Uint8Array) || blob.length < 64 + 48) throw new IntegrityError("malformed share grant");
+  const sig = blob.subarray(0, 64);
+  const sealed = blob.subarray(64);
+  if (!na.crypto_sign_verify_detached(sig, aad("grant", owner, recipient, nodeId, access, sealed), ownerSignPub)) {
+    throw new IntegrityError("bad signature");
+  }
+  let d;
+  try {
+    d = parseJson(dec.decode(unpad(na.crypto_box_seal_open(sealed, boxPub, boxSecret))));
+  } catch (e) {
+    throw e instanceof IntegrityError ? e : new IntegrityError("a sealed key was not for us or was tampered with");
+  }
+  if (!d || typeof d.k !== "string" || typeof d.e !== "bigint" || typeof d.name !== "string") {
+    throw new IntegrityError("malformed share grant");
+  }
+  const folderKey = fromHex(d.k);
+  if (d.o !== owner || d.r !== recipient || d.n !== nodeId || d.a !== access || folderKey.length !== KEY_BYTES) {
+    throw new IntegrityError("the share grant does not match the share");
+  }
+  return { owner, recipient, nodeId, access, name: d.name, folderKey, epoch: d.e };
+}
+
+/** An identity key as people compare it: 8 groups of 5 digits (crypto.fingerprint). */
+export function fingerprint(signPub) {
+  const digest = na.crypto_generichash(20, concat(enc.encode("megadrive-fingerprint"), signPub), null);
+  const n = BigInt(`0x${hex(digest)}`);
+  const groups = [];
+  for (let i = 0n; i < 8n; i += 1n) groups.push(((n >> (20n * i)) % 100000n).toString().padStart(5, "0"));
+  return groups.join(" ");
+}
+
 // -- recovery keys (FORMAT.md 7.1.1) -----------------------------------------------------------
 
 const B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
