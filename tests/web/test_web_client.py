@@ -387,8 +387,9 @@ def test_an_interrupted_upload_resumes_where_it_stopped(server: Server, browser:
 def test_a_folder_shared_by_another_account_is_seen_and_read_in_the_page(server: Server, browser: Any,
                                                                           tmp_path: Path) -> None:
     """alice (the Python client) shares a folder with bob (the page): pending, with alice's fingerprint,
-    until bob accepts (on any device: here the Python client); then bob's page lists it under "Shared
-    with me", browses it and downloads byte for byte. The page writes nothing there (read-only for now)."""
+    until bob accepts it in the page (then his Python client has the acceptance too); bob's page lists it
+    under "Shared with me", browses it and downloads byte for byte. The page writes nothing there
+    (read-only for now)."""
     from megadrive import crypto
 
     data = os.urandom((1 << 20) + 4321)
@@ -410,13 +411,15 @@ def test_a_folder_shared_by_another_account_is_seen_and_read_in_the_page(server:
             page.idle()
             bob_py.refresh()
             fp = crypto.fingerprint(bytes.fromhex(alice.session.sign_pub_hex))
-            pending = page.page.locator("tr.pending").inner_text()
+            pending = page.page.locator("tr.pending td").first.inner_text()
             assert pending == (f'Pending: "team" from alice. To see it here, compare the fingerprint {fp} with alice, '
-                               "then accept it with `megadrive shares accept alice`."), pending
-            bob_py.sharing.accept("alice")  # (writes the contact record every device of bob's reads)
-            page.page.click("#reload")
-            page.idle()
+                               "then accept it."), pending
+            page.answers.append("")  # the confirm dialog that shows the fingerprint: OK
+            page.page.click("tr.pending button.accept")
+            assert page.idle() == ""
             assert page.names() == ["team"]
+            bob_py.refresh()  # the page's acceptance is in the contact record: bob's other devices have it
+            assert [e.name for e in bob_py.listdir("/Shared with me/alice")] == ["team"]
             page.row("team").locator("a.folder").click()
             page.idle()
             assert page.names() == ["plans"]
@@ -437,3 +440,42 @@ def test_a_folder_shared_by_another_account_is_seen_and_read_in_the_page(server:
         assert page.errors == [], page.errors
     finally:
         page.close()
+
+
+def test_a_folder_shared_from_the_page_is_read_by_the_python_client(server: Server, browser: Any,
+                                                                    tmp_path: Path) -> None:
+    """alice (the page) shares a folder with bob (the Python client), after the page showed bob's
+    fingerprint; bob accepts and reads it byte for byte, and writes into it (write access)."""
+    from megadrive import crypto
+
+    src = tmp_path / "proj"
+    src.mkdir()
+    (src / "spec.txt").write_bytes(b"the spec\n")
+    page = Page(browser, server.url, tmp_path)
+    bob = make_drive(server.url, new_home(tmp_path), "bob")
+    try:
+        page.enter("#do-signup", "alice")
+        page.page.set_input_files("#pick-folder", str(src))
+        page.idle()
+        seen: list[str] = []
+        page.page.on("dialog", lambda d: seen.append(d.message))
+        page.answers += ["bob", "write", ""]
+        page.row("proj").locator("button.share").click()
+        assert page.idle() == "Shared proj with bob."
+        fp = crypto.fingerprint(bytes.fromhex(bob.session.sign_pub_hex))
+        assert any(fp in m and "First contact" in m for m in seen), seen
+        bob.refresh()
+        bob.sharing.accept("alice")
+        assert bob.read_file("/Shared with me/alice/proj/spec.txt") == b"the spec\n"
+        bob.write_file("/Shared with me/alice/proj/reply.txt", b"from bob")
+        page.page.click("#reload")
+        page.idle()
+        page.row("proj").locator("a.folder").click()
+        page.idle()
+        assert page.names() == ["reply.txt", "spec.txt"]
+        assert page.download("reply.txt") == b"from bob"
+        assert page.errors == [], page.errors
+    finally:
+        bob.close()
+        page.close()
+

@@ -82,9 +82,9 @@ function sharedRows(body) {
   }
   for (const p of drive.pending) {
     const what = p.name ? `"${p.name}" from ${p.ownerName}` : `a folder from ${p.ownerName}`;
-    const how = p.fingerprint ? `compare the fingerprint ${p.fingerprint} with ${p.ownerName}, then accept it with `
-      + `\`megadrive shares accept ${p.ownerName}\`` : `accept it with \`megadrive shares accept ${p.ownerName}\``;
-    const row = el("tr", { className: "pending" }, el("td", { colSpan: 4, textContent: `Pending: ${what}. To see it here, ${how}.` }));
+    const how = `compare the fingerprint ${p.fingerprint} with ${p.ownerName}, then accept it`;
+    const row = el("tr", { className: "pending" }, el("td", { colSpan: 3, textContent: `Pending: ${what}. To see it here, ${how}.` }),
+      el("td", {}, el("button", { textContent: "Accept", className: "accept", onclick: () => accept(p) })));
     row.dataset.pending = p.ownerName;
     body.append(row);
   }
@@ -115,7 +115,8 @@ async function render() {
       el("button", { textContent: "Rename", className: "rename", onclick: () => rename(e) }), " ",
       el("button", { textContent: "Move", className: "move", onclick: () => move(e) }), " ",
       el("button", { textContent: "Delete", className: "delete", onclick: () => remove(e) }),
-      ...(e.kind === "file" ? [" ", el("button", { textContent: "Link", className: "link", onclick: () => link(e) })] : []));
+      ...(e.kind === "file" ? [" ", el("button", { textContent: "Link", className: "link", onclick: () => link(e) })]
+        : [" ", el("button", { textContent: "Share", className: "share", onclick: () => share(e) })]));
     const row = el("tr", {}, el("td", {}, name), el("td", { className: "size", textContent: e.kind === "dir" ? "" : size(e.size) }),
       el("td", { textContent: new Date(Number(e.mtime / 1000000n)).toLocaleString() }), actions);
     row.dataset.name = e.name;
@@ -177,6 +178,31 @@ function link(e) {
     const out = $("link-url");
     out.value = url;
     $("link-box").hidden = false;
+  });
+}
+
+function share(e) {
+  const user = prompt(`Share the folder ${e.name} with which account (user name)?`, "");
+  if (!user) return;
+  const access = prompt("Access: read or write", "read");
+  if (access === null) return;
+  guarded(`Sharing ${e.name}`, async () => {
+    const done = await drive.shareFolder(e.id, user, access.trim().toLowerCase(), async (c) => confirm(
+      `Share "${e.name}" with ${c.name} (${access}).\n\n${c.name}'s fingerprint:\n${c.fingerprint}\n\n`
+      + `${c.pin ? "It is the key this account pinned for them." : "First contact: compare it with theirs (in person or by phone) before you rely on it."}`));
+    status(done ? `Shared ${e.name} with ${done.recipient_name}.` : "Nothing was shared.");
+  });
+}
+
+function accept(p) {
+  guarded(`Accepting shares from ${p.ownerName}`, async () => {
+    const c = await drive.contact(p.ownerName);
+    const ok = confirm(`Accept shares from ${c.name}?\n\n${c.name}'s fingerprint:\n${c.fingerprint}\n\n`
+      + "Compare it with theirs (in person or by phone) before you rely on it.");
+    if (!ok) return;
+    await drive.acceptContact(c);
+    await drive.refresh();
+    await render();
   });
 }
 

@@ -146,7 +146,7 @@ export class Drive {
     const rootId = String(resp.root_node_id);
     if (pin && pin.root && pin.root !== rootId) throw new F.IntegrityError("the server names another root folder than this browser pinned");
     const drive = new Drive({ user, userId, token: String(resp.token), rootId, master,
-      identity: { boxPub: identity.boxPub, boxSecret: identity.boxSecret } });
+      identity: { boxPub: identity.boxPub, boxSecret: identity.boxSecret, signSecret: identity.signSecret } });
     await drive.refresh();
     if (!drive.metas.has(rootId)) throw new F.IntegrityError("the server's root folder is not this account's root");
     localStorage.setItem(PIN_PREFIX + user, JSON.stringify({ kdf: kdfJson(kdf), user_id: userId, salt: F.hex(salt), root: rootId }));
@@ -182,10 +182,103 @@ export class Drive {
     this.verify();
   }
 
+  /** Change the sealed contact record (FORMAT.md 7.9) as contacts.ContactBook does: read it, let
+   * ``change(doc)`` edit its JSON (pins are only added, flags only go from false to true), write it
+   * back under the next version with compare-and-swap, and start over if another device wrote first. */
+  async updateBook(change) {
+    const seenKey = `megadrive-record-version:${this.user}`;
+    for (let attempt = 0; attempt < 4; attempt += 1) {
+      let version = 0;
+      let doc = { c: {}, e: {} };
+      try {
+        const rec = await this.api("GET", "/records/contacts");
+        version = Number(rec.version);
+        if (!Number.isSafeInteger(version) || version < Number(localStorage.getItem(seenKey) || 0)) {
+          throw new F.IntegrityError("the server rolled back the contact record");
+        }
+        const raw = F.openAccountRecord(this.master, this.userId, "contacts", version, unb64(rec.blob));
+        F.parseContacts(raw); // (strict: a malformed record is refused, never merged into)
+        doc = F.parseJson(new TextDecoder().decode(raw));
+      } catch (e) {
+        if (!(e instanceof ServerError) || e.status !== 404) throw e;
+      }
+      const before = F.dumpJson(doc);
+      change(doc);
+      if (F.dumpJson(doc) === before) return;
+      const blob = F.sealAccountRecord(this.master, this.userId, "contacts", version + 1, new TextEncoder().encode(F.dumpJson(doc)));
+      try {
+        const r = await this.api("PUT", "/records/contacts", { json: { blob: b64(blob) }, headers: { "If-Match": `"${version}"` } });
+        localStorage.setItem(seenKey, String(r.version));
+        return;
+      } catch (e) {
+        if (!(e instanceof ServerError) || e.status !== 412) throw e;
+      }
+    }
+    throw new Error("the contact record keeps changing on the server; try again");
+  }
+
+  /** The server's copy of an account's keys, self-signed, and the pin this account holds for it (if any). */
+  async contact(user) {
+    const name = normalizeUser(user);
+    const k = await this.api("GET", `/users/${encodeURIComponent(name)}/keys`);
+    const signPub = unb64(k.sign_pub);
+    const boxPub = unb64(k.box_pub);
+    const userId = String(k.user_id);
+    if (signPub.length !== 32 || boxPub.length !== 32 || !/^[0-9a-f]{32}$/.test(userId)
+        || !F.sodium().crypto_sign_verify_detached(unb64(k.box_sig), F.boxKeyStatement(userId, boxPub), signPub)) {
+      throw new F.IntegrityError("bad signature");
+    }
+    const book = await this.loadBook();
+    const pin = book.pins.get(name) || null;
+    if (pin && (pin.userId !== userId || !F.eq(pin.signPub, signPub))) {
+      throw new Error(`WARNING: the server now presents a DIFFERENT identity key for ${name} (pinned `
+        + `${F.fingerprint(pin.signPub)}, now ${F.fingerprint(signPub)}). Nothing was shared or accepted. If they `
+        + "did not reset their account, the server may be attacking you.");
+    }
+    return { name, userId, signPub, boxPub, fingerprint: F.fingerprint(signPub), pin };
+  }
+
+  /** Pin (if new) and accept an account: shares from it are then opened, on every device. */
+  async acceptContact(c) {
+    await this.updateBook((doc) => {
+      const p = doc.c[c.name];
+      if (p && (p.id !== c.userId || p.k !== F.hex(c.signPub))) throw new Error(`the pin of ${c.name} changed meanwhile`);
+      doc.c[c.name] = p ? { ...p, a: true } : { id: c.userId, k: F.hex(c.signPub), v: false, a: true, t: BigInt(Math.floor(Date.now() / 1000)) };
+    });
+  }
+
+  /** Share one of this account's folders (not the root) with another account, after ``confirm(contact)``
+   * said yes to its key (the page shows the fingerprint); the grant is sealed to that key and signed. */
+  async shareFolder(folderId, user, access, confirm) {
+    if (!["read", "write"].includes(access)) throw new Error("access is read or write");
+    const meta = this.metas.get(folderId);
+    if (!meta || meta.k !== "dir" || folderId === this.rootId || this.isShared(folderId)) {
+      throw new Error("only your own folders (not the root) can be shared");
+    }
+    const c = await this.contact(user);
+    if (c.userId === this.userId) throw new Error("you cannot share with yourself");
+    if (!await confirm(c)) return null;
+    await this.acceptContact(c);
+    const grant = F.sealGrant({ owner: this.userId, recipient: c.userId, nodeId: folderId, access, name: meta.n,
+      folderKey: F.fromHex(meta.key), epoch: BigInt(Date.now()) * 1000000n }, this.identity.signSecret, c.boxPub);
+    const r = await this.api("POST", "/shares", { json: { node_id: folderId, recipient: c.name, access, grant: b64(grant) } });
+    return r.share;
+  }
+
+  async loadBook() {
+    try {
+      const rec = await this.api("GET", "/records/contacts");
+      return F.parseContacts(F.openAccountRecord(this.master, this.userId, "contacts", Number(rec.version), unb64(rec.blob)));
+    } catch (e) {
+      if (e instanceof ServerError && e.status === 404) return { pins: new Map(), epochs: new Map() };
+      throw e;
+    }
+  }
+
   /** Incoming shares as the Python client's Sharing.sync takes them, read-only: the contact record
    * (never older than this browser saw), each grant under the owner's pinned key, accepted owners'
    * change feeds. A share from an account not accepted yet stays pending: its name and fingerprint are
-   * shown, nothing of its tree is loaded. (Accepting, and sharing out, are `megadrive share` for now.) */
+   * shown, nothing of its tree is loaded until it is accepted (acceptContact, on any device). */
   async loadShares() {
     let book = { pins: new Map(), epochs: new Map() };
     let rec = null;

@@ -349,6 +349,7 @@ export function dumpJson(v) {
     return String(v);
   }
   if (typeof v === "string") return JSON.stringify(v);
+  if (v instanceof Float) return v.text;
   if (Array.isArray(v)) return `[${v.map(dumpJson).join(",")}]`;
   const keys = Object.keys(v).sort((a, b) => (cmpCodePoints(a, b)));
   return `{${keys.map((k) => `${JSON.stringify(k)}:${dumpJson(v[k])}`).join(",")}}`;
@@ -597,6 +598,18 @@ export function parseContacts(raw) {
     epochs.set(node, e);
   }
   return { pins, epochs };
+}
+
+export function sealAccountRecord(master, userId, name, version, payload) {
+  return seal(deriveKey(master, "account-record", utf8(name)), pad(payload),
+    aad("account-record", userId, name, BigInt(version)));
+}
+
+/** signature (64) ‖ sealed box of the grant's JSON (FORMAT.md 7.7), as format.seal_grant makes it. */
+export function sealGrant({ owner, recipient, nodeId, access, name, folderKey, epoch }, signSecret, recipientBoxPub) {
+  const raw = enc.encode(dumpJson({ o: owner, r: recipient, n: nodeId, a: access, name, k: hex(folderKey), e: BigInt(epoch) }));
+  const sealed = na.crypto_box_seal(pad(raw), recipientBoxPub);
+  return concat(na.crypto_sign_detached(aad("grant", owner, recipient, nodeId, access, sealed), signSecret), sealed);
 }
 
 /** A share grant: the owner's signature first (under the pinned key), then the sealed box, then every
