@@ -388,8 +388,8 @@ def test_a_folder_shared_by_another_account_is_seen_and_read_in_the_page(server:
                                                                           tmp_path: Path) -> None:
     """alice (the Python client) shares a folder with bob (the page): pending, with alice's fingerprint,
     until bob accepts it in the page (then his Python client has the acceptance too); bob's page lists it
-    under "Shared with me", browses it and downloads byte for byte. The page writes nothing there
-    (read-only for now)."""
+    under "Shared with me", browses it and downloads byte for byte; it is shared for reading: the page
+    writes nothing there."""
     from megadrive import crypto
 
     data = os.urandom((1 << 20) + 4321)
@@ -432,11 +432,11 @@ def test_a_folder_shared_by_another_account_is_seen_and_read_in_the_page(server:
             assert crumbs == "My drive / Shared with me / team / plans", crumbs
             page.page.set_input_files("#pick-files", __file__)  # an upload into alice's folder: refused
             text = page.idle()
-            assert text.startswith("Error: this folder is shared with you: the web client only reads it"), text
+            assert text == "Error: this folder is shared with you for reading only", text
         finally:
             alice.close()
             bob_py.close()
-        page.errors = [e for e in page.errors if "this folder is shared with you" not in e]
+        page.errors = [e for e in page.errors if "shared with you for reading only" not in e]
         assert page.errors == [], page.errors
     finally:
         page.close()
@@ -477,5 +477,46 @@ def test_a_folder_shared_from_the_page_is_read_by_the_python_client(server: Serv
         assert page.errors == [], page.errors
     finally:
         bob.close()
+        page.close()
+
+
+def test_the_page_writes_into_a_folder_shared_for_writing(server: Server, browser: Any, tmp_path: Path) -> None:
+    """bob (the page) writes into alice's folder shared with write access: a new file (its chunks held
+    by alice), a folder, a rename; alice's Python client reads them, and the quota they use is hers."""
+    data = os.urandom((1 << 20) + 10)
+    src = tmp_path / "draft.bin"
+    src.write_bytes(data)
+    page = Page(browser, server.url, tmp_path)
+    alice = make_drive(server.url, new_home(tmp_path), "alice")
+    try:
+        page.enter("#do-signup", "bob")
+        alice.mkdir("/team")
+        alice.sharing.share("/team", "bob", "write")
+        page.page.click("#reload")
+        page.idle()
+        page.row("Shared with me").locator("a.folder").click()
+        page.idle()
+        page.answers.append("")
+        page.page.click("tr.pending button.accept")
+        page.idle()
+        page.row("team").locator("a.folder").click()
+        page.idle()
+        alice_before = int(alice.api.account()["used"])
+        page.page.set_input_files("#pick-files", str(src))
+        assert page.idle() == ""
+        page.answers.append("notes")
+        page.page.click("#mkdir")
+        page.idle()
+        page.answers.append("final.bin")
+        page.row("draft.bin").locator("button.rename").click()
+        assert page.idle() == ""
+        assert page.names() == ["final.bin", "notes"]
+        alice.refresh()
+        assert sorted(e.name for e in alice.listdir("/team")) == ["final.bin", "notes"]
+        assert alice.read_file("/team/final.bin") == data
+        assert int(alice.api.account()["used"]) >= alice_before + len(data)  # alice's quota holds bob's chunks
+        assert page.errors == [], page.errors
+    finally:
+        alice.close()
         page.close()
 

@@ -111,11 +111,13 @@ async function render() {
     const name = e.kind === "dir"
       ? el("a", { textContent: `${e.name}/`, className: "folder", onclick: () => open(e.id) })
       : el("a", { textContent: e.name, className: "file", onclick: () => download(e) });
-    const actions = e.shared ? el("td") : el("td", {},
+    const inShare = drive.shareOf(e.id);
+    const readOnly = e.shared && (!inShare || inShare.access !== "write");
+    const actions = readOnly ? el("td") : el("td", {},
       el("button", { textContent: "Rename", className: "rename", onclick: () => rename(e) }), " ",
       el("button", { textContent: "Move", className: "move", onclick: () => move(e) }), " ",
       el("button", { textContent: "Delete", className: "delete", onclick: () => remove(e) }),
-      ...(e.kind === "file" ? [" ", el("button", { textContent: "Link", className: "link", onclick: () => link(e) })]
+      ...(e.shared ? [] : e.kind === "file" ? [" ", el("button", { textContent: "Link", className: "link", onclick: () => link(e) })]
         : [" ", el("button", { textContent: "Share", className: "share", onclick: () => share(e) })]));
     const row = el("tr", {}, el("td", {}, name), el("td", { className: "size", textContent: e.kind === "dir" ? "" : size(e.size) }),
       el("td", { textContent: new Date(Number(e.mtime / 1000000n)).toLocaleString() }), actions);
@@ -153,7 +155,7 @@ function rename(e) {
 }
 
 function move(e) {
-  const folders = [...drive.metas].filter(([id, m]) => m.k === "dir" && id !== e.id && !drive.isShared(id)).map(([id]) => [id, path(id).map((c) => c.name).join("/")]);
+  const folders = [...drive.metas].filter(([id, m]) => m.k === "dir" && id !== e.id && drive.ownerOf(id) === drive.ownerOf(e.id)).map(([id]) => [id, path(id).map((c) => c.name).join("/")]);
   const target = prompt(`Move ${e.name} to which folder?\n${folders.map(([, p]) => p).join("\n")}`, path(cwd).map((c) => c.name).join("/"));
   const dest = folders.find(([, p]) => p === target);
   if (target === null) return;

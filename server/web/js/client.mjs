@@ -432,19 +432,35 @@ export class Drive {
     return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
+  /** The key new entries of a folder are sealed under; a folder another account shares is written only
+   * with write access. */
   folderKey(folderId) {
     const meta = this.metas.get(folderId);
     if (!meta || meta.k !== "dir") throw new Error("no such folder");
-    if (this.isShared(folderId)) {
-      throw new Error("this folder is shared with you: the web client only reads it so far (write with megadrive or a mount)");
-    }
+    this.writable(folderId);
     return F.fromHex(meta.key);
   }
 
-  writable(id) {
-    if (this.isShared(id)) {
-      throw new Error("this is in a folder shared with you: the web client only reads it so far (use megadrive or a mount)");
+  /** The share a node is in (null: this account's own tree). */
+  shareOf(id) {
+    if (!this.isShared(id)) return null;
+    for (let at = id; at; at = this.nodeOf(at)?.parent_id) {
+      if (this.incoming.has(at)) return this.incoming.get(at);
     }
+    return null;
+  }
+
+  writable(id) {
+    const share = this.shareOf(id);
+    if (this.isShared(id) && (!share || share.access !== "write")) {
+      throw new Error("this folder is shared with you for reading only");
+    }
+  }
+
+  /** The owner of the tree a folder is in: their id goes into every record sealed there, and their
+   * quota holds the chunks (``X-MegaDrive-Owner``). */
+  ownerOf(id) {
+    return this.owners.get(id) ?? this.userId;
   }
 
   taken(folderId, name) {
@@ -458,7 +474,7 @@ export class Drive {
     const id = F.hex(na.randombytes_buf(16));
     const meta = F.checkMeta({ n: name, k: "dir", key: F.hex(na.randombytes_buf(32)), fid: "", s: 0n, m: nowNs(),
       mode: 0o755n, v: 0n, r: 0n, p: {} });
-    const blob = F.sealMeta(this.folderKey(parentId), this.userId, parentId, id, meta);
+    const blob = F.sealMeta(this.folderKey(parentId), this.ownerOf(parentId), parentId, id, meta);
     const r = await this.api("POST", "/nodes", { json: { node_id: id, parent_id: parentId, kind: "dir", meta: b64(blob) } });
     this.ingest(r.node);
     return id;
@@ -473,7 +489,8 @@ export class Drive {
     checkName(name);
     if (this.taken(parentId, name)) throw new Error(`already exists: ${name}`);
     const na = F.sodium();
-    const state = { parentId, name, blob, progress, id: F.hex(na.randombytes_buf(16)),
+    this.folderKey(parentId); // (before anything is sent: a folder shared for reading is refused here)
+    const state = { parentId, name, blob, progress, owner: this.ownerOf(parentId), id: F.hex(na.randombytes_buf(16)),
       contentKey: na.randombytes_buf(32), fileId: na.randombytes_buf(16), chunkIds: [] };
     return this.continueUpload(state);
   }
@@ -487,18 +504,19 @@ export class Drive {
         const plain = new Uint8Array(await blob.slice(i * F.CHUNK_SIZE, Math.min(size, (i + 1) * F.CHUNK_SIZE)).arrayBuffer());
         const sealed = F.sealChunk(contentKey, fileId, i, i === n - 1, plain);
         const cid = F.contentId(sealed);
-        await retried(() => call("PUT", `/chunks/${cid}`, { token: this.token, body: sealed,
-          headers: { "Content-Type": "application/octet-stream" } }));
+        const headers = { "Content-Type": "application/octet-stream" };
+        if (state.owner !== this.userId) headers["X-MegaDrive-Owner"] = state.owner; // (their quota)
+        await retried(() => call("PUT", `/chunks/${cid}`, { token: this.token, body: sealed, headers }));
         state.chunkIds.push(F.fromHex(cid));
         progress(Math.min(size, (i + 1) * F.CHUNK_SIZE), size);
       }
       const { id, parentId, name } = state;
-      const manifest = F.sealManifest(contentKey, this.userId, id, 1, { nodeId: id, fileId, version: 1, size,
+      const manifest = F.sealManifest(contentKey, state.owner, id, 1, { nodeId: id, fileId, version: 1, size,
         chunkIds: state.chunkIds, commitment: F.keyCommitment(contentKey, fileId) });
       const meta = F.checkMeta({ n: name, k: "file", key: F.hex(contentKey), fid: F.hex(fileId), s: BigInt(size),
         m: BigInt(blob.lastModified || Date.now()) * 1000000n, mode: 0o644n, v: 1n, r: 1n, p: {} });
       const r = await retried(() => this.api("POST", "/nodes", { json: { node_id: id, parent_id: parentId, kind: "file",
-        meta: b64(F.sealMeta(this.folderKey(parentId), this.userId, parentId, id, meta)),
+        meta: b64(F.sealMeta(this.folderKey(parentId), state.owner, parentId, id, meta)),
         version: { manifest: b64(manifest), chunks: state.chunkIds.map(F.hex) } } }), (e) => e.code === "exists");
       this.ingest(r.node);
       progress(size, size);
@@ -535,16 +553,17 @@ export class Drive {
     checkName(newName);
     this.writable(nodeId);
     const meta = this.metas.get(nodeId);
-    const node = this.nodes.get(nodeId);
-    if (!meta || !node || nodeId === this.rootId) throw new Error("cannot move this");
+    const node = this.nodeOf(nodeId);
+    if (!meta || !node || meta.shareRoot || nodeId === this.rootId) throw new Error("cannot move this");
+    if (this.ownerOf(newParentId) !== this.ownerOf(nodeId)) throw new Error("a node cannot move into another account's tree");
     if (newParentId !== node.parent_id || newName !== meta.n) {
       if (this.taken(newParentId, newName)) throw new Error(`already exists: ${newName}`);
     }
-    for (let at = newParentId; at; at = this.nodes.get(at)?.parent_id) {
+    for (let at = newParentId; at; at = this.nodeOf(at)?.parent_id) {
       if (at === nodeId) throw new Error("a folder cannot move into itself");
     }
     const next = { ...meta, n: newName, r: meta.r + 1n, c: nowNs() };
-    const body = { meta: b64(F.sealMeta(this.folderKey(newParentId), this.userId, newParentId, nodeId, F.checkMeta(next))),
+    const body = { meta: b64(F.sealMeta(this.folderKey(newParentId), this.ownerOf(nodeId), newParentId, nodeId, F.checkMeta(next))),
       base_seq: node.seq };
     if (newParentId !== node.parent_id) body.parent_id = newParentId;
     const r = await this.api("PATCH", `/nodes/${nodeId}`, { json: body });
@@ -553,7 +572,7 @@ export class Drive {
 
   async trash(nodeId) {
     this.writable(nodeId);
-    if (nodeId === this.rootId) throw new Error("the root folder cannot be deleted");
+    if (nodeId === this.rootId || this.incoming.has(nodeId)) throw new Error("this folder cannot be deleted here");
     const r = await this.api("DELETE", `/nodes/${nodeId}`);
     this.ingest(r.node);
   }
@@ -594,7 +613,9 @@ export class Drive {
 
   ingest(node) {
     if (!node || !/^[0-9a-f]{32}$/.test(node.node_id)) throw new F.IntegrityError("malformed node");
-    this.nodes.set(node.node_id, node); // (the feed's seq is not advanced: changes before it may be missing)
+    const owner = node.owner && node.owner !== this.userId ? String(node.owner) : null;
+    if (owner && [...this.incoming.values()].some((g) => g.owner === owner)) this.sharedNodes.get(owner)?.set(node.node_id, node);
+    else this.nodes.set(node.node_id, node); // (the feeds' seq is not advanced: changes before it may be missing)
     this.verify();
   }
 }
