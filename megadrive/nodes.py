@@ -141,7 +141,7 @@ class Nodes:
             n = self.ctx.api.create_node(node_id, parent_id, kind, blob)
         except AlreadyExists:  # created just before a crash
             n = self.ctx.api.get_node(node_id)
-        except NotFound:  # its folder was removed meanwhile: keep it in the root, under its name
+        except (NotFound, Conflict):  # its folder was removed, or trashed, meanwhile: keep it in the root
             meta = self.ctx.tree.meta(self.ctx.row(node_id))
             root, rmeta = self.ns.root()
             blob = format.seal_meta(rmeta.key, self.ctx.owner, root.node_id, node_id, meta)

@@ -24,6 +24,7 @@ from .content import HEAD_STARTS, FileReader
 from .context import DriveContext
 from .errors import (
     AlreadyExists,
+    Conflict,
     MegaDriveError,
     NetworkError,
     NotFound,
@@ -48,7 +49,7 @@ UPLOAD_WORKERS = 4  # files committed side by side in one round
 HEAD_START_WAIT = 30.0  # seconds a commit waits for its chunks' head starts (then sends what is missing)
 MISSING_ROUNDS = 3  # a commit answered "missing chunks": send them and ask again, this many times at most
 CREATE_WITH_MAX_CHUNKS = 1024  # a file created with its first version in one request: up to 1 GiB
-BATCH_CREATES = 128  # new small files created with their first versions in one request
+BATCH_CREATES = 64  # new small files created with their first versions in one request
 BATCH_MAX_CHUNKS = 4  # ... each of at most this many chunks (the request stays far under the server's limit)
 
 
@@ -340,8 +341,8 @@ class Uploader:
         try:
             n = self.ctx.api.create_node(lv.node_id, plan.parent_id, "file", plan.blob,
                                          first_version=(lv.sealed_manifest, list(lv.chunk_ids)))
-        except (AlreadyExists, NotFound, MissingChunks):  # (chunks missing: sent outside the create lock)
-            return False
+        except (AlreadyExists, NotFound, Conflict, MissingChunks):  # (its folder gone or trashed: the usual
+            return False  # way keeps it in the root; chunks missing: sent outside the create lock)
         self._created(plan, n)
         return True
 
@@ -399,8 +400,10 @@ class Uploader:
                     answer = self.ctx.api.create_nodes([(p.lv.node_id, p.parent_id, p.blob,
                                                          (p.lv.sealed_manifest, list(p.lv.chunk_ids)))
                                                         for p in plans])
-                except (AlreadyExists, NotFound, MissingChunks, PermissionDenied, QuotaExceeded):
-                    continue  # each goes the usual way, which decides (and reports) it alone
+                except (NetworkError, ServerError):
+                    raise  # (the server is unreachable or failing: the round waits, as every other would)
+                except MegaDriveError:  # any item refused (a trashed folder, quota, a takedown, ...): all of them
+                    continue  # go the usual way, which decides (and reports) each alone
                 for p, n in zip(plans, answer, strict=True):
                     self._created(p, n)
             for p in plans:

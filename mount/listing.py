@@ -47,7 +47,7 @@ def render(drive: Drive, path: str) -> bytes:
     title = html.escape(path)
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>MegaDrive: {title}</title></head>'
             f"<body><h1>MegaDrive: {title}</h1><p>Decrypted on this machine by the MegaDrive gateway. "
-            f'The web client (nothing to install) is at <a href="{web}/">{web}/</a>.</p>'
+            f'The web client (nothing to install) is at <a href="{web}/" rel="noreferrer">{web}/</a>.</p>'
             f"<table><thead><tr><th>Name</th><th>Size</th><th>Modified</th></tr></thead><tbody>{''.join(rows)}"
             "</tbody></table></body></html>").encode()
 
@@ -72,5 +72,6 @@ class FolderPage(BaseMiddleware):  # type: ignore[misc]
             return [b""]
         body = render(provider.drive, path)
         start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body))),
-                                  ("Cache-Control", "private"), ("Date", util.get_rfc1123_time())])
+                                  ("Cache-Control", "private"), ("Referrer-Policy", "no-referrer"),
+                                  ("Date", util.get_rfc1123_time())])  # (its URL holds decrypted names)
         return [b""] if method == "HEAD" else [body]

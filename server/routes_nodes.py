@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import falcon
 
 from . import access, validate
-from .errors import BadRequest, PreconditionRequired
+from .errors import BadRequest, NotFound, PreconditionRequired
 from .store.records import Node
 from .validate import (
     CHANGES_DEFAULT_LIMIT,
@@ -30,6 +30,7 @@ from .validate import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from .app import ServerContext
+    from .store.contract import MetaStore
 
 
 def node_json(node: Node) -> dict[str, Any]:
@@ -110,6 +111,13 @@ def _create(ctx: ServerContext, caller: str, owner: str, args: _Create) -> Node:
     return node
 
 
+def _find(store: MetaStore, item: _Create) -> Node | None:
+    try:
+        return store.find_node(item.parent_id)
+    except NotFound:
+        return None  # (for_create says so, in its words)
+
+
 class NodesBatch:
     """Many creates in one request and one transaction (a write-back client uploading a tree of small
     files): one round trip and one commit for all. All or nothing: the first item that fails fails
@@ -126,8 +134,11 @@ class NodesBatch:
         batch = [_create_args(item, f"nodes[{i}]") for i, item in enumerate(items)]
         store, caller = self.ctx.meta, req.context.user_id
         with store.transaction():
+            # Every parent's owner held at once, in one order, before any item's access check holds one:
+            # two batches naming each other's shared folders would otherwise deadlock (a node never
+            # changes owner, so the unlocked look-up names the owner the checks then find).
+            store.hold_accounts(*{n.owner for n in map(_find, [store] * len(batch), batch) if n is not None})
             owners = [access.for_create(store, caller, a.parent_id) for a in batch]
-            store.hold_accounts(*owners)  # every owner at once, in one order (no deadlock with a second batch)
             nodes = [_create(self.ctx, caller, owner, a) for owner, a in zip(owners, batch, strict=True)]
         resp.status = falcon.HTTP_201
         resp.media = {"nodes": [node_json(n) for n in nodes]}

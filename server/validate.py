@@ -23,7 +23,7 @@ MIB = 1024 * KIB
 
 MAX_JSON_BYTES = 1 * MIB
 MAX_BULK_JSON_BYTES = 16 * MIB  # version commits, chunks/missing and batches
-MAX_BATCH_NODES = 256  # creates in one POST /v1/batch/nodes
+MAX_BATCH_NODES = 128  # creates in one POST /v1/batch/nodes (one write transaction: kept short)
 MAX_CHUNK_BYTES = 4 * MIB + 64 * KIB
 MAX_META_BYTES = 64 * KIB
 MAX_MANIFEST_BYTES = 8 * MIB

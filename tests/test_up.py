@@ -94,7 +94,7 @@ def test_up_serves_the_drive_over_webdav(tmp_path: Path) -> None:
             assert r.status_code == 207 and "hello.txt" in r.text
             html = c.get("/docs/")
             assert html.status_code == 200 and "hello.txt" in html.text  # the browser view
-            assert f'<a href="{web.group(1)}">' in html.text  # which links to the web client
+            assert f'<a href="{web.group(1)}" rel="noreferrer">' in html.text  # which links to the web client
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=20) == 0
         assert not path.exists()  # the credentials go with the gateway

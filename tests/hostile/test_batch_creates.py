@@ -110,3 +110,29 @@ def test_a_refused_batch_falls_back_to_one_create_per_file(proxied: tuple[LyingP
     assert sorted(report) == sorted(f"created node {drive.stat(p).node_id[:12]} with version 1" for p in FILES)
     assert drive.pending_uploads() == 0
     _all_there(server, tmp_path)
+
+
+def test_a_folder_trashed_elsewhere_fails_no_batch_and_loses_no_file(server: Server, tmp_path: Path) -> None:
+    """Files saved here in a folder another device trashes before they go up: the batch they share with
+    an unrelated file is refused for them (409 conflict), and yet every file is uploaded (the unrelated
+    one in the same round, the others kept in the root under their names): nothing is lost."""
+    drive = make_drive(server.url, new_home(tmp_path), "victim")
+    other = make_drive(server.url, new_home(tmp_path), "victim", signup=False)
+    try:
+        drive.mkdir("/d")
+        saved = {"/d/one.txt": b"one", "/d/two.txt": b"two", "/elsewhere.txt": b"elsewhere"}
+        for path, data in saved.items():
+            drive.create_file(path, local=True)
+            with drive.open_write(path, journal=True) as w:
+                w.write(data)
+                w.save()
+        other.refresh()
+        other.delete("/d")  # trashed on another device before the uploader got to its new files
+        drive.replay_journal()
+        assert drive.pending_uploads() == 0
+        other.refresh()
+        assert other.read_file("/elsewhere.txt") == b"elsewhere"
+        assert other.read_file("/one.txt") == b"one" and other.read_file("/two.txt") == b"two"
+    finally:
+        drive.close()
+        other.close()

@@ -96,7 +96,8 @@ def test_folder_listing_runs_no_script(dav: httpx.Client, content_server: Server
     assert "<script" not in r.text and " style=" not in r.text  # a plain page: nothing its CSP would block
     assert "Index of" not in r.text and "wsgidav" not in r.text.lower()  # MegaDrive's page, not wsgidav's
     assert dav.get("/:dir_browser/style.css").status_code == 404  # (wsgidav's listing and its assets are gone)
-    assert f'The web client (nothing to install) is at <a href="{content_server.url}/">' in r.text
+    assert f'The web client (nothing to install) is at <a href="{content_server.url}/" rel="noreferrer">' in r.text
+    assert r.headers["referrer-policy"] == "no-referrer"  # the page's URL holds decrypted folder names
     assert '<a href="%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E.txt">' in r.text  # links are quoted too
     r = dav.get("/shared")  # a folder without its slash: sent to it, so the relative links resolve
     assert r.status_code == 301 and r.headers["location"] == "/shared/"

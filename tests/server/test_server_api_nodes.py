@@ -221,7 +221,7 @@ def test_batch_of_creates_is_one_transaction(alice: User, bob: User) -> None:
         for item in fresh:
             assert_json_error(alice.node(item["node_id"]), 404, "not_found")
     assert alice.account()["seq"] == before
-    for bad in ({}, {"nodes": []}, {"nodes": {}}, {"nodes": [_item(alice.root, c1) for _ in range(257)]}):
+    for bad in ({}, {"nodes": []}, {"nodes": {}}, {"nodes": [_item(alice.root, c1) for _ in range(129)]}):
         assert_json_error(alice.client.post("/v1/batch/nodes", json=bad), 400, "bad_request")
     assert alice.account()["seq"] == before
 

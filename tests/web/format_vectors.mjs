@@ -86,7 +86,9 @@ extra.push(["meta under another parent refused", throws(() => F.openMeta(I.ROOT_
 for (const [what, json] of [["a float size", '{"fid":"","k":"dir","key":"' + "00".repeat(32) + '","m":0,"mode":0,"n":"","r":0,"s":1.0,"v":0}'],
   ["a bool version", '{"fid":"","k":"dir","key":"' + "00".repeat(32) + '","m":0,"mode":0,"n":"","r":0,"s":0,"v":true}'],
   ["a short key", '{"fid":"","k":"dir","key":"00","m":0,"mode":0,"n":"","r":0,"s":0,"v":0}'],
-  ["a size of 2^63", '{"fid":"","k":"dir","key":"' + "00".repeat(32) + '","m":0,"mode":0,"n":"","r":0,"s":9223372036854775808,"v":0}']]) {
+  ["a size of 2^63", '{"fid":"","k":"dir","key":"' + "00".repeat(32) + '","m":0,"mode":0,"n":"","r":0,"s":9223372036854775808,"v":0}'],
+  ["a null rekey flag", '{"fid":"","k":"dir","key":"' + "00".repeat(32) + '","m":0,"mode":0,"n":"","r":0,"rk":null,"s":0,"v":0}'],
+  ["properties that are a number", '{"fid":"","k":"dir","key":"' + "00".repeat(32) + '","m":0,"mode":0,"n":"","p":1.5,"r":0,"s":0,"v":0}']]) {
   const blob = F.seal(F.metaKey(I.ROOT_KEY), F.pad(te.encode(json)), F.aad("node-meta", I.USER_ID, I.ROOT_ID, I.FILE_NODE));
   extra.push([`meta with ${what} refused`, throws(() => F.openMeta(I.ROOT_KEY, I.USER_ID, I.ROOT_ID, I.FILE_NODE, blob))]);
 }
@@ -106,6 +108,9 @@ const flipped = F.fromHex(expected["blob/chunk-hello"]);
 flipped[30] ^= 1;
 extra.push(["a changed chunk byte refused", throws(() => F.openChunk(I.CONTENT_KEY, m1, 0, flipped))]);
 
+const oddSize = F.sealManifest(I.CONTENT_KEY, I.USER_ID, I.FILE_NODE, 1, { ...helloManifest, chunkSize: 1 << 19 });
+extra.push(["a manifest of another chunk size refused", throws(() => F.openManifest(I.CONTENT_KEY, I.USER_ID, I.FILE_NODE, 1, I.FILE_FID, oddSize))]);
+extra.push(["a short salt refused", throws(() => F.deriveRoot(I.PASSWORD, I.SALT.subarray(0, 8), F.KDF_FLOOR, I.USER))]);
 const CS = F.CHUNK_SIZE;
 const b0 = F.sealChunk(I.BIG_KEY, I.BIG_FID, 0, false, I.BIG.subarray(0, CS), nonce(0xa7));
 const b1 = F.sealChunk(I.BIG_KEY, I.BIG_FID, 1, true, I.BIG.subarray(CS), nonce(0xa8));

@@ -5,6 +5,7 @@ is refused in the page and nothing is saved. The page is served under a strict C
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -18,6 +19,7 @@ import pytest
 from support.accounts import PASSWORD, Server, make_drive, megadrive, new_home
 from support.faults import blob_path
 
+from megadrive import format as fmt
 from megadrive.drive import Drive
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -298,8 +300,9 @@ def test_links_made_in_the_page_open_in_a_fresh_profile(server: Server, browser:
 
 def test_the_page_refuses_what_a_lying_server_shows(server: Server, browser: Any, tmp_path: Path) -> None:
     """The tree-shape checks of the Python client, in the page: a node moved under another folder than
-    its meta was sealed for, a meta rolled back to an older revision, a kind the seal contradicts. Each is
-    left out (the page says how many); everything else is shown."""
+    its meta was sealed for, a meta rolled back to an older revision, a kind the seal contradicts, a name
+    the drive refuses. Each is left out (the page says how many); everything else is shown. A file the
+    server says has no version, while its sealed meta says it has, is refused, not saved empty."""
     from support.evil import EvilServer, LyingProxy
 
     proxy = LyingProxy(server.url, EvilServer(server.data))
@@ -315,18 +318,32 @@ def test_the_page_refuses_what_a_lying_server_shows(server: Server, browser: Any
             py.rename("/renamed.txt", "/renamed-again.txt")
             py.write_file("/kind.txt", b"k")
             py.write_file("/fine.txt", b"f")
-            ids = {p: py.stat(p).node_id for p in ("/dir", "/dir/moved.txt", "/renamed-again.txt", "/kind.txt")}
+            py.write_file("/empty-looking.txt", b"eleven byte")
+            py.write_file("/dots.txt", b"d")
+            ids = {p: py.stat(p).node_id for p in ("/dir", "/dir/moved.txt", "/renamed-again.txt", "/kind.txt",
+                                                   "/empty-looking.txt", "/dots.txt")}
+            # A co-writer (any holder of the folder's key) seals a name the drive refuses.
+            root_row, root_meta = py.ns.root()
+            dots = py.verified_meta(py.ctx.row(ids["/dots.txt"]))
+            forged = fmt.seal_meta(root_meta.key, py.ctx.owner, root_row.node_id, ids["/dots.txt"],
+                                   dataclasses.replace(dots, name="..", rev=dots.rev + 1))
         finally:
             py.close()
         page.page.click("#reload")
         assert page.idle() == ""
-        assert page.names() == ["dir", "fine.txt", "kind.txt", "renamed-again.txt"]
+        assert page.names() == ["dir", "dots.txt", "empty-looking.txt", "fine.txt", "kind.txt", "renamed-again.txt"]
         proxy.lies[ids["/dir/moved.txt"]] = {"parent_id": proxy.evil.row(ids["/dir"]).parent_id}  # into the root
         proxy.lies[ids["/renamed-again.txt"]] = {"meta": old_meta}  # the meta of an older revision
         proxy.lies[ids["/kind.txt"]] = {"kind": "dir"}
+        proxy.lies[ids["/dots.txt"]] = {"meta": forged}
+        proxy.lies[ids["/empty-looking.txt"]] = {"version": 0}  # "no content": the sealed meta says version 1
         page.page.click("#reload")
-        assert page.idle() == "3 entries failed verification and are not shown."
-        assert page.names() == ["dir", "fine.txt"]
+        assert page.idle() == "4 entries failed verification and are not shown."
+        assert page.names() == ["dir", "empty-looking.txt", "fine.txt"]
+        text = _no_download(page, lambda: page.row("empty-looking.txt").locator("a.file").click())
+        assert text == ("Refused: integrity check failed: the server's version differs from the sealed one. "
+                        "Nothing was saved."), text
+        page.errors.clear()  # (the refusal is logged to the console too)
         page.row("dir").locator("a.folder").click()
         page.idle()
         assert page.names() == []  # (moved.txt is not shown here either: its parent in the feed is the root)

@@ -3,7 +3,7 @@
 // Names come from other accounts too (shared folders): they only ever reach the page as textContent.
 
 import * as F from "./format.mjs";
-import { Drive } from "./client.mjs";
+import { Drive, MEMORY_LIMIT } from "./client.mjs";
 
 const $ = (id) => document.getElementById(id);
 let drive = null;
@@ -139,6 +139,17 @@ function open(id) {
 
 function download(e) {
   guarded(`Downloading ${e.name}`, async () => {
+    if (e.size > BigInt(MEMORY_LIMIT) && window.showSaveFilePicker) { // streamed to disk as it is verified
+      const out = await (await window.showSaveFilePicker({ suggestedName: e.name })).createWritable();
+      try {
+        await drive.download(e.id, () => {}, (plain) => out.write(plain));
+      } catch (err) {
+        await out.abort(); // a failed check leaves no partial file behind
+        throw err;
+      }
+      await out.close();
+      return;
+    }
     const blob = await drive.download(e.id);
     const url = URL.createObjectURL(new Blob([blob], { type: "application/octet-stream" })); // saved, never rendered
     const a = el("a", { href: url, download: e.name });

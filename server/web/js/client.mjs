@@ -15,6 +15,7 @@ export const unb64 = (text) => {
   }
 };
 const USER_RE = /^[a-z0-9._-]{3,64}$/;
+export const MEMORY_LIMIT = 2 ** 30; // bytes a download gathers in memory; a larger one streams to disk
 const MAX_DEPTH = 4096;
 const PIN_PREFIX = "megadrive-pin:";
 
@@ -385,6 +386,11 @@ export class Drive {
       if (!parent || parent.k !== "dir") return null;
       try {
         const meta = this.accept(n, F.openMeta(F.fromHex(parent.key), owner, n.parent_id, id, unb64(n.meta)));
+        try {
+          checkName(meta.n); // (a co-writer of a share could seal "..", "a/b" or a NUL: refused as tree._check does)
+        } catch {
+          throw new F.IntegrityError("a node with a name the drive refuses");
+        }
         this.metas.set(id, meta);
         this.owners.set(id, owner);
         return meta;
@@ -415,7 +421,7 @@ export class Drive {
   accept(node, meta) {
     if (meta.k !== node.kind) throw new F.IntegrityError("the server's kind differs from the sealed one");
     const [v, r] = this.seen.get(node.node_id) || [-1n, -1n];
-    if (meta.v < v || (meta.v === v && meta.r < r)) throw new F.IntegrityError("a node went back to an older version");
+    if (meta.v < v || meta.r < r) throw new F.IntegrityError("a node went back to an older version");
     this.seen.set(node.node_id, [meta.v, meta.r]);
     return meta;
   }
@@ -527,25 +533,37 @@ export class Drive {
     }
   }
 
-  /** A file's plaintext as a Blob, every chunk checked against the manifest (FORMAT.md 7.4, 7.5). */
-  async download(fileId, progress = () => {}) {
+  /** A file's plaintext, every chunk checked against the manifest (FORMAT.md 7.4, 7.5) before it is
+   * handed on: to ``sink(plain)`` chunk by chunk if given (a file written to disk as it comes), else
+   * gathered into a Blob (only for files up to MEMORY_LIMIT: the page says so for larger ones). */
+  async download(fileId, progress = () => {}, sink = null) {
     const meta = this.metas.get(fileId);
     const node = this.nodeOf(fileId);
     const owner = this.owners.get(fileId);
     if (!meta || !node || meta.k !== "file") throw new Error("no such file");
     if (meta.l || meta.t || meta.lt) throw new Error("not a regular file");
-    if (node.version === 0) return new Blob([]);
+    // What the file holds is decided by its sealed meta, never by the server's unsealed version number.
     if (BigInt(node.version) !== meta.v) throw new F.IntegrityError("the server's version differs from the sealed one");
+    if (meta.v === 0n) {
+      if (meta.s !== 0n) throw new F.IntegrityError("a file with content and no version");
+      return sink ? null : new Blob([]);
+    }
+    if (!sink && meta.s > BigInt(MEMORY_LIMIT)) {
+      throw new Error(`this browser cannot write a file as it downloads; it saves files up to ${MEMORY_LIMIT / 2 ** 30} GiB `
+        + "from memory (use a Chromium-based browser, a mount or `megadrive get`)");
+    }
     const m = await this.api("GET", `/nodes/${fileId}/versions/${node.version}`);
     const manifest = F.openManifest(F.fromHex(meta.key), owner, fileId, meta.v, F.fromHex(meta.fid), unb64(m.manifest));
     if (manifest.size !== meta.s) throw new F.IntegrityError("the manifest's size differs from the sealed one");
     const parts = [];
     for (let i = 0; i < manifest.chunkIds.length; i += 1) {
       const resp = await call("GET", `/chunks/${F.hex(manifest.chunkIds[i])}`, { token: this.token });
-      parts.push(F.openChunk(F.fromHex(meta.key), manifest, i, new Uint8Array(await resp.arrayBuffer())));
+      const plain = F.openChunk(F.fromHex(meta.key), manifest, i, new Uint8Array(await resp.arrayBuffer()));
+      if (sink) await sink(plain);
+      else parts.push(plain);
       progress(i + 1, manifest.chunkIds.length);
     }
-    return new Blob(parts);
+    return sink ? null : new Blob(parts);
   }
 
   /** Rename and/or move: the meta is sealed again under the destination folder's key (rev + 1). */
@@ -584,7 +602,7 @@ export class Drive {
     const meta = this.metas.get(fileId);
     const node = this.nodes.get(fileId);
     if (!meta || meta.k !== "file" || meta.l || meta.t || meta.lt) throw new Error("links are for files");
-    if (node.version === 0) throw new Error("the file has no content yet");
+    if (meta.v === 0n) throw new Error("the file has no content yet");
     const na = F.sodium();
     const record = { owner: this.userId, nodeId: fileId, name: meta.n, contentKey: F.fromHex(meta.key),
       fileId: F.fromHex(meta.fid) };

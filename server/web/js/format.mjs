@@ -179,6 +179,7 @@ export function argon2Salt(salt, user) {
 
 export function deriveRoot(password, salt, kdf, user) {
   checkKdf(kdf);
+  if (!(salt instanceof Uint8Array) || salt.length !== 16) throw new IntegrityError("malformed salt");
   return na.crypto_pwhash(32, utf8(password.normalize("NFC")), argon2Salt(salt, user), kdf.opslimit,
     kdf.memlimit, na.crypto_pwhash_ALG_ARGON2ID13);
 }
@@ -370,7 +371,12 @@ const NODE_ID = /^[0-9a-f]{32}$/;
 /** The meta object as the JSON holds it, checked exactly as NodeMeta.from_json checks it. */
 export function checkMeta(d) {
   const bad = new IntegrityError("malformed node metadata");
-  if (d === null || typeof d !== "object" || Array.isArray(d)) throw bad;
+  if (!isObject(d)) throw bad;
+  // Present and null: Python's from_json takes that as "no value" only for u, g, l, t and lt; for every
+  // other optional key it is a value of the wrong type, refused.
+  for (const k of ["rk", "nn", "p", "c", "a", "rd", "x", "hl"]) {
+    if (Object.prototype.hasOwnProperty.call(d, k) && d[k] === null) throw bad;
+  }
   const has = (k) => Object.prototype.hasOwnProperty.call(d, k) && d[k] !== null;
   const u63 = (k, optional = false) => {
     if (optional && !has(k)) return;
@@ -390,9 +396,9 @@ export function checkMeta(d) {
   for (const k of ["rk", "nn"]) if (has(k) && typeof d[k] !== "boolean") throw bad;
   if (has("l") && (typeof d.l !== "string" || !d.l)) throw bad;
   if (has("t") && !SPECIAL_KINDS.includes(d.t)) throw bad;
-  if (has("p") && (typeof d.p !== "object" || Array.isArray(d.p) || !Object.values(d.p).every((x) => typeof x === "string"))) throw bad;
+  if (has("p") && (!isObject(d.p) || !Object.values(d.p).every((x) => typeof x === "string"))) throw bad;
   if (has("x")) {
-    if (typeof d.x !== "object" || Array.isArray(d.x)) throw bad;
+    if (!isObject(d.x)) throw bad;
     let total = 0;
     for (const [name, value] of Object.entries(d.x)) {
       if (!name || typeof value !== "string") throw bad;
@@ -422,6 +428,11 @@ export function checkMeta(d) {
   }
   if (has("lt") && (has("l") || has("t") || (has("hl") && d.hl.length))) throw bad;
   return { ...d, keyBytes: key, fileIdBytes: fid };
+}
+
+/** A JSON object (not an array, not null, not a number with a fraction). */
+function isObject(v) {
+  return v !== null && typeof v === "object" && !Array.isArray(v) && !(v instanceof Float);
 }
 
 export function metaKey(parentKey) {
@@ -509,7 +520,7 @@ export function openManifest(contentKey, owner, nodeId, version, fileId, blob) {
   const n = dv.getUint32(56);
   const chunkSize = dv.getUint32(52);
   const size = dv.getBigUint64(44);
-  if (dec.decode(plain.subarray(0, 4)) !== "MDMF" || plain.length !== MANIFEST_HEADER + 32 * n || chunkSize === 0) throw bad;
+  if (dec.decode(plain.subarray(0, 4)) !== "MDMF" || plain.length !== MANIFEST_HEADER + 32 * n || chunkSize !== CHUNK_SIZE) throw bad;
   if (hex(plain.subarray(4, 20)) !== nodeId || !eq(plain.subarray(20, 36), fileId)
       || dv.getBigUint64(36) !== BigInt(version)) throw bad;
   if (!eq(plain.subarray(60, 92), keyCommitment(contentKey, fileId))) throw bad;
@@ -583,10 +594,10 @@ export function parseContacts(raw) {
   } catch {
     throw bad;
   }
-  if (!d || typeof d.c !== "object" || Array.isArray(d.c) || !d.e || typeof d.e !== "object" || Array.isArray(d.e)) throw bad;
+  if (!isObject(d) || !isObject(d.c) || !isObject(d.e)) throw bad;
   const pins = new Map();
   for (const [user, p] of Object.entries(d.c)) {
-    if (!p || typeof p !== "object" || typeof p.v !== "boolean" || typeof p.a !== "boolean"
+    if (!isObject(p) || typeof p.v !== "boolean" || typeof p.a !== "boolean"
         || typeof p.id !== "string" || typeof p.k !== "string") throw bad;
     const signPub = fromHex(p.k);
     if (signPub.length !== 32) throw bad;

@@ -6,9 +6,8 @@
 // page says it is past this browser's limit.
 
 import * as F from "./format.mjs";
-import { call, checkName, unb64 } from "./client.mjs";
+import { MEMORY_LIMIT, call, checkName, unb64 } from "./client.mjs";
 
-const MEMORY_LIMIT = 2 ** 30; // bytes saved from memory (a Blob of verified chunks); past it, streamed
 const $ = (id) => document.getElementById(id);
 let opened = null; // { linkId, record, manifest }
 
