@@ -123,7 +123,8 @@ def test_malformed_json(alice: User, raw: bytes) -> None:
 
 def test_unknown_route_and_method(alice: User) -> None:
     assert_json_error(alice.client.get("/v1/nope"), 404, "not_found")
-    assert_json_error(alice.client.get("/"), 404, "not_found")
+    assert_json_error(alice.client.get("/nope"), 404, "not_found")  # ("/" is the web client)
+    assert_json_error(alice.client.post("/"), 405, "method_not_allowed")
     assert_json_error(alice.client.get("/v1/nodes/" + hex32() + "/versions/1/extra"), 404)
     r = alice.client.request("PUT", "/v1/account")
     assert_json_error(r, 405, "method_not_allowed")
