@@ -66,7 +66,7 @@ def _optional_node_id(body: dict[str, Any], field: str) -> str | None:
 
 
 @dataclass(frozen=True)
-class _Create:
+class Create:
     """One node to create, as ``POST /v1/nodes`` takes it (also one item of a batch)."""
 
     node_id: str
@@ -76,14 +76,14 @@ class _Create:
     first: tuple[bytes, list[str], bytes | None] | None
 
 
-def _create_args(body: object, where: str = "") -> _Create:
+def _create_args(body: object, where: str = "") -> Create:
     if not isinstance(body, dict):
         raise BadRequest(f"{where}: expected an object")
     pre = f"{where}." if where else ""
     kind = get_field(body, "kind")
     if kind not in ("dir", "file"):
         raise BadRequest(f'{pre}kind: expected "dir" or "file"')
-    return _Create(validate.node_id(get_field(body, "node_id"), f"{pre}node_id"),
+    return Create(validate.node_id(get_field(body, "node_id"), f"{pre}node_id"),
                    validate.node_id(get_field(body, "parent_id"), f"{pre}parent_id"), kind,
                    _meta(get_field(body, "meta"), f"{pre}meta"), _first_version(body.get("version"), kind, pre))
 
@@ -96,22 +96,22 @@ class Nodes:
         args = _create_args(validate.read_json(req))  # (a bigger first version is committed on its own)
         store, caller = self.ctx.meta, req.context.user_id
         with store.transaction():
-            node = _create(self.ctx, caller, access.for_create(store, caller, args.parent_id), args)
+            node = _create_in(store, access.for_create(store, caller, args.parent_id), args,
+                              self.ctx.config.versions_kept)
         _send_node(resp, node, falcon.HTTP_201)
 
 
-def _create(ctx: ServerContext, caller: str, owner: str, args: _Create) -> Node:
+def _create_in(store: MetaStore, owner: str, args: Create, versions_kept: int) -> Node:
     """Create one node (and its first version) inside the caller's unit of work."""
-    store = ctx.meta
     node = store.create_node(owner, args.node_id, args.parent_id, args.kind, args.meta)
     if args.first is not None:  # created and given its first version in one transaction (one round trip)
         manifest, chunk_ids, vmeta = args.first
         node = store.commit_version(owner, args.node_id, 0, manifest, chunk_ids, vmeta,
-                                    keep=ctx.config.versions_kept, now=time.time())
+                                    keep=versions_kept, now=time.time())
     return node
 
 
-def _find(store: MetaStore, item: _Create) -> Node | None:
+def _find(store: MetaStore, item: Create) -> Node | None:
     try:
         return store.find_node(item.parent_id)
     except NotFound:
@@ -132,16 +132,20 @@ class NodesBatch:
         if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH_NODES:
             raise BadRequest(f"nodes: expected a list of 1 to {MAX_BATCH_NODES} nodes to create")
         batch = [_create_args(item, f"nodes[{i}]") for i, item in enumerate(items)]
-        store, caller = self.ctx.meta, req.context.user_id
-        with store.transaction():
-            # Every parent's owner held at once, in one order, before any item's access check holds one:
-            # two batches naming each other's shared folders would otherwise deadlock (a node never
-            # changes owner, so the unlocked look-up names the owner the checks then find).
-            store.hold_accounts(*{n.owner for n in map(_find, [store] * len(batch), batch) if n is not None})
-            owners = [access.for_create(store, caller, a.parent_id) for a in batch]
-            nodes = [_create(self.ctx, caller, owner, a) for owner, a in zip(owners, batch, strict=True)]
+        nodes = create_all(self.ctx.meta, req.context.user_id, batch, self.ctx.config.versions_kept)
         resp.status = falcon.HTTP_201
         resp.media = {"nodes": [node_json(n) for n in nodes]}
+
+
+def create_all(store: MetaStore, caller: str, batch: list[Create], versions_kept: int) -> list[Node]:
+    """A batch's creates in one transaction. Every parent's owner is held at once, in one order, before
+    any item's access check holds one: two batches naming each other's shared folders would otherwise
+    deadlock on PostgreSQL (a node never changes owner, so the unlocked look-up names the owner the
+    checks then find)."""
+    with store.transaction():
+        store.hold_accounts(*{n.owner for n in map(_find, [store] * len(batch), batch) if n is not None})
+        owners = [access.for_create(store, caller, a.parent_id) for a in batch]
+        return [_create_in(store, owner, a, versions_kept) for owner, a in zip(owners, batch, strict=True)]
 
 
 def _first_version(value: object, kind: str, pre: str = "") -> tuple[bytes, list[str], bytes | None] | None:

@@ -1709,3 +1709,51 @@ def test_sqlite_upgrade_to_3_recomputes_used(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     conn.close()
+
+
+def test_two_batches_naming_each_others_shared_folders_do_not_deadlock(store: MetaStore,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """POST /v1/batch/nodes as alice [her root, bob's folder shared with her] while bob sends [his root,
+    alice's folder shared with him]. Each item's access check holds that item's owner: were the checks the
+    first to hold, alice would hold alice and wait for bob while bob holds bob and waits for alice
+    (PostgreSQL: DeadlockDetected, a 500). The batch holds every owner first, in one order, so one waits
+    for the other and both succeed. The checks are made to interleave as badly as they can."""
+    from megadrive.server import access, routes_nodes
+
+    a, root_a = new_account(store, "alice")
+    b, root_b = new_account(store, "bob")
+    fa = store.create_node(a, hex32(), root_a, "dir", b"m").node_id
+    fb = store.create_node(b, hex32(), root_b, "dir", b"m").node_id
+    store.put_share(a, fa, b, "write", b"g" * 112, time.time())
+    store.put_share(b, fb, a, "write", b"g" * 112, time.time())
+    both_checked_one = threading.Barrier(2)
+    real = access.for_create
+    seen: dict[str, int] = {}
+
+    def for_create(meta: MetaStore, caller: str, parent_id: str) -> str:
+        owner = real(meta, caller, parent_id)
+        seen[caller] = seen.get(caller, 0) + 1
+        if seen[caller] == 1:  # after each batch's first check, wait for the other's (as long as it can come)
+            try:
+                both_checked_one.wait(timeout=3)
+            except threading.BrokenBarrierError:
+                pass
+        return owner
+
+    monkeypatch.setattr(access, "for_create", for_create)
+    results: dict[str, object] = {}
+
+    def batch(caller: str, parents: list[str]) -> None:
+        items = [routes_nodes.Create(hex32(), p, "dir", b"m", None) for p in parents]
+        try:
+            results[caller] = len(routes_nodes.create_all(store, caller, items, versions_kept=10))
+        except Exception as e:  # noqa: BLE001 - the test reports whatever went wrong
+            results[caller] = f"{type(e).__name__}: {e}"
+
+    threads = [threading.Thread(target=batch, args=(a, [root_a, fb])),
+               threading.Thread(target=batch, args=(b, [root_b, fa]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert results == {a: 2, b: 2}
