@@ -26,8 +26,9 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SERVER_ROOT = Path(__file__).resolve().parents[2] / "server" / "web"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One Chromium per module (each test opens its own profiles: contexts share nothing)."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():

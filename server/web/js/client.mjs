@@ -640,8 +640,8 @@ export class Drive {
 
 const RETRIES = 4;
 
-/** A request that failed for the network or the server's moment (5xx) is sent again, waiting 0.5, 1,
- * 2 and 4 s; ``done(e)`` says an error that means an earlier try went through. */
+/** A request that failed for the network or the server's moment (5xx) is sent again, waiting 0.25, 0.5,
+ * 1 and 2 s; ``done(e)`` says an error that means an earlier try went through. */
 async function retried(fn, done = () => false) {
   for (let attempt = 0; ; attempt += 1) {
     try {
@@ -649,7 +649,7 @@ async function retried(fn, done = () => false) {
     } catch (e) {
       if (attempt > 0 && done(e)) throw new Error("the server answered a retried request as done; refresh to see it");
       if (!(e instanceof ServerError) || !(e.status === 0 || e.status >= 500) || attempt >= RETRIES) throw e;
-      await new Promise((ok) => setTimeout(ok, 500 * 2 ** attempt));
+      await new Promise((ok) => setTimeout(ok, 250 * 2 ** attempt));
     }
   }
 }
