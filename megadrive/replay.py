@@ -16,7 +16,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import TypeVar
 
 from . import crypto, format
 from .api import MetaChanged, MissingChunks, RemoteNode
@@ -43,6 +44,7 @@ from .paths import conflict_name
 from .tree import short
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 UPLOAD_INTERVAL = 2.0  # seconds between rounds when nothing kicks the uploader
 UPLOAD_WORKERS = 4  # files committed side by side in one round
@@ -63,6 +65,16 @@ class _CreatePlan:
     parent_key: bytes
     meta: format.NodeMeta
     blob: bytes
+
+
+def _results(futures: list[Future[T]]) -> list[T]:
+    """Every future's result, once every one has ended, whatever any raised (none may run on after the
+    caller's locks go); then the first failure, in order, is raised."""
+    wait(futures)
+    failure = next((e for e in map(Future.exception, futures) if e is not None), None)
+    if failure is not None:
+        raise failure
+    return [fut.result() for fut in futures]
 
 
 class Uploader:
@@ -202,16 +214,8 @@ class Uploader:
         report.extend(batched.values())
         todo = [n for n in todo if n not in batched]
         if len(todo) > 1:  # several files in flight: each is a few round trips, mostly waiting
-            futures = [self._pool().submit(self._replay_node, n) for n in todo]
-            wait(futures)  # every one, whatever any raised: none may run on after this round's locks go
-            lines, failure = [], None
-            for fut in futures:
-                try:
-                    lines.append(fut.result())
-                except Exception as e:  # noqa: BLE001 - the first one is raised below, after all ended
-                    failure = failure or e
-            if failure is not None:  # the rest waits in the journal for the next round
-                raise failure
+            # (a failure is raised once all ended: the rest waits in the journal for the next round)
+            lines = _results([self._pool().submit(self._replay_node, n) for n in todo])
         else:
             lines = [self._replay_node(n) for n in todo]
         report.extend(line for line in lines if line is not None)
@@ -424,10 +428,7 @@ class Uploader:
             missing = [c for c in self.ctx.api.missing_chunks(list(dict.fromkeys(ids)),
                                                               None if owner == self.ctx.owner else owner)
                        if c in ours and self.ctx.journal.get_chunk(c) is not None]
-            futures = [self._pool().submit(self.files.upload_from_journal, [c], owner) for c in missing]
-            wait(futures)  # every one, whatever any raised
-            for fut in futures:
-                fut.result()
+            _results([self._pool().submit(self.files.upload_from_journal, [c], owner) for c in missing])
 
     def _batch_plan(self, lv: LocalVersion) -> _CreatePlan | None:
         """(Under the node's create lock.) Still journaled as it was, still to be created: its plan."""
