@@ -84,8 +84,8 @@ def _create_args(body: object, where: str = "") -> Create:
     if kind not in ("dir", "file"):
         raise BadRequest(f'{pre}kind: expected "dir" or "file"')
     return Create(validate.node_id(get_field(body, "node_id"), f"{pre}node_id"),
-                   validate.node_id(get_field(body, "parent_id"), f"{pre}parent_id"), kind,
-                   _meta(get_field(body, "meta"), f"{pre}meta"), _first_version(body.get("version"), kind, pre))
+                  validate.node_id(get_field(body, "parent_id"), f"{pre}parent_id"), kind,
+                  _meta(get_field(body, "meta"), f"{pre}meta"), _first_version(body.get("version"), kind, pre))
 
 
 class Nodes:
@@ -111,7 +111,7 @@ def _create_in(store: MetaStore, owner: str, args: Create, versions_kept: int) -
     return node
 
 
-def _find(store: MetaStore, item: Create) -> Node | None:
+def _parent(store: MetaStore, item: Create) -> Node | None:
     try:
         return store.find_node(item.parent_id)
     except NotFound:
@@ -143,7 +143,7 @@ def create_all(store: MetaStore, caller: str, batch: list[Create], versions_kept
     deadlock on PostgreSQL (a node never changes owner, so the unlocked look-up names the owner the
     checks then find)."""
     with store.transaction():
-        store.hold_accounts(*{n.owner for n in map(_find, [store] * len(batch), batch) if n is not None})
+        store.hold_accounts(*{n.owner for a in batch if (n := _parent(store, a)) is not None})
         owners = [access.for_create(store, caller, a.parent_id) for a in batch]
         return [_create_in(store, owner, a, versions_kept) for owner, a in zip(owners, batch, strict=True)]
 
