@@ -17,19 +17,12 @@ from urllib.parse import quote
 from wsgidav import util
 from wsgidav.mw.base_mw import BaseMiddleware
 
+from megadrive.cli import human
 from megadrive.drive import Drive
 
 from .webdav import DriveProvider
 
 Environ = dict[str, Any]
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
 
 
 def render(drive: Drive, path: str) -> bytes:
@@ -40,7 +33,7 @@ def render(drive: Drive, path: str) -> bytes:
     for e in sorted(drive.listdir(path), key=lambda e: (e.kind != "dir", e.name)):
         slash = "/" if e.kind == "dir" else ""
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.mtime_ns / 1e9))
-        size = "" if e.kind == "dir" else _size(e.size)
+        size = "" if e.kind == "dir" else human(e.size)
         rows.append(f'<tr><td><a href="{quote(e.name)}{slash}">{html.escape(e.name)}{slash}</a></td>'
                     f"<td>{size}</td><td>{when}</td></tr>")
     web = html.escape(drive.server_url, quote=True)
