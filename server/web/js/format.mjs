@@ -254,6 +254,9 @@ export class Float {
   }
 }
 
+const STRING = /"(?:[^"\\\u0000-\u001f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*"/y; // (sticky: matched at i, no copy)
+const NUMBER = /-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
+
 export function parseJson(text) {
   let i = 0;
   const fail = () => {
@@ -262,77 +265,51 @@ export function parseJson(text) {
   const ws = () => {
     while (i < text.length && " \t\n\r".includes(text[i])) i += 1;
   };
+  const eat = (ch) => {
+    ws();
+    if (text[i] !== ch) return false;
+    i += 1;
+    return true;
+  };
+  const match = (re) => {
+    re.lastIndex = i;
+    const m = re.exec(text);
+    if (!m) fail();
+    i = re.lastIndex;
+    return m;
+  };
+  const sequence = (close, item) => { // items separated by commas, up to ``close``
+    if (eat(close)) return;
+    do item(); while (eat(","));
+    if (!eat(close)) fail();
+  };
   const value = (depth) => {
     if (depth > 64) fail();
     ws();
-    const c = text[i];
-    if (c === "{") {
-      i += 1;
+    if (eat("{")) {
       const obj = Object.create(null);
-      ws();
-      if (text[i] === "}") {
-        i += 1;
-        return obj;
-      }
-      for (;;) {
+      sequence("}", () => {
         ws();
-        if (text[i] !== '"') fail();
-        const k = string();
-        ws();
-        if (text[i] !== ":") fail();
-        i += 1;
+        const k = JSON.parse(match(STRING)[0]);
+        if (!eat(":")) fail();
         obj[k] = value(depth + 1); // (a repeated key: the last one wins, as in Python)
-        ws();
-        if (text[i] === ",") {
-          i += 1;
-          continue;
-        }
-        if (text[i] === "}") {
-          i += 1;
-          return obj;
-        }
-        fail();
-      }
+      });
+      return obj;
     }
-    if (c === "[") {
-      i += 1;
+    if (eat("[")) {
       const arr = [];
-      ws();
-      if (text[i] === "]") {
-        i += 1;
-        return arr;
-      }
-      for (;;) {
-        arr.push(value(depth + 1));
-        ws();
-        if (text[i] === ",") {
-          i += 1;
-          continue;
-        }
-        if (text[i] === "]") {
-          i += 1;
-          return arr;
-        }
-        fail();
-      }
+      sequence("]", () => arr.push(value(depth + 1)));
+      return arr;
     }
-    if (c === '"') return string();
+    if (text[i] === '"') return JSON.parse(match(STRING)[0]);
     for (const [word, v] of [["true", true], ["false", false], ["null", null]]) {
       if (text.startsWith(word, i)) {
         i += word.length;
         return v;
       }
     }
-    const m = /^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/.exec(text.slice(i, i + 400));
-    if (!m) fail();
-    i += m[0].length;
+    const m = match(NUMBER);
     return m[2] || m[3] ? new Float(m[0]) : BigInt(m[0]);
-  };
-  const string = () => {
-    const m = /^"(?:[^"\\\u0000-\u001f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*"/.exec(text.slice(i));
-    if (!m) fail();
-    i += m[0].length;
-    return JSON.parse(m[0]);
   };
   const v = value(0);
   ws();
