@@ -3,7 +3,7 @@
 // Names come from other accounts too (shared folders): they only ever reach the page as textContent.
 
 import * as F from "./format.mjs";
-import { Drive, MEMORY_LIMIT } from "./client.mjs";
+import { Drive, MEMORY_LIMIT, humanSize } from "./client.mjs";
 
 const $ = (id) => document.getElementById(id);
 let drive = null;
@@ -42,19 +42,6 @@ function el(tag, props = {}, ...children) {
   Object.assign(e, props);
   for (const c of children) e.append(c);
   return e;
-}
-
-function size(n) {
-  const v = Number(n);
-  if (v < 1024) return `${v} B`;
-  const units = ["KiB", "MiB", "GiB", "TiB"];
-  let x = v / 1024;
-  let u = 0;
-  while (x >= 1024 && u < units.length - 1) {
-    x /= 1024;
-    u += 1;
-  }
-  return `${x.toFixed(1)} ${units[u]}`;
 }
 
 function path(folderId) {
@@ -119,7 +106,7 @@ async function render() {
       el("button", { textContent: "Delete", className: "delete", onclick: () => remove(e) }),
       ...(e.shared ? [] : e.kind === "file" ? [" ", el("button", { textContent: "Link", className: "link", onclick: () => link(e) })]
         : [" ", el("button", { textContent: "Share", className: "share", onclick: () => share(e) })]));
-    const row = el("tr", {}, el("td", {}, name), el("td", { className: "size", textContent: e.kind === "dir" ? "" : size(e.size) }),
+    const row = el("tr", {}, el("td", {}, name), el("td", { className: "size", textContent: e.kind === "dir" ? "" : humanSize(e.size) }),
       el("td", { textContent: new Date(Number(e.mtime / 1000000n)).toLocaleString() }), actions);
     row.dataset.name = e.name;
     body.append(row);
@@ -129,7 +116,7 @@ async function render() {
   if (drive.failed) status(`${drive.failed} entr${drive.failed === 1 ? "y" : "ies"} failed verification and are not shown.`, true);
   const q = await drive.quota();
   $("quota-used").style.width = `${Math.min(100, (100 * q.used) / Math.max(1, q.quota))}%`;
-  $("quota-text").textContent = `${size(q.used)} of ${size(q.quota)} used`;
+  $("quota-text").textContent = `${humanSize(q.used)} of ${humanSize(q.quota)} used`;
 }
 
 function open(id) {

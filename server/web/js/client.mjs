@@ -16,6 +16,16 @@ export const unb64 = (text) => {
 };
 const USER_RE = /^[a-z0-9._-]{3,64}$/;
 export const MEMORY_LIMIT = 2 ** 30; // bytes a download gathers in memory; a larger one streams to disk
+
+/** A byte count as people read it (1.3 MiB), as the command line prints it. */
+export function humanSize(n) {
+  let x = Number(n);
+  for (const unit of ["B", "KiB", "MiB", "GiB", "TiB"]) {
+    if (x < 1024 || unit === "TiB") return unit === "B" ? `${x} B` : `${x.toFixed(1)} ${unit}`;
+    x /= 1024;
+  }
+  return `${x} B`;
+}
 const MAX_DEPTH = 4096;
 const PIN_PREFIX = "megadrive-pin:";
 
@@ -169,39 +179,62 @@ export class Drive {
 
   /** Read the change feed from where this page left off, then verify the whole tree again. */
   async refresh() {
-    for (;;) {
-      const page = await this.api("GET", `/changes?since=${this.seq}&limit=10000`);
-      for (const n of page.changes) {
-        if (!/^[0-9a-f]{32}$/.test(n.node_id) || !Number.isSafeInteger(n.seq)) throw new F.IntegrityError("malformed change");
-        this.nodes.set(n.node_id, n);
-      }
-      if (!Number.isSafeInteger(page.seq) || page.seq < this.seq) throw new F.IntegrityError("the change feed went back");
-      this.seq = page.seq;
-      if (!page.more) break;
-    }
+    this.seq = await this.readFeed("", this.seq, this.nodes);
     await this.loadShares();
     this.verify();
+  }
+
+  /** One change feed (this account's; ``owner=ID&`` for a sharing owner's) from ``since`` into
+   * ``nodes``; the seq it reached. */
+  async readFeed(query, since, nodes) {
+    for (;;) {
+      const page = await this.api("GET", `/changes?${query}since=${since}&limit=10000`);
+      for (const n of page.changes) {
+        if (!/^[0-9a-f]{32}$/.test(n.node_id) || !Number.isSafeInteger(n.seq)) throw new F.IntegrityError("malformed change");
+        nodes.set(n.node_id, n);
+      }
+      if (!Number.isSafeInteger(page.seq) || page.seq < since) throw new F.IntegrityError("the change feed went back");
+      since = page.seq;
+      if (!page.more) return since;
+    }
+  }
+
+  /** The sealed contact record (FORMAT.md 7.9): its version and plaintext (0 and null: none yet). A
+   * version older than this browser saw is a rollback, refused wherever the record is read. */
+  async readRecord() {
+    let rec;
+    try {
+      rec = await this.api("GET", "/records/contacts");
+    } catch (e) {
+      if (e instanceof ServerError && e.status === 404) return { version: 0, raw: null };
+      throw e;
+    }
+    const version = Number(rec.version);
+    const seenKey = `megadrive-record-version:${this.user}`;
+    if (!Number.isSafeInteger(version) || version < Number(localStorage.getItem(seenKey) || 0)) {
+      throw new F.IntegrityError("the server rolled back the contact record");
+    }
+    const raw = F.openAccountRecord(this.master, this.userId, "contacts", version, unb64(rec.blob));
+    localStorage.setItem(seenKey, String(version));
+    return { version, raw };
+  }
+
+  /** The contact record's pins and grant epochs (parsed strictly). */
+  async loadBook() {
+    const { raw } = await this.readRecord();
+    return raw ? F.parseContacts(raw) : { pins: new Map(), epochs: new Map() };
   }
 
   /** Change the sealed contact record (FORMAT.md 7.9) as contacts.ContactBook does: read it, let
    * ``change(doc)`` edit its JSON (pins are only added, flags only go from false to true), write it
    * back under the next version with compare-and-swap, and start over if another device wrote first. */
   async updateBook(change) {
-    const seenKey = `megadrive-record-version:${this.user}`;
     for (let attempt = 0; attempt < 4; attempt += 1) {
-      let version = 0;
+      const { version, raw } = await this.readRecord();
       let doc = { c: {}, e: {} };
-      try {
-        const rec = await this.api("GET", "/records/contacts");
-        version = Number(rec.version);
-        if (!Number.isSafeInteger(version) || version < Number(localStorage.getItem(seenKey) || 0)) {
-          throw new F.IntegrityError("the server rolled back the contact record");
-        }
-        const raw = F.openAccountRecord(this.master, this.userId, "contacts", version, unb64(rec.blob));
+      if (raw) {
         F.parseContacts(raw); // (strict: a malformed record is refused, never merged into)
         doc = F.parseJson(new TextDecoder().decode(raw));
-      } catch (e) {
-        if (!(e instanceof ServerError) || e.status !== 404) throw e;
       }
       const before = F.dumpJson(doc);
       change(doc);
@@ -209,7 +242,7 @@ export class Drive {
       const blob = F.sealAccountRecord(this.master, this.userId, "contacts", version + 1, new TextEncoder().encode(F.dumpJson(doc)));
       try {
         const r = await this.api("PUT", "/records/contacts", { json: { blob: b64(blob) }, headers: { "If-Match": `"${version}"` } });
-        localStorage.setItem(seenKey, String(r.version));
+        localStorage.setItem(`megadrive-record-version:${this.user}`, String(r.version));
         return;
       } catch (e) {
         if (!(e instanceof ServerError) || e.status !== 412) throw e;
@@ -218,9 +251,8 @@ export class Drive {
     throw new Error("the contact record keeps changing on the server; try again");
   }
 
-  /** The server's copy of an account's keys, self-signed, and the pin this account holds for it (if any). */
-  async contact(user) {
-    const name = normalizeUser(user);
+  /** The server's copy of an account's keys, checked against their own signature (7.2). */
+  async serverKeys(name) {
     const k = await this.api("GET", `/users/${encodeURIComponent(name)}/keys`);
     const signPub = unb64(k.sign_pub);
     const boxPub = unb64(k.box_pub);
@@ -229,6 +261,13 @@ export class Drive {
         || !F.sodium().crypto_sign_verify_detached(unb64(k.box_sig), F.boxKeyStatement(userId, boxPub), signPub)) {
       throw new F.IntegrityError("bad signature");
     }
+    return { userId, signPub, boxPub };
+  }
+
+  /** The server's copy of an account's keys, self-signed, and the pin this account holds for it (if any). */
+  async contact(user) {
+    const name = normalizeUser(user);
+    const { userId, signPub, boxPub } = await this.serverKeys(name);
     const book = await this.loadBook();
     const pin = book.pins.get(name) || null;
     if (pin && (pin.userId !== userId || !F.eq(pin.signPub, signPub))) {
@@ -266,37 +305,12 @@ export class Drive {
     return r.share;
   }
 
-  async loadBook() {
-    try {
-      const rec = await this.api("GET", "/records/contacts");
-      return F.parseContacts(F.openAccountRecord(this.master, this.userId, "contacts", Number(rec.version), unb64(rec.blob)));
-    } catch (e) {
-      if (e instanceof ServerError && e.status === 404) return { pins: new Map(), epochs: new Map() };
-      throw e;
-    }
-  }
-
   /** Incoming shares as the Python client's Sharing.sync takes them, read-only: the contact record
    * (never older than this browser saw), each grant under the owner's pinned key, accepted owners'
    * change feeds. A share from an account not accepted yet stays pending: its name and fingerprint are
    * shown, nothing of its tree is loaded until it is accepted (acceptContact, on any device). */
   async loadShares() {
-    let book = { pins: new Map(), epochs: new Map() };
-    let rec = null;
-    try {
-      rec = await this.api("GET", "/records/contacts");
-    } catch (e) {
-      if (!(e instanceof ServerError) || e.status !== 404) throw e;
-    }
-    if (rec) {
-      const version = Number(rec.version);
-      const seenKey = `megadrive-record-version:${this.user}`;
-      if (!Number.isSafeInteger(version) || version < Number(localStorage.getItem(seenKey) || 0)) {
-        throw new F.IntegrityError("the server rolled back the contact record");
-      }
-      book = F.parseContacts(F.openAccountRecord(this.master, this.userId, "contacts", version, unb64(rec.blob)));
-      localStorage.setItem(seenKey, String(version));
-    }
+    const book = await this.loadBook();
     const incoming = new Map();
     const pending = [];
     this.shareFailures = 0;
@@ -306,13 +320,8 @@ export class Drive {
         const nodeId = String(s.node_id);
         let pin = book.pins.get(ownerName);
         if (!pin) { // first contact: the server's copy of their key, self-signed, shown to compare (not pinned here)
-          const k = await this.api("GET", `/users/${encodeURIComponent(ownerName)}/keys`);
-          const signPub = unb64(k.sign_pub);
-          if (signPub.length !== 32 || !F.sodium().crypto_sign_verify_detached(unb64(k.box_sig),
-            F.boxKeyStatement(String(k.user_id), unb64(k.box_pub)), signPub)) {
-            throw new F.IntegrityError("bad signature");
-          }
-          pin = { user: ownerName, userId: String(k.user_id), signPub, verified: false, accepted: false };
+          const { userId, signPub } = await this.serverKeys(ownerName);
+          pin = { user: ownerName, userId, signPub, verified: false, accepted: false };
         }
         if (pin.userId !== s.owner) throw new F.IntegrityError("share owner does not match their pinned key");
         if (nodeId === this.rootId || this.nodes.has(nodeId) || pin.userId === this.userId) {
@@ -336,19 +345,8 @@ export class Drive {
     this.pending = pending;
     for (const owner of new Set([...incoming.values()].map((g) => g.owner))) {
       const nodes = this.sharedNodes.get(owner) || new Map();
-      let since = this.sharedSeq.get(owner) || 0;
-      for (;;) {
-        const page = await this.api("GET", `/changes?owner=${owner}&since=${since}&limit=10000`);
-        for (const n of page.changes) {
-          if (!/^[0-9a-f]{32}$/.test(n.node_id) || !Number.isSafeInteger(n.seq)) throw new F.IntegrityError("malformed change");
-          nodes.set(n.node_id, n);
-        }
-        if (!Number.isSafeInteger(page.seq) || page.seq < since) throw new F.IntegrityError("the change feed went back");
-        since = page.seq;
-        if (!page.more) break;
-      }
+      this.sharedSeq.set(owner, await this.readFeed(`owner=${owner}&`, this.sharedSeq.get(owner) || 0, nodes));
       this.sharedNodes.set(owner, nodes);
-      this.sharedSeq.set(owner, since);
     }
   }
 
@@ -549,7 +547,7 @@ export class Drive {
       return sink ? null : new Blob([]);
     }
     if (!sink && meta.s > BigInt(MEMORY_LIMIT)) {
-      throw new Error(`this browser cannot write a file as it downloads; it saves files up to ${MEMORY_LIMIT / 2 ** 30} GiB `
+      throw new Error(`this browser cannot write a file as it downloads; it saves files up to ${humanSize(MEMORY_LIMIT)} `
         + "from memory (use a Chromium-based browser, a mount or `megadrive get`)");
     }
     const m = await this.api("GET", `/nodes/${fileId}/versions/${node.version}`);

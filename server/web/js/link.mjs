@@ -6,7 +6,7 @@
 // page says it is past this browser's limit.
 
 import * as F from "./format.mjs";
-import { MEMORY_LIMIT, call, checkName, unb64 } from "./client.mjs";
+import { MEMORY_LIMIT, call, checkName, humanSize, unb64 } from "./client.mjs";
 
 const $ = (id) => document.getElementById(id);
 let opened = null; // { linkId, record, manifest }
@@ -26,12 +26,6 @@ function failure(e) {
   if (e.status === 404) return "This link does not exist, has expired or was removed by its owner.";
   if (e instanceof F.IntegrityError) return `Refused: ${e.message}. Nothing was saved.`;
   return `Error: ${e.message}`;
-}
-
-function size(n) {
-  const v = Number(n);
-  return v < 1024 ? `${v} B` : v < 2 ** 20 ? `${(v / 1024).toFixed(1)} KiB` : v < 2 ** 30
-    ? `${(v / 2 ** 20).toFixed(1)} MiB` : `${(v / 2 ** 30).toFixed(2)} GiB`;
 }
 
 function parseLocation() {
@@ -69,12 +63,12 @@ async function open(password = null) {
   opened = { linkId, record, manifest };
   $("ask-password").hidden = true;
   $("file-name").textContent = record.name;
-  $("file-size").textContent = size(manifest.size);
+  $("file-size").textContent = humanSize(manifest.size);
   $("progress").max = Math.max(1, manifest.chunkIds.length);
   $("file").hidden = false;
   if (!window.showSaveFilePicker && manifest.size > BigInt(MEMORY_LIMIT)) {
     $("limit").hidden = false;
-    $("limit").textContent = `This browser cannot write a file as it downloads; it saves files up to ${size(MEMORY_LIMIT)} `
+    $("limit").textContent = `This browser cannot write a file as it downloads; it saves files up to ${humanSize(MEMORY_LIMIT)} `
       + "from memory. Open the link in a browser that can (Chromium-based), or with `megadrive get`.";
     $("save").disabled = true;
   }
