@@ -44,7 +44,7 @@ def browser() -> Iterator[Any]:
 class Page:
     """One browser profile on the web client, failing the test on any page error or CSP violation."""
 
-    def __init__(self, browser: Any, url: str, downloads: Path) -> None:
+    def __init__(self, browser: Any, url: str, downloads: Path, path: str = "/") -> None:
         self.context = browser.new_context(accept_downloads=True)
         self.page = self.context.new_page()
         self.errors: list[str] = []
@@ -57,7 +57,7 @@ class Page:
                      and not r.url.endswith("/v1/records/contacts") else None)
         self.answers: list[str] = []
         self.page.on("dialog", lambda d: d.accept(self.answers.pop(0)))
-        self.page.goto(url + "/")
+        self.page.goto(url + path)
         self.page.wait_for_selector("body[data-ready='1']", timeout=30_000)
 
     def _console(self, m: Any) -> None:
@@ -196,14 +196,8 @@ def _tamper_and_refuse(page: Page, py: Drive, server: Server) -> None:
 
 
 def _open_link(browser: Any, url: str, downloads: Path) -> Page:
-    """A fresh browser profile (no account, nothing stored) on a link."""
-    page = Page.__new__(Page)
-    page.context = browser.new_context(accept_downloads=True)
-    page.page = page.context.new_page()
-    page.errors, page.answers, page.downloads = [], [], downloads
-    page.page.on("pageerror", lambda e: page.errors.append(f"pageerror: {e}"))
-    page.page.goto(url)
-    page.page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    """A fresh browser profile (no account, nothing stored) on a link, once it has opened it (or not)."""
+    page = Page(browser, url, downloads, path="")
     page.idle()
     return page
 
