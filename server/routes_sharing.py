@@ -20,6 +20,8 @@ from .errors import BadRequest, Forbidden, Gone, NotFound, Unavailable
 from .store.chunks import ChunkNotFound
 from .store.records import Link, Node, Share
 from .validate import (
+    CHANGES_DEFAULT_LIMIT,
+    CHANGES_MAX_LIMIT,
     MAX_GRANT_BYTES,
     MAX_LINK_BLOB_BYTES,
     MAX_REASON_BYTES,
@@ -141,8 +143,8 @@ class LinkItem:
 
 
 def _public_link(ctx: ServerContext, link_id: str) -> tuple[Link, Node]:
-    """The link and its file, or the refusal: 404 unknown, deleted, in the trash or
-    never committed; 451 taken down; 410 expired."""
+    """The link and its node, or the refusal: 404 unknown, deleted, in the trash or a file never
+    committed; 451 taken down; 410 expired."""
     lid = validate.link_id(link_id)
     link = ctx.meta.get_link(lid)
     if link is None or link.deleted is not None:
@@ -157,12 +159,49 @@ def _public_link(ctx: ServerContext, link_id: str) -> tuple[Link, Node]:
         raise Gone()
     if any(trashed for _, trashed in ctx.meta.ancestry(node.node_id)):
         raise NotFound("link not found")
-    if node.version == 0:
+    if node.kind == "file" and node.version == 0:
         raise NotFound("the file has no content yet")
     return link, node
 
 
+def _folder_link(ctx: ServerContext, link_id: str) -> tuple[Link, Node]:
+    link, node = _public_link(ctx, link_id)
+    if node.kind != "dir":
+        raise NotFound("not a folder link")
+    return link, node
+
+
+def _linked_file(ctx: ServerContext, link_id: str, node_id: str | None) -> Node:
+    """The file a visitor asks for: the linked file itself, or a file under the linked folder with no
+    trashed node between them (404 for anything else, exactly like an unknown id; 451 taken down)."""
+    link, root = _public_link(ctx, link_id)
+    if node_id is None or node_id == root.node_id:
+        if root.kind != "file":
+            raise NotFound("node not found")
+        return root
+    nid = validate.node_id(node_id, "node")
+    if root.kind != "dir":
+        raise NotFound("node not found")
+    try:
+        node = ctx.meta.find_node(nid)
+    except NotFound:
+        raise NotFound("node not found") from None
+    chain = ctx.meta.ancestry(nid) if node.owner == link.owner else []
+    ids = [i for i, _ in chain]
+    if root.node_id not in ids or any(trashed for _, trashed in chain[: ids.index(root.node_id)]):
+        raise NotFound("node not found")
+    if node.kind != "file":
+        raise NotFound("node not found")
+    if node.removed:
+        raise Unavailable()
+    if node.version == 0:
+        raise NotFound("the file has no content yet")
+    return node
+
+
 class PublicLink:
+    """A link's sealed record; for a file link also the file's current manifest."""
+
     public = True
 
     def __init__(self, ctx: ServerContext) -> None:
@@ -171,21 +210,63 @@ class PublicLink:
     def on_get(self, req: falcon.Request, resp: falcon.Response, link_id: str) -> None:
         with self.ctx.meta.snapshot():
             link, node = _public_link(self.ctx, link_id)
+            body: dict[str, Any] = {
+                "link_id": link.link_id,
+                "owner": link.owner,
+                "node_id": link.node_id,
+                "kind": node.kind,
+                "blob": b64encode(link.blob),
+                "salt": None if link.salt is None else b64encode(link.salt),
+                "kdf": link.kdf,
+            }
+            if node.kind == "file":
+                version, manifest = self.ctx.meta.get_manifest(node.owner, node.node_id)
+                body.update(version=version, manifest=b64encode(manifest), size=node.size)
+        resp.media = body
+
+
+def _listed(node: Node) -> dict[str, Any]:
+    return {"node_id": node.node_id, "parent_id": node.parent_id, "kind": node.kind, "meta": b64encode(node.meta),
+            "version": node.version, "size": node.size, "removed": node.removed, "seq": node.seq}
+
+
+class PublicLinkNodes:
+    """A folder link's tree: the live, untrashed nodes under the folder, paged by ``seq``."""
+
+    public = True
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, link_id: str) -> None:
+        since = validate.uint_param(req.get_param("since"), "since", default=0)
+        limit = validate.uint_param(
+            req.get_param("limit"), "limit", default=CHANGES_DEFAULT_LIMIT, minimum=1, maximum=CHANGES_MAX_LIMIT
+        )
+        with self.ctx.meta.snapshot():
+            link, _ = _folder_link(self.ctx, link_id)
+            found, more = self.ctx.meta.link_tree(link.owner, link.node_id, since, limit)
+        resp.media = {"nodes": [_listed(n) for n in found], "seq": found[-1].seq if found else since, "more": more}
+
+
+class PublicLinkManifest:
+    """The current manifest of a file under a folder link."""
+
+    public = True
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, link_id: str, node_id: str) -> None:
+        with self.ctx.meta.snapshot():
+            node = _linked_file(self.ctx, link_id, node_id)
             version, manifest = self.ctx.meta.get_manifest(node.owner, node.node_id)
-        resp.media = {
-            "link_id": link.link_id,
-            "owner": link.owner,
-            "node_id": link.node_id,
-            "blob": b64encode(link.blob),
-            "salt": None if link.salt is None else b64encode(link.salt),
-            "kdf": link.kdf,
-            "version": version,
-            "manifest": b64encode(manifest),
-            "size": node.size,
-        }
+        resp.media = {"version": version, "manifest": b64encode(manifest), "size": node.size}
 
 
 class PublicChunk:
+    """A chunk of the current version of the linked file, or (``?node=``) of a file under a linked folder."""
+
     public = True
 
     def __init__(self, ctx: ServerContext) -> None:
@@ -194,7 +275,7 @@ class PublicChunk:
     def on_get(self, req: falcon.Request, resp: falcon.Response, link_id: str, chunk_id: str) -> None:
         cid = validate.chunk_id(chunk_id)
         with self.ctx.meta.snapshot():
-            _, node = _public_link(self.ctx, link_id)
+            node = _linked_file(self.ctx, link_id, req.get_param("node"))
             if not self.ctx.meta.version_has_chunk(node.node_id, node.version, cid):
                 raise NotFound("chunk not found")
         try:
@@ -245,4 +326,6 @@ def register(app: falcon.App, ctx: ServerContext) -> None:
     app.add_route("/v1/links/{link_id}", LinkItem(ctx))
     app.add_route("/v1/l/{link_id}", PublicLink(ctx))
     app.add_route("/v1/l/{link_id}/chunks/{chunk_id}", PublicChunk(ctx))
+    app.add_route("/v1/l/{link_id}/nodes", PublicLinkNodes(ctx))
+    app.add_route("/v1/l/{link_id}/nodes/{node_id}/manifest", PublicLinkManifest(ctx))
     app.add_route("/v1/abuse", Abuse(ctx))

@@ -138,8 +138,8 @@ class SQLSharing(SQLStoreBase):
         with self._write() as c:
             self._hold_now([owner])
             node = self._live(c, owner, node_id)
-            if node.kind != "file":
-                raise Conflict("only files can be linked")
+            if node.parent_id is None:
+                raise Conflict("an account's root cannot be linked")
             if node.removed:
                 raise Unavailable()
             link_id = secrets.token_urlsafe(16)

@@ -38,6 +38,19 @@ _SHARED_CHANGES = sa.text(
     """  # noqa: S608 - the column lists are module constants; values are bound
 ).bindparams(sa.bindparam("roots", expanding=True))
 
+# A folder link's listing: walks only live, untrashed nodes (a trashed folder's subtree is out of view).
+_LINK_TREE = sa.text(
+    f"""
+    WITH RECURSIVE sub({_COLS}, depth) AS (
+        SELECT {_COLS}, 0 FROM nodes WHERE owner = :owner AND node_id = :root
+        UNION ALL
+        SELECT {_SUB_COLS}, sub.depth + 1 FROM nodes n JOIN sub ON n.parent_id = sub.node_id
+        WHERE sub.depth < :max_depth AND n.owner = :owner AND n.trashed = 0 AND n.gone = 0
+    )
+    SELECT {_COLS} FROM sub WHERE depth > 0 AND seq > :since ORDER BY seq LIMIT :limit
+    """  # noqa: S608 - the column lists are module constants; values are bound
+)
+
 
 class SQLTree(SQLStoreBase):
     # -- nodes ------------------------------------------------------------------------------
@@ -257,6 +270,15 @@ class SQLTree(SQLStoreBase):
             ).all()
         out = [node_row(r) if r[-1] else tombstone(node_row(r)) for r in rows[:limit]]
         return out, len(rows) > limit
+
+    def link_tree(self, owner: str, root: str, since: int, limit: int) -> tuple[list[Node], bool]:
+        with self._unit(False, snapshot=True) as c:  # (a walk: see _walk)
+            self._walk(c)
+            rows = c.execute(
+                _LINK_TREE,
+                {"owner": owner, "root": root, "since": since, "limit": limit + 1, "max_depth": MAX_DEPTH + 1},
+            ).all()
+        return [node_row(r) for r in rows[:limit]], len(rows) > limit
 
     # -- versions ---------------------------------------------------------------------------
     def commit_version(

@@ -58,6 +58,7 @@ def test_public_fetch_without_token(alice: User, anon: httpx.Client) -> None:
         "link_id": link_id,
         "owner": alice.user_id,
         "node_id": node_id,
+        "kind": "file",
         "blob": b64(b"sealed link record"),
         "salt": None,
         "kdf": None,
@@ -101,8 +102,7 @@ def test_password_link_and_listing(alice: User, bob: User, anon: httpx.Client) -
 
 def test_link_refusals(alice: User, bob: User) -> None:
     node_id, _ = committed_file(alice, b"x")
-    d = alice.mkdir()
-    assert_json_error(make_link(alice, d["node_id"]), 409, "conflict")
+    assert_json_error(make_link(alice, alice.root), 409, "conflict")  # never the whole account
     assert_json_error(make_link(bob, node_id), 404)  # not bob's, nothing shared
     assert_json_error(make_link(alice, hex32()), 404)
     for bad in (
@@ -133,6 +133,97 @@ def test_expired_trashed_and_empty(alice: User, anon: httpx.Client) -> None:
     assert_json_error(anon.get(f"/v1/l/{link_of(alice, empty['node_id'])}"), 404)  # nothing committed yet
     assert alice.client.delete(f"/v1/nodes/{node_id}", params={"purge": 1}).status_code == 200
     assert_json_error(anon.get(f"/v1/l/{live}"), 404)  # purging a file deletes its links
+
+
+# -- folder links ------------------------------------------------------------------------
+
+
+def listing(anon: httpx.Client, link_id: str, **params: Any) -> dict[str, Any]:
+    r = anon.get(f"/v1/l/{link_id}/nodes", params=params)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def listed_ids(anon: httpx.Client, link_id: str) -> set[str]:
+    return {n["node_id"] for n in listing(anon, link_id)["nodes"]}
+
+
+def test_folder_link_lists_the_subtree_and_nothing_else(alice: User, bob: User, anon: httpx.Client) -> None:
+    folder = alice.mkdir()["node_id"]
+    sub = alice.mkdir(folder)["node_id"]
+    inner, (c_inner,) = committed_file(alice, b"inner", parent=sub)
+    top, (c_top,) = committed_file(alice, b"top", parent=folder)
+    outside, (c_out,) = committed_file(alice, b"outside")  # a sibling of the folder
+    bobs, (c_bob,) = committed_file(bob, b"bob's")
+    link_id = link_of(alice, folder)
+    body = anon.get(f"/v1/l/{link_id}").json()
+    assert body == {"link_id": link_id, "owner": alice.user_id, "node_id": folder, "kind": "dir",
+                    "blob": b64(b"sealed link record"), "salt": None, "kdf": None}
+    nodes = listing(anon, link_id)
+    assert {n["node_id"] for n in nodes["nodes"]} == {sub, inner, top}  # never the folder itself
+    assert nodes["more"] is False
+    first = next(n for n in nodes["nodes"] if n["node_id"] == inner)
+    assert set(first) == {"node_id", "parent_id", "kind", "meta", "version", "size", "removed", "seq"}
+    assert (first["parent_id"], first["kind"], first["version"], first["removed"]) == (sub, "file", 1, False)
+    # Paging by seq, as the change feed does.
+    page = listing(anon, link_id, limit=1)
+    assert len(page["nodes"]) == 1 and page["more"] is True
+    rest = listing(anon, link_id, since=page["seq"])
+    assert {n["node_id"] for n in page["nodes"] + rest["nodes"]} == {sub, inner, top}
+    # Manifests and chunks of files under the folder, and only those.
+    r = anon.get(f"/v1/l/{link_id}/nodes/{inner}/manifest")
+    assert r.json() == {"version": 1, "manifest": b64(b"manifest-v1"), "size": 5}
+    assert anon.get(f"/v1/l/{link_id}/chunks/{c_inner}", params={"node": inner}).content == b"inner"
+    assert anon.get(f"/v1/l/{link_id}/chunks/{c_top}", params={"node": top}).content == b"top"
+    for nid in (outside, bobs, folder, sub, alice.root, hex32()):
+        assert_json_error(anon.get(f"/v1/l/{link_id}/nodes/{nid}/manifest"), 404)
+    for cid, nid in ((c_out, outside), (c_bob, bobs), (c_out, inner), (c_top, inner)):
+        assert_json_error(anon.get(f"/v1/l/{link_id}/chunks/{cid}", params={"node": nid}), 404)
+    assert_json_error(anon.get(f"/v1/l/{link_id}/chunks/{c_top}"), 404)  # a folder link names the file
+    assert_json_error(anon.get(f"/v1/l/{link_id}/chunks/{c_top}", params={"node": "x"}), 400)
+    # A file link neither lists nor serves another file's chunks.
+    file_link = link_of(alice, top)
+    assert anon.get(f"/v1/l/{file_link}").json()["kind"] == "file"
+    assert_json_error(anon.get(f"/v1/l/{file_link}/nodes"), 404)
+    assert_json_error(anon.get(f"/v1/l/{file_link}/nodes/{inner}/manifest"), 404)
+    assert_json_error(anon.get(f"/v1/l/{file_link}/chunks/{c_inner}", params={"node": inner}), 404)
+    assert anon.get(f"/v1/l/{file_link}/chunks/{c_top}", params={"node": top}).content == b"top"
+
+
+def test_folder_link_follows_trash_moves_and_deletion(alice: User, anon: httpx.Client) -> None:
+    folder = alice.mkdir()["node_id"]
+    sub = alice.mkdir(folder)["node_id"]
+    inner, (c_inner,) = committed_file(alice, b"inner", parent=sub)
+    elsewhere = alice.mkdir()["node_id"]
+    link_id = link_of(alice, folder)
+    # A trashed folder under the link takes its subtree out of view; restored, it is back.
+    assert alice.client.delete(f"/v1/nodes/{sub}").status_code == 200
+    assert listed_ids(anon, link_id) == set()
+    assert_json_error(anon.get(f"/v1/l/{link_id}/nodes/{inner}/manifest"), 404)
+    assert_json_error(anon.get(f"/v1/l/{link_id}/chunks/{c_inner}", params={"node": inner}), 404)
+    assert alice.client.post(f"/v1/nodes/{sub}/restore").status_code == 200
+    assert listed_ids(anon, link_id) == {sub, inner}
+    # Moved out of the folder: out of the link.
+    assert alice.client.patch(f"/v1/nodes/{sub}", json={"parent_id": elsewhere, "meta": b64(b"m")}).status_code \
+        == 200
+    assert listed_ids(anon, link_id) == set()
+    assert_json_error(anon.get(f"/v1/l/{link_id}/nodes/{inner}/manifest"), 404)
+    # The linked folder in the trash, expired, deleted: nothing at all.
+    assert alice.client.patch(f"/v1/nodes/{sub}", json={"parent_id": folder, "meta": b64(b"m")}).status_code \
+        == 200
+    assert alice.client.delete(f"/v1/nodes/{folder}").status_code == 200
+    for path in ("", "/nodes", f"/nodes/{inner}/manifest", f"/chunks/{c_inner}?node={inner}"):
+        assert_json_error(anon.get(f"/v1/l/{link_id}{path}"), 404)
+    assert alice.client.post(f"/v1/nodes/{folder}/restore").status_code == 200
+    expired = link_of(alice, folder, expires=int(time.time()) - 1)
+    for path in ("", "/nodes", f"/nodes/{inner}/manifest", f"/chunks/{c_inner}?node={inner}"):
+        assert_json_error(anon.get(f"/v1/l/{expired}{path}"), 410, "gone")
+    assert alice.client.delete(f"/v1/links/{link_id}").status_code == 204
+    for path in ("", "/nodes", f"/nodes/{inner}/manifest", f"/chunks/{c_inner}?node={inner}"):
+        assert_json_error(anon.get(f"/v1/l/{link_id}{path}"), 404)
+    again = link_of(alice, folder)
+    assert alice.client.delete(f"/v1/nodes/{folder}", params={"purge": 1, "recursive": 1}).status_code == 200
+    assert_json_error(anon.get(f"/v1/l/{again}"), 404)  # purging a folder deletes its links
 
 
 # -- abuse reports -----------------------------------------------------------------------

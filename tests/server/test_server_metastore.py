@@ -1127,6 +1127,34 @@ class TestShares:
         assert store.list_links(uid) == []
 
 
+class TestLinkTree:
+    def test_live_untrashed_subtree_by_seq(self, store: MetaStore, acct: tuple[str, str]) -> None:
+        uid, root = acct
+        other, other_root = new_account(store)
+        d = mk(store, uid, root)
+        a = mk(store, uid, d.node_id, "file")
+        sub = mk(store, uid, d.node_id)
+        deep = mk(store, uid, sub.node_id, "file")
+        binned = mk(store, uid, d.node_id)
+        under_bin = mk(store, uid, binned.node_id, "file")
+        purged = mk(store, uid, d.node_id, "file")
+        mk(store, uid, root, "file")  # beside the folder
+        mk(store, other, other_root, "file")
+        store.trash_node(uid, binned.node_id)
+        store.purge_node(uid, purged.node_id, False)
+        found, more = store.link_tree(uid, d.node_id, 0, 100)
+        assert not more
+        assert [n.node_id for n in found] == [a.node_id, sub.node_id, deep.node_id]  # in seq order
+        page, more = store.link_tree(uid, d.node_id, 0, 2)
+        assert more and page == found[:2]
+        assert store.link_tree(uid, d.node_id, page[-1].seq, 2) == (found[2:], False)
+        assert under_bin.node_id not in {n.node_id for n in found}
+        assert store.link_tree(other, d.node_id, 0, 100) == ([], False)  # another owner: nothing
+        store.restore_node(uid, binned.node_id)
+        assert {n.node_id for n in store.link_tree(uid, d.node_id, 0, 100)[0]} == {
+            a.node_id, sub.node_id, deep.node_id, binned.node_id, under_bin.node_id}
+
+
 class TestSharedChanges:
     def test_only_the_shared_subtrees(self, store: MetaStore, acct: tuple[str, str]) -> None:
         uid, root = acct

@@ -110,6 +110,9 @@ def test_takedown_while_serving(make_server: Callable[..., ServerProcess]) -> No
         g = alice.mkfile(folder["node_id"])
         gc_, _ = alice.put_chunk(b"in the folder")
         assert alice.commit(g["node_id"], 0, [gc_]).status_code == 201
+        r = alice.client.post("/v1/links", json={"node_id": folder["node_id"], "blob": b64(b"sealed")})
+        folder_link = r.json()["link"]["link_id"]
+        assert anon.get(f"/v1/l/{folder_link}/nodes").status_code == 200
         result = run_takedown(folder["node_id"], "--data", str(data))
         assert result.returncode == 0, result.stderr
         record = json.loads(result.stdout)
@@ -117,11 +120,29 @@ def test_takedown_while_serving(make_server: Callable[..., ServerProcess]) -> No
         assert record["operator"]  # the OS user by default
         assert len((data / "audit.log").read_text().splitlines()) == 2
         assert_json_error(alice.client.get(f"/v1/nodes/{g['node_id']}/manifest"), 451)
+        for path in ("", "/nodes", f"/nodes/{g['node_id']}/manifest"):
+            assert_json_error(anon.get(f"/v1/l/{folder_link}{path}"), 451, "unavailable_for_legal_reasons")
         for bad in ("Z" * 22, "0" * 32, "nonsense", alice.root):
             result = run_takedown(bad, "--data", str(data))
             assert result.returncode == 1 and result.stdout == "" and "error:" in result.stderr, bad
             assert "Traceback" not in result.stderr
         assert len((data / "audit.log").read_text().splitlines()) == 2
+
+        # One file taken down under a linked folder: listed as removed, its content refused, the rest served.
+        other = alice.mkdir()["node_id"]
+        h, k = alice.mkfile(other), alice.mkfile(other)
+        hc, _ = alice.put_chunk(b"taken down later")
+        kc, _ = alice.put_chunk(b"kept online")
+        assert alice.commit(h["node_id"], 0, [hc]).status_code == 201
+        assert alice.commit(k["node_id"], 0, [kc]).status_code == 201
+        r = alice.client.post("/v1/links", json={"node_id": other, "blob": b64(b"sealed")})
+        other_link = r.json()["link"]["link_id"]
+        assert run_takedown(h["node_id"], "--data", str(data)).returncode == 0
+        listed = anon.get(f"/v1/l/{other_link}/nodes").json()["nodes"]
+        assert {(n["node_id"], n["removed"]) for n in listed} == {(h["node_id"], True), (k["node_id"], False)}
+        assert_json_error(anon.get(f"/v1/l/{other_link}/nodes/{h['node_id']}/manifest"), 451)
+        assert_json_error(anon.get(f"/v1/l/{other_link}/chunks/{hc}", params={"node": h["node_id"]}), 451)
+        assert anon.get(f"/v1/l/{other_link}/chunks/{kc}", params={"node": k["node_id"]}).content == b"kept online"
     finally:
         for user in (alice, bob, carol):
             user.client.close()

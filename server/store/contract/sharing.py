@@ -52,8 +52,8 @@ class SharingStore(UnitOfWork):
         expires: int | None,
         now: float,
     ) -> Link:
-        """A new link (random id) to a file ``owner`` owns; ``Conflict`` for a folder,
-        ``Unavailable`` for a taken-down file."""
+        """A new link (random id) to a file or folder ``owner`` owns; ``Conflict`` for the account's
+        root, ``Unavailable`` for a taken-down node."""
 
     @abstractmethod
     def get_link(self, link_id: str) -> Link | None:

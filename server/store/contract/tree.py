@@ -81,6 +81,16 @@ class TreeStore(UnitOfWork):
         comes as a tombstone: ``gone``, empty ``meta``, no parent, nothing else.
         """
 
+    @abstractmethod
+    def link_tree(self, owner: str, root: str, since: int, limit: int) -> tuple[list[Node], bool]:
+        """What a public folder link shows: the live nodes under ``root`` (not ``root`` itself), ordered
+        by ``seq`` after ``since``, at most ``limit`` (and whether there are more).
+
+        The walk neither lists nor enters a trashed node or a purge tombstone, so nothing a visitor
+        gets was in the trash or left the folder; nodes taken down are listed (``removed``), their
+        content is not served.
+        """
+
     # -- versions ----------------------------------------------------------------------
     @abstractmethod
     def commit_version(
