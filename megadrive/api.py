@@ -443,8 +443,30 @@ class _SharingCalls(Transport):
     def public_link(self, link_id: str) -> dict[str, Any]:
         return dict(self._json("GET", f"/l/{link_id}"))
 
-    def public_chunk(self, link_id: str, chunk_id: str) -> bytes:
-        return self._request("GET", f"/l/{link_id}/chunks/{chunk_id}", max_bytes=MAX_CHUNK_BYTES).content
+    def public_chunk(self, link_id: str, chunk_id: str, node_id: str | None = None) -> bytes:
+        """A chunk of the linked file, or (``node_id``) of a file under a linked folder."""
+        params = {} if node_id is None else {"node": node_id}
+        return self._request("GET", f"/l/{link_id}/chunks/{chunk_id}", max_bytes=MAX_CHUNK_BYTES,
+                             params=params).content
+
+    def public_link_nodes(self, link_id: str, since: int, limit: int = FEED_PAGE) -> tuple[list[RemoteNode], int, bool]:
+        """One page of a folder link's tree (the live nodes under the folder, by seq)."""
+        d = self._json("GET", f"/l/{link_id}/nodes", params={"since": since, "limit": limit})
+        try:
+            nodes, seq = [RemoteNode.from_json(n) for n in d["nodes"]], int(d["seq"])
+        except (KeyError, TypeError, ValueError):
+            raise ServerError("server sent a malformed folder listing") from None
+        if len(nodes) > limit or not since <= seq <= U63:
+            raise ServerError("server sent a malformed folder listing")
+        return nodes, seq, bool(d.get("more"))
+
+    def public_link_manifest(self, link_id: str, node_id: str) -> tuple[int, bytes]:
+        """(version, sealed manifest) of a file under a linked folder."""
+        d = self._json("GET", f"/l/{link_id}/nodes/{node_id}/manifest")
+        try:
+            return int(d["version"]), b64d(d["manifest"])
+        except (KeyError, TypeError, ValueError):
+            raise ServerError("server sent a malformed manifest") from None
 
     def report_abuse(self, link: str, reason: str) -> dict[str, Any]:
         return dict(self._json("POST", "/abuse", {"link": link, "reason": reason}, idempotent=False))

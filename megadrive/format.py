@@ -184,30 +184,41 @@ def open_grant(blob: bytes, owner: str, recipient: str, node_id: str, access: st
 
 @dataclass
 class LinkRecord:
-    """What a link's key opens: enough to read one file, nothing about the rest of the drive."""
+    """What a link's key opens: enough to read one file, or one folder and what is under it, and
+    nothing about the rest of the drive. ``key`` is the file's content key or the folder's key."""
 
     owner: str
     node_id: str
     name: str
-    content_key: bytes
-    file_id: bytes
+    key: bytes
+    file_id: bytes = b""  # files only
+    kind: str = "file"  # "file" | "dir"
 
 
 def seal_link(link_key: bytes, r: LinkRecord) -> bytes:
-    raw = json.dumps({"n": r.name, "k": r.content_key.hex(), "f": r.file_id.hex()}, sort_keys=True,
-                     separators=(",", ":"), ensure_ascii=False).encode()
+    d = {"n": r.name, "k": r.key.hex()}
+    d.update({"f": r.file_id.hex()} if r.kind == "file" else {"t": "dir"})
+    raw = json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     return crypto.seal(link_key, pad(raw), aad("link", r.owner, r.node_id))
 
 
 def open_link(link_key: bytes, owner: str, node_id: str, blob: bytes) -> LinkRecord:
     raw = crypto.open_sealed(link_key, blob, aad("link", owner, node_id), "link (wrong link key or password?)")
+    bad = IntegrityError("integrity check failed: malformed link")
     try:
         d = json.loads(unpad(raw))
-        r = LinkRecord(owner, node_id, str(d["n"]), bytes.fromhex(d["k"]), bytes.fromhex(d["f"]))
-    except (ValueError, KeyError, TypeError) as e:
-        raise IntegrityError("integrity check failed: malformed link") from e
-    if len(r.content_key) != crypto.KEY_BYTES or len(r.file_id) != crypto.ID_BYTES:
-        raise IntegrityError("integrity check failed: malformed link")
+        if not isinstance(d, dict) or type(d.get("n")) is not str or type(d.get("k")) is not str:
+            raise bad
+        if d.get("t") == "dir" and "f" not in d:
+            r = LinkRecord(owner, node_id, d["n"], bytes.fromhex(d["k"]), b"", "dir")
+        elif "t" not in d and type(d.get("f")) is str:
+            r = LinkRecord(owner, node_id, d["n"], bytes.fromhex(d["k"]), bytes.fromhex(d["f"]))
+        else:
+            raise bad
+    except ValueError as e:
+        raise bad from e
+    if len(r.key) != crypto.KEY_BYTES or len(r.file_id) != (crypto.ID_BYTES if r.kind == "file" else 0):
+        raise bad
     return r
 
 

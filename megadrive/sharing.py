@@ -14,18 +14,14 @@ import base64
 import dataclasses
 import logging
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
 
 from . import crypto, format
-from .api import Api, b64d
+from .api import b64d
 from .contacts import ContactBook, Pin
-from .content import FileKeys, FileReader
 from .context import DriveContext
 from .crypto import Identity
-from .errors import ConfigError, Conflict, IntegrityError, InvalidPath, MegaDriveError, NotFound, PermissionDenied
+from .errors import ConfigError, Conflict, IntegrityError, InvalidPath, MegaDriveError, NotFound
 from .feed import Feed
 from .format import NodeMeta
 from .index import IndexRow
@@ -154,15 +150,15 @@ class Sharing:
 
     # -- outgoing ---------------------------------------------------------------------------------
 
-    def _own_folder(self, path: str) -> tuple[str, NodeMeta]:
+    def _own_folder(self, path: str, verb: str = "share", past: str = "shared") -> tuple[str, NodeMeta]:
         loc = self.ns.resolve(path)
         meta = loc.verified()
         if loc.row.kind != "dir":
-            raise InvalidPath(f"only folders can be shared: {loc.path}")
+            raise InvalidPath(f"only folders can be {past}: {loc.path}")
         if loc.row.parent_id is None or loc.row.node_id == self.ctx.session.root_node_id:
-            raise InvalidPath("the root folder cannot be shared; share a folder in it")
+            raise InvalidPath(f"the root folder cannot be {past}; {verb} a folder in it")
         if loc.row.owner:
-            raise Conflict("only the owner can share this folder")
+            raise Conflict(f"only the owner can {verb} this folder")
         return loc.row.node_id, meta
 
     def share(self, path: str, user: str, access: str) -> OutgoingShare:
@@ -254,31 +250,38 @@ class Sharing:
         return done
 
     def after_move(self, node_id: str, old_parent: str | None, new_parent: str) -> None:
-        """A node of ours left a folder shared with someone who cannot see where it went: re-key it.
+        """A node of ours left a folder shared with someone, or linked, who cannot see where it went:
+        re-key it.
 
-        Its keys were in the grant's reach; without a new key the former
-        recipient (with a server's help) could still read what is written to it.
+        Its keys were in the grant's (or the link's) reach; without a new key the former recipient
+        or link holder (with a server's help) could still read what is written to it.
         """
         if old_parent is None:
             return
         try:
-            before = self._recipients_over(old_parent)
+            audience = self._audience()
+            before = self._audience_over(old_parent, audience)
             if not before:
                 return
-            lost = before - self._recipients_over(new_parent)
+            lost = before - self._audience_over(new_parent, audience)
         except MegaDriveError as e:
-            log.error("could not check the shares around moved node %s: %s", node_id[:12], e.log_text())
+            log.error("could not check the shares and links around moved node %s: %s", node_id[:12], e.log_text())
             return
         if lost:
             rotated = self.rotate(node_id)
             self._regrant(self.outgoing(), [], rotated)
 
-    def _recipients_over(self, node_id: str) -> set[str]:
+    def _audience(self) -> list[tuple[str, str]]:
+        """(node id, who) of every outgoing share (the recipient) and public link (the link's id)."""
+        shares = [(str(s["node_id"]), f"share:{s['recipient']}") for s in self.ctx.api.shares()["outgoing"]]
+        return shares + [(str(x["node_id"]), f"link:{x['link_id']}") for x in self.ctx.api.links()]
+
+    def _audience_over(self, node_id: str, audience: list[tuple[str, str]]) -> set[str]:
         row = self.ctx.index.get(node_id)
         if row is None or row.owner:
             return set()
         ancestors = {r.node_id for r, _ in self.ctx.tree.chain(row)}
-        return {s.recipient for s in self.outgoing() if s.node_id in ancestors}
+        return {who for nid, who in audience if nid in ancestors}
 
     # -- incoming ---------------------------------------------------------------------------------
 
@@ -344,38 +347,53 @@ class Sharing:
     # -- public links ------------------------------------------------------------------------------
 
     def create_link(self, path: str, password: str | None = None, expires: float | None = None) -> str:
+        """A public link to a file (its content key) or to a folder (its folder key: everything under it)."""
         loc = self.ns.resolve(path)
-        if loc.row.kind != "file":
-            raise InvalidPath(f"links are for files: {loc.path}")
-        row, meta = self.ns.content_node(loc.row, loc.verified())  # through a hard link: its file
-        if row.owner:
-            raise Conflict("only the owner can link this file")
-        self.nodes.ensure_created(row.node_id)  # a file saved here first: the server must know it
-        record = format.LinkRecord(self.ctx.owner, row.node_id, loc.path.rsplit("/", 1)[-1], meta.key, meta.file_id)
+        name = loc.path.rsplit("/", 1)[-1]
+        if loc.row.kind == "dir":
+            node_id, meta = self._own_folder(path, "link", "linked")
+            record = format.LinkRecord(self.ctx.owner, node_id, name, meta.key, kind="dir")
+        else:
+            row, meta = self.ns.content_node(loc.row, loc.verified())  # through a hard link: its file
+            if row.owner:
+                raise Conflict("only the owner can link this file")
+            self.nodes.ensure_created(row.node_id)  # a file saved here first: the server must know it
+            node_id = row.node_id
+            record = format.LinkRecord(self.ctx.owner, node_id, name, meta.key, meta.file_id)
         if password:
             salt = crypto.random_salt()
             key = crypto.derive_link_key(password, salt, LINK_KDF)
-            link = self.ctx.api.create_link(row.node_id, format.seal_link(key, record), salt, LINK_KDF.to_json(),
-                                          expires)
+            link = self.ctx.api.create_link(node_id, format.seal_link(key, record), salt, LINK_KDF.to_json(), expires)
             fragment = "p"
         else:
             key = crypto.random_key()
-            link = self.ctx.api.create_link(row.node_id, format.seal_link(key, record), None, None, expires)
+            link = self.ctx.api.create_link(node_id, format.seal_link(key, record), None, None, expires)
             fragment = base64.urlsafe_b64encode(key).decode().rstrip("=")
         return f"{self.ctx.api.base_url}/l/{link['link_id']}#{fragment}"
 
     def remove_links(self, path: str) -> int:
+        """Delete the links to a file or folder, then take back the keys they gave out: a file's next
+        version gets a fresh content key; a folder and every folder under it are re-keyed now."""
         loc = self.ns.resolve(path)
-        row, _ = self.ns.content_node(loc.row, loc.verified())
+        if loc.row.kind == "dir":
+            self._refresh()  # re-key what was written up to now, too
+            node_id, _ = self._own_folder(path, "link", "linked")
+            row = None
+        else:
+            row, _ = self.ns.content_node(loc.row, loc.verified())
+            node_id = row.node_id
         n = 0
         for link in self.ctx.api.links():
-            if link["node_id"] == row.node_id:
+            if link["node_id"] == node_id:
                 self.ctx.api.delete_link(str(link["link_id"]))
                 n += 1
         if not n:
             raise NotFound(f"{path} has no link")
-        # Link holders had the content key: the next version gets a fresh one.
-        self.nodes.rewrite_meta(row, lambda m: dataclasses.replace(m, rekey=True))
+        if row is None:  # link holders had the folder key
+            shares = self.outgoing()
+            self._regrant(shares, [], self.rotate(node_id))
+        else:  # link holders had the content key: the next version gets a fresh one
+            self.nodes.rewrite_meta(row, lambda m: dataclasses.replace(m, rekey=True))
         return n
 
 
@@ -389,112 +407,3 @@ def _under_either(tree: Tree, parent: IndexRow, old: NodeMeta, new: NodeMeta) ->
             return tree.child_meta(row, parent, new)
 
     return verify
-
-
-# -- reading a link without an account -------------------------------------------------------------
-
-
-@dataclass
-class ParsedLink:
-    server: str
-    link_id: str
-    fragment: str
-
-
-def parse_link(url: str) -> ParsedLink:
-    parts = urlsplit(url)
-    segs = [s for s in parts.path.split("/") if s]
-    if parts.scheme not in ("http", "https") or len(segs) < 2 or segs[-2].lower() != "l" \
-            or not parts.fragment:
-        raise InvalidPath("not a MegaDrive link (expected https://HOST/l/ID#KEY)")
-    base = f"{parts.scheme}://{parts.netloc}" + "/".join([""] + segs[:-2])
-    return ParsedLink(base, segs[-1], parts.fragment)
-
-
-def scrub_fragments(text: str) -> str:
-    """Cut every '#fragment' out of free text: a pasted link's key never leaves this machine, however written."""
-    return " ".join(w.split("#", 1)[0] + ("#" if "#" in w else "") for w in text.split())
-
-
-def report_link(url: str, reason: str) -> str:
-    """Report a public link as abusive, without an account; neither its key nor a key pasted into the
-    reason is sent. Returns the report's id."""
-    p = parse_link(url)
-    api = Api(p.server)
-    try:
-        r = api.report_abuse(f"{p.server}/l/{p.link_id}", scrub_fragments(reason))
-    finally:
-        api.close()
-    return str(r.get("report_id", "?"))
-
-
-def open_public_link(url: str, password: str | None = None) -> tuple[Api, format.LinkRecord, format.Manifest, str]:
-    """Fetch a link's record and manifest and verify both; the key never leaves this machine."""
-    p = parse_link(url)
-    api = Api(p.server)
-    info = api.public_link(p.link_id)
-    if p.fragment == "p":
-        if not info.get("salt") or not info.get("kdf"):
-            raise IntegrityError("integrity check failed: the link says it needs a password, the server disagrees")
-        if not password:
-            raise ConfigError("this link is password-protected: give the password")
-        key = crypto.derive_link_key(password, b64d(info["salt"]), crypto.KdfParams.from_json(info["kdf"]))
-    else:
-        try:
-            key = base64.urlsafe_b64decode(p.fragment + "=" * (-len(p.fragment) % 4))
-        except ValueError:
-            raise InvalidPath("malformed link key") from None
-        if len(key) != crypto.KEY_BYTES:
-            raise InvalidPath("malformed link key")
-    owner, node_id, version = str(info["owner"]), str(info["node_id"]), int(info["version"])
-    record = format.open_link(key, owner, node_id, b64d(info["blob"]))
-    check_name(record.name)  # it becomes a local file name: no '/', no '..'
-    if version < 1:
-        raise IntegrityError("integrity check failed: the server claims the linked file has no content version")
-    m = format.open_manifest(record.content_key, owner, node_id, version, record.file_id, b64d(info["manifest"]))
-    return api, record, m, p.link_id
-
-
-class _LinkChunks:
-    """Chunk I/O of a public link: the server hands out a linked file's chunks to anyone with the link id."""
-
-    def __init__(self, api: Api, link_id: str) -> None:
-        self._api = api
-        self._link_id = link_id
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="megadrive-link")
-
-    def fetch(self, chunk_id: str, *, use_cache: bool = True) -> bytes:
-        return self._api.public_chunk(self._link_id, chunk_id)
-
-    def discard(self, chunk_id: str) -> None:
-        """Nothing is cached for a link."""
-
-    def put(self, chunk_id: str, blob: bytes, owner: str) -> None:
-        raise PermissionDenied("a public link is read-only")
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        return self._pool.submit(fn, *args)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self._api.close()
-
-
-class LinkReader(FileReader):
-    """A verified reader of a public link's file (its name in ``record``); closing it ends the link's I/O."""
-
-    def __init__(self, record: format.LinkRecord, io: _LinkChunks, manifest: format.Manifest) -> None:
-        super().__init__(io, FileKeys(record.owner, record.node_id, record.file_id, record.content_key), manifest,
-                         cache=False)
-        self.record = record
-        self._link_io = io
-
-    def close(self) -> None:
-        super().close()
-        self._link_io.close()
-
-
-def read_public_link(url: str, password: str | None = None) -> LinkReader:
-    """Open a public link without an account: verify its record and manifest, then read its chunks verified."""
-    api, record, manifest, link_id = open_public_link(url, password)
-    return LinkReader(record, _LinkChunks(api, link_id), manifest)

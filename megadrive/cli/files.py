@@ -14,8 +14,8 @@ import click
 from tqdm import tqdm
 
 from ..drive import Drive, Entry, join
-from ..errors import ConfigError, IsADirectory, NotFound
-from ..sharing import parse_link, read_public_link
+from ..errors import AlreadyExists, ConfigError, IntegrityError, IsADirectory, NotFound
+from ..publiclink import LinkedFolder, LinkReader, OpenedLink, open_link, parse_link, read_file_link
 from . import cli, human, run, with_drive
 
 PROGRESS_MIN_BYTES = 16 << 20
@@ -37,7 +37,11 @@ def _fmt_entry(e: Entry, long: bool) -> str:
 @click.argument("path", default="/")
 @click.option("-l", "long", is_flag=True, help="Long listing: mode, size, mtime.")
 def ls_cmd(path: str, long: bool) -> None:
-    """List a folder (or show one file)."""
+    """List a folder (or show one file); PATH may be a public link (https://HOST/l/ID#KEY)."""
+
+    if "://" in path:
+        run(lambda: _ls_link(path, long))
+        return
 
     def fn(drive: Drive) -> None:
         e = drive.stat(path)
@@ -128,21 +132,79 @@ def _write_verified(dest: Path, blocks: Any, total: int, name: str, mode: int, m
         raise
 
 
-def _get_link(url: str, local: Path) -> None:
-    """Download a public link: no account, the key from the URL's #fragment stays here."""
+def _open_link(url: str) -> OpenedLink:
+    """Open a public link (no account), asking for its password if it has one; the key stays here."""
     password = None
     if parse_link(url).fragment == "p":
         password = os.environ.get("MEGADRIVE_LINK_PASSWORD") or (
             str(click.prompt("Link password", hide_input=True)) if sys.stdin.isatty() else None)
         if not password:
             raise ConfigError("this link is password-protected: set MEGADRIVE_LINK_PASSWORD or run in a terminal")
-    with read_public_link(url, password) as reader:
+    return open_link(url, password)
+
+
+def _refused(folder: LinkedFolder) -> None:
+    if folder.refused:
+        raise IntegrityError(f"integrity check failed: {folder.refused} entr{'y' if folder.refused == 1 else 'ies'}"
+                             " of the link were left out (tampered with or corrupted on the server)")
+
+
+def _ls_link(url: str, long: bool) -> None:
+    link = _open_link(url)
+    if link.record.kind == "file":
+        with read_file_link(link) as reader:
+            click.echo(f"{reader.size:>12} {link.record.name}" if long else link.record.name)
+        return
+    with LinkedFolder(link) as folder:
+        click.echo(f"{folder.record.name}/")
+        for e in folder.entries:
+            shown = e.path if e.path.isprintable() else repr(e.path)[1:-1]
+            line = shown + ("/" if e.is_dir else "") + ("  [removed after an abuse notice]" if e.removed else "")
+            click.echo(f"{'' if e.is_dir else e.size:>12} {line}" if long else line)
+        _refused(folder)
+
+
+def _get_link(url: str, local: Path) -> None:
+    """Download a public link: no account, the key from the URL's #fragment stays here. A folder link
+    is downloaded whole into LOCAL/<its name>, which must not exist yet."""
+    link = _open_link(url)
+    if link.record.kind == "dir":
+        with LinkedFolder(link) as folder:
+            _get_folder(folder, local)
+        return
+    reader: LinkReader
+    with read_file_link(link) as reader:
         name = reader.record.name
         dest = local / Path(name).name if local.is_dir() else local
         if not dest.parent.is_dir():
             raise NotFound(f"no such local folder: {dest.parent}")
         _write_verified(dest, reader.iter_range(), reader.size, name, 0o644, None)
     click.echo(f"Downloaded {name} ({human(reader.size)}) to {dest}")
+
+
+def _get_folder(folder: LinkedFolder, local: Path) -> None:
+    if not local.is_dir():
+        raise NotFound(f"no such local folder: {local} (a folder link is saved into a folder)")
+    top = local / folder.record.name
+    if top.exists():
+        raise AlreadyExists(f"{top} already exists")
+    top.mkdir()
+    files = total = 0
+    for e in folder.entries:
+        dest = top / e.path  # every name was checked: no '/', no '..'
+        if dest.exists():
+            click.echo(f"megadrive: skipped {e.path}: the name repeats in its folder", err=True)
+        elif e.is_dir:
+            dest.mkdir()
+        elif e.removed:
+            click.echo(f"megadrive: skipped {e.path}: removed after an abuse notice", err=True)
+        else:
+            with folder.reader(e) as r:
+                _write_verified(dest, r.iter_range(), r.size, e.meta.name, e.content.mode or 0o644,
+                                e.content.mtime_ns or None)
+            files, total = files + 1, total + r.size
+    click.echo(f"Downloaded {folder.record.name}/: {files} file(s), {human(total)}, to {top}")
+    _refused(folder)
 
 
 @cli.command()

@@ -10,7 +10,7 @@ import click
 
 from ..drive import Drive
 from ..errors import ConfigError
-from ..sharing import report_link
+from ..publiclink import report_link
 from . import cli, run, with_drive
 
 
@@ -141,7 +141,7 @@ def parse_duration(text: str) -> float:
               "or MEGADRIVE_LINK_PASSWORD).")
 @click.option("--expires", default=None, help="Lifetime, e.g. 24h or 7d.")
 def link(path: str, with_password: bool, expires: str | None) -> None:
-    """Print a public link to a file; its key is only in the URL's #fragment, never sent to the server."""
+    """Print a public link to a file or a folder; its key is only in the URL's #fragment, never sent to the server."""
 
     def fn(d: Drive) -> None:
         pw = None
@@ -160,7 +160,7 @@ def link(path: str, with_password: bool, expires: str | None) -> None:
 @cli.command()
 @click.argument("path")
 def unlink(path: str) -> None:
-    """Delete the public links to a file."""
+    """Delete the public links to a file or folder, and take back their keys (re-key)."""
 
     def fn(d: Drive) -> None:
         n = d.sharing.remove_links(path)

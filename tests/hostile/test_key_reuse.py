@@ -70,7 +70,7 @@ def test_a_link_to_a_copy_opens_only_the_copy(server: Server, tmp_path: Path) ->
     record = format.open_link(key, a.owner, str(info["node_id"]), base64.b64decode(info["blob"]))
     a.sharing.remove_links("/public.txt")
     a.write_file("/private.txt", b"private v2")
-    _cannot_open_current(a, "/private.txt", {record.content_key, key})
+    _cannot_open_current(a, "/private.txt", {record.key, key})
     a.close()
 
 

@@ -221,7 +221,7 @@ def _no_download(page: Page, action: Any) -> str:
 
 
 def test_links_made_in_the_page_open_in_a_fresh_profile(server: Server, browser: Any, tmp_path: Path) -> None:
-    from megadrive.sharing import open_public_link
+    from megadrive.publiclink import open_public_link
 
     data = os.urandom(2 * (1 << 20) + 999)
     src = tmp_path / "report.pdf"
