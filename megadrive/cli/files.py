@@ -145,8 +145,9 @@ def _open_link(url: str) -> OpenedLink:
 
 def _refused(folder: LinkedFolder) -> None:
     if folder.refused:
-        raise IntegrityError(f"integrity check failed: {folder.refused} entr{'y' if folder.refused == 1 else 'ies'}"
-                             " of the link were left out (tampered with or corrupted on the server)")
+        one = folder.refused == 1
+        raise IntegrityError(f"integrity check failed: {folder.refused} entr{'y' if one else 'ies'} of the link "
+                             f"{'was' if one else 'were'} left out (tampered with or corrupted on the server)")
 
 
 def _ls_link(url: str, long: bool) -> None:

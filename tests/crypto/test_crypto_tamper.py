@@ -570,3 +570,27 @@ def test_bad_padding_inside_a_valid_seal_is_refused() -> None:
         blob = crypto.seal(fmt.meta_key(key), bad, aad("node-meta", OWNER, parent, node))
         with pytest.raises(IntegrityError):
             fmt.open_meta(key, OWNER, parent, node, blob)
+
+
+def test_link_records_are_bound_to_their_node_and_shape() -> None:
+    """7.8: a folder link's record holds its key and no file id; a file link's both. Either is bound to
+    owner and node; a record that names both shapes, or neither, is refused."""
+    key, folder_key, node = crypto.random_key(), crypto.random_key(), new_id()
+    folder = fmt.LinkRecord(OWNER, node, "Photos", folder_key, kind="dir")
+    got = fmt.open_link(key, OWNER, node, fmt.seal_link(key, folder))
+    assert (got.kind, got.key, got.file_id, got.name) == ("dir", folder_key, b"", "Photos")
+    file = fmt.LinkRecord(OWNER, node, "a.txt", folder_key, os.urandom(16))
+    assert fmt.open_link(key, OWNER, node, fmt.seal_link(key, file)) == file
+    for owner, nid in ((OTHER, node), (OWNER, new_id())):
+        with pytest.raises(IntegrityError):
+            fmt.open_link(key, owner, nid, fmt.seal_link(key, folder))
+    for d in ({"f": "00" * 16, "k": folder_key.hex(), "n": "x", "t": "dir"},  # both
+              {"k": folder_key.hex(), "n": "x"},  # neither
+              {"k": folder_key.hex(), "n": "x", "t": "file"},
+              {"k": folder_key.hex(), "n": "x", "t": "dir", "f": None},
+              {"k": folder_key.hex()[:-2], "n": "x", "t": "dir"},
+              {"k": folder_key.hex(), "n": 7, "t": "dir"},
+              ["not", "an", "object"]):
+        blob = crypto.seal(key, fmt.pad(json.dumps(d).encode()), aad("link", OWNER, node))
+        with pytest.raises(IntegrityError, match="malformed link"):
+            fmt.open_link(key, OWNER, node, blob)

@@ -65,7 +65,7 @@ def test_a_planted_entry_is_left_out_and_counted(linked: tuple[LyingProxy, str, 
         assert folder.refused == 1
         assert [e.path for e in folder.entries] == ["one.txt", "sub", "sub/three.txt", "two.txt"]
     r = megadrive("ls", url, env={"MEGADRIVE_HOME": str(new_home(tmp_path))})
-    assert r.returncode == 3 and "1 entry of the link were left out" in one_line_error(r)
+    assert r.returncode == 3 and "1 entry of the link was left out" in one_line_error(r)
     assert "planted.exe" not in r.stdout and "sub/three.txt" in r.stdout  # the rest is still listed
 
 

@@ -129,6 +129,17 @@ extra.push(["a grant for read access refused as write's", throws(() => F.openGra
 const book = F.parseContacts(F.openAccountRecord(I.MASTER, I.USER_ID, "contacts", 3, F.fromHex(inputs.RECORD)));
 extra.push(["open the Python contact record", book.pins.get("bob").accepted === true && book.epochs.get(I.FILE_NODE) === 123456789n
   && F.hex(book.pins.get("bob").signPub) === inputs.OWNER_SIGN_PUB]);
+const fileLink = F.openLink(I.K_TEST, I.USER_ID, I.FILE_NODE, F.fromHex(inputs.FILE_LINK));
+extra.push(["open a Python file link record", fileLink.kind === "file" && fileLink.name === "hello.txt"
+  && F.hex(fileLink.key) === F.hex(I.CONTENT_KEY) && F.hex(fileLink.fileId) === F.hex(I.FILE_FID)]);
+const folderLink = F.openLink(I.K_TEST, I.USER_ID, I.ROOT_ID, F.fromHex(inputs.FOLDER_LINK));
+extra.push(["open a Python folder link record", folderLink.kind === "dir" && folderLink.name === "Photos"
+  && F.hex(folderLink.key) === F.hex(I.ROOT_KEY) && folderLink.fileId.length === 0]);
+extra.push(["a folder link record as another node's refused", throws(() => F.openLink(I.K_TEST, I.USER_ID, I.FILE_NODE, F.fromHex(inputs.FOLDER_LINK)))]);
+extra.push(["a link record naming a folder and a file refused", throws(() => F.openLink(I.K_TEST, I.USER_ID, I.ROOT_ID, F.fromHex(inputs.BOTH_LINK)))]);
+const again = F.sealLink(I.K_TEST, { owner: I.USER_ID, nodeId: I.ROOT_ID, name: "Photos", kind: "dir", key: I.ROOT_KEY }, nonce(7));
+extra.push(["a folder link record sealed here is the Python one's JSON", F.hex(F.openSealed(I.K_TEST, again, F.aad("link", I.USER_ID, I.ROOT_ID)))
+  === F.hex(F.openSealed(I.K_TEST, F.fromHex(inputs.FOLDER_LINK), F.aad("link", I.USER_ID, I.ROOT_ID)))]);
 extra.push(["the same fingerprint", F.fingerprint(F.fromHex(inputs.OWNER_SIGN_PUB)) === inputs.FINGERPRINT]);
 
 function throws(fn) {

@@ -48,6 +48,13 @@ def _inputs() -> dict[str, object]:
                                        "t": 1700000000.5}}, "e": {tv.FILE_NODE: 123456789}},
                         sort_keys=True, separators=(",", ":")).encode()
     out["RECORD"] = fmt.seal_account_record(tv.MASTER, tv.USER_ID, "contacts", 3, record).hex()
+    # Link records (7.8), a file's and a folder's, under the link key K_TEST; and one naming both.
+    file_link = fmt.LinkRecord(tv.USER_ID, tv.FILE_NODE, "hello.txt", tv.CONTENT_KEY, tv.FILE_FID)
+    out["FILE_LINK"] = fmt.seal_link(tv.K_TEST, file_link).hex()
+    folder_link = fmt.LinkRecord(tv.USER_ID, tv.ROOT_ID, "Photos", tv.ROOT_KEY, kind="dir")
+    out["FOLDER_LINK"] = fmt.seal_link(tv.K_TEST, folder_link).hex()
+    both = json.dumps({"f": tv.FILE_FID.hex(), "k": tv.ROOT_KEY.hex(), "n": "x", "t": "dir"}).encode()
+    out["BOTH_LINK"] = crypto.seal(tv.K_TEST, fmt.pad(both), crypto.aad("link", tv.USER_ID, tv.ROOT_ID)).hex()
     return out
 
 
@@ -60,4 +67,4 @@ def test_the_javascript_format_computes_every_vector(tmp_path: Path) -> None:
     r = subprocess.run([node, str(RUNNER), str(vectors)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     n = len(tv.EXPECTED)
-    assert r.stdout.strip().splitlines()[-1] == f"{n} of {n} vectors, 26 of 26 checks", r.stdout
+    assert r.stdout.strip().splitlines()[-1] == f"{n} of {n} vectors, 31 of 31 checks", r.stdout

@@ -288,9 +288,107 @@ def test_links_made_in_the_page_open_in_a_fresh_profile(server: Server, browser:
     r = megadrive("server", "takedown", url, "--data", str(server.data), "--reason", "court order 7")
     assert r.returncode == 0, r.stderr
     gone = _open_link(browser, url, downloads)
-    assert gone.page.inner_text("#status").startswith("This file was removed after an abuse notice"), \
+    assert gone.page.inner_text("#status").startswith("This was removed after an abuse notice"), \
         gone.page.inner_text("#status")
     gone.close()
+
+
+def _link_rows(page: Page) -> list[str]:
+    return [str(r.get_attribute("data-path")) for r in page.page.locator("#entries tr").all()]
+
+
+def _save_entry(page: Page, path: str) -> bytes:
+    with page.page.expect_download(timeout=60_000) as d:
+        page.page.locator(f'#entries tr[data-path="{path}"] button.save').click()
+    target = page.downloads / f"entry-{len(list(page.downloads.iterdir()))}"
+    d.value.save_as(target)
+    assert d.value.suggested_filename == path.rsplit("/", 1)[-1]
+    page.idle()
+    return target.read_bytes()
+
+
+def test_a_folder_link_lists_the_folder(server: Server, browser: Any, tmp_path: Path) -> None:
+    """A folder linked from the Python client, opened in a fresh profile: listed, files saved byte for
+    byte (a hard link reads its file); an entry the server planted is left out and counted; a file taken
+    down shows so. The reverse: a folder linked in the page is read by the Python client."""
+    import secrets
+
+    from support.evil import EvilServer
+
+    from megadrive import crypto
+    from megadrive.publiclink import read_public_folder
+
+    big = os.urandom((1 << 20) + 4321)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    owner = make_drive(server.url, new_home(tmp_path), "folderowner")
+    try:
+        owner.makedirs("/pub/sub")
+        owner.write_file("/pub/sub/big.bin", big)
+        owner.write_file("/pub/readme.txt", b"read me")
+        owner.write_file("/pub/empty.txt", b"")
+        owner.link("/pub/readme.txt", "/pub/sub/again.txt")
+        url = owner.sharing.create_link("/pub")
+        pw_url = owner.sharing.create_link("/pub", password="folder pass")
+        taken = owner.resolve("/pub/readme.txt").row.node_id
+        sub = owner.resolve("/pub/sub").row
+    finally:
+        owner.close()
+
+    anon = _open_link(browser, url, downloads)
+    assert anon.page.inner_text("#folder-name") == "pub/"
+    assert _link_rows(anon) == ["empty.txt", "readme.txt", "sub", "sub/again.txt", "sub/big.bin"]
+    assert anon.page.is_hidden("#refused")
+    assert hashlib.sha256(_save_entry(anon, "sub/big.bin")).digest() == hashlib.sha256(big).digest()
+    assert _save_entry(anon, "sub/again.txt") == b"read me"
+    assert _save_entry(anon, "empty.txt") == b""
+    assert anon.errors == [], anon.errors
+    anon.close()
+
+    locked = _open_link(browser, pw_url, downloads)
+    locked.page.fill("#link-password", "folder pass")
+    locked.page.click("#ask-password button")
+    assert locked.idle() == ""
+    assert _save_entry(locked, "readme.txt") == b"read me"
+    locked.close()
+
+    # The server plants an entry (sealed under a key it made up) and takes one file down.
+    forged = fmt.NodeMeta(name="planted.exe", kind="file", key=crypto.random_key(), file_id=os.urandom(16))
+    blob = fmt.seal_meta(crypto.random_key(), sub.owner or "0" * 32, sub.node_id, "p" * 32, forged)
+    evil = EvilServer(server.data)
+    evil.insert(secrets.token_hex(16), evil.row(sub.node_id).owner, sub.node_id, "file", blob)
+    r = megadrive("server", "takedown", taken, "--data", str(server.data), "--reason", "notice 12")
+    assert r.returncode == 0, r.stderr
+    seen = _open_link(browser, url, downloads)
+    assert seen.page.inner_text("#refused") == ("1 entry failed verification and is not shown (tampered with or "
+                                                "corrupted on the server).")
+    assert "planted.exe" not in seen.page.inner_text("#entries")
+    assert _link_rows(seen) == ["empty.txt", "readme.txt", "sub", "sub/again.txt", "sub/big.bin"]
+    assert seen.page.inner_text('#entries tr[data-path="readme.txt"]').endswith("removed after an abuse notice")
+    assert seen.page.locator('#entries tr[data-path="readme.txt"] button.save').count() == 0
+    seen.close()
+
+    # The reverse: a folder linked in the page, listed and read by the Python client.
+    src = tmp_path / "made-in-page"
+    src.mkdir()
+    (src / "note.txt").write_bytes(b"from the page")
+    page = Page(browser, server.url, downloads)
+    try:
+        page.enter("#do-signup", "pagelinker")
+        page.page.set_input_files("#pick-folder", str(src))
+        page.idle()
+        page.answers += ["", ""]
+        page.row("made-in-page").locator("button.link").click()
+        assert page.idle() == ""
+        page_url = str(page.page.input_value("#link-url"))
+        assert page.errors == [], page.errors
+    finally:
+        page.close()
+    with read_public_folder(page_url) as folder:
+        assert folder.record.name == "made-in-page" and folder.refused == 0
+        (entry,) = folder.entries
+        with folder.reader(entry) as reader:
+            assert (entry.path, reader.read()) == ("note.txt", b"from the page")
 
 
 def test_the_page_refuses_what_a_lying_server_shows(server: Server, browser: Any, tmp_path: Path) -> None:

@@ -104,8 +104,8 @@ async function render() {
       el("button", { textContent: "Rename", className: "rename", onclick: () => rename(e) }), " ",
       el("button", { textContent: "Move", className: "move", onclick: () => move(e) }), " ",
       el("button", { textContent: "Delete", className: "delete", onclick: () => remove(e) }),
-      ...(e.shared ? [] : e.kind === "file" ? [" ", el("button", { textContent: "Link", className: "link", onclick: () => link(e) })]
-        : [" ", el("button", { textContent: "Share", className: "share", onclick: () => share(e) })]));
+      ...(e.shared ? [] : [" ", el("button", { textContent: "Link", className: "link", onclick: () => link(e) })]),
+      ...(e.shared || e.kind !== "dir" ? [] : [" ", el("button", { textContent: "Share", className: "share", onclick: () => share(e) })]));
     const row = el("tr", {}, el("td", {}, name), el("td", { className: "size", textContent: e.kind === "dir" ? "" : humanSize(e.size) }),
       el("td", { textContent: new Date(Number(e.mtime / 1000000n)).toLocaleString() }), actions);
     row.dataset.name = e.name;

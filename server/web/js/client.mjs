@@ -593,20 +593,22 @@ export class Drive {
     this.ingest(r.node);
   }
 
-  /** A public link to a file: its record sealed under a fresh key (in the URL's fragment, never sent)
-   * or under a key derived from ``password`` (the fragment is then "p"). */
-  async createLink(fileId, { password = "", expiresDays = 0 } = {}) {
-    if (this.isShared(fileId)) throw new Error("only the owner can link this file");
-    const meta = this.metas.get(fileId);
-    const node = this.nodes.get(fileId);
-    if (!meta || meta.k !== "file" || meta.l || meta.t || meta.lt) throw new Error("links are for files");
-    if (meta.v === 0n) throw new Error("the file has no content yet");
+  /** A public link to a file, or to a folder and all under it: its record (the file's content key, or the
+   * folder's key) sealed under a fresh key (in the URL's fragment, never sent) or under a key derived
+   * from ``password`` (the fragment is then "p"). */
+  async createLink(nodeId, { password = "", expiresDays = 0 } = {}) {
+    if (this.isShared(nodeId)) throw new Error("only the owner can link this");
+    if (nodeId === this.rootId) throw new Error("the root folder cannot be linked; link a folder in it");
+    const meta = this.metas.get(nodeId);
+    if (!meta || meta.l || meta.t || meta.lt) throw new Error("links are for files and folders");
+    if (meta.k === "file" && meta.v === 0n) throw new Error("the file has no content yet");
     const na = F.sodium();
-    const record = { owner: this.userId, nodeId: fileId, name: meta.n, contentKey: F.fromHex(meta.key),
-      fileId: F.fromHex(meta.fid) };
+    const record = meta.k === "dir"
+      ? { owner: this.userId, nodeId, name: meta.n, kind: "dir", key: F.fromHex(meta.key) }
+      : { owner: this.userId, nodeId, name: meta.n, kind: "file", key: F.fromHex(meta.key), fileId: F.fromHex(meta.fid) };
     let key;
     let fragment;
-    const body = { node_id: fileId, salt: null, kdf: null,
+    const body = { node_id: nodeId, salt: null, kdf: null,
       expires: expiresDays > 0 ? Math.floor(Date.now() / 1000 + expiresDays * 86400) : null };
     if (password) {
       const salt = na.randombytes_buf(16);

@@ -525,6 +525,7 @@ export function openChunk(contentKey, manifest, index, blob) {
 
 // -- public links (FORMAT.md 7.8) --------------------------------------------------------------
 
+/** A link record: a file's (content key and file id) or a folder's (its key, ``t: "dir"``). */
 export function openLink(linkKey, owner, nodeId, blob) {
   const raw = unpad(openSealed(linkKey, blob, aad("link", owner, nodeId), "link (wrong link key or password?)"));
   const bad = new IntegrityError("malformed link");
@@ -534,11 +535,16 @@ export function openLink(linkKey, owner, nodeId, blob) {
   } catch {
     throw bad;
   }
-  if (!d || typeof d.n !== "string" || typeof d.k !== "string" || typeof d.f !== "string") throw bad;
-  const contentKey = fromHex(d.k);
-  const fileId = fromHex(d.f);
-  if (contentKey.length !== KEY_BYTES || fileId.length !== ID_BYTES) throw bad;
-  return { owner, nodeId, name: d.n, contentKey, fileId };
+  if (!isObject(d) || typeof d.n !== "string" || typeof d.k !== "string") throw bad;
+  const has = (k) => Object.prototype.hasOwnProperty.call(d, k);
+  let kind;
+  if (d.t === "dir" && !has("f")) kind = "dir";
+  else if (!has("t") && typeof d.f === "string") kind = "file";
+  else throw bad;
+  const key = fromHex(d.k);
+  const fileId = kind === "file" ? fromHex(d.f) : new Uint8Array(0);
+  if (key.length !== KEY_BYTES || fileId.length !== (kind === "file" ? ID_BYTES : 0)) throw bad;
+  return { owner, nodeId, name: d.n, kind, key, fileId };
 }
 
 /** The key of a password link: Argon2id on this side; only its salt and cost are on the server. */
@@ -549,9 +555,9 @@ export function deriveLinkKey(password, salt, kdf) {
     na.crypto_pwhash_ALG_ARGON2ID13);
 }
 
-export function sealLink(linkKey, { owner, nodeId, name, contentKey, fileId }, nonce = null) {
-  const raw = enc.encode(dumpJson({ n: name, k: hex(contentKey), f: hex(fileId) }));
-  return seal(linkKey, pad(raw), aad("link", owner, nodeId), nonce);
+export function sealLink(linkKey, { owner, nodeId, name, kind = "file", key, fileId }, nonce = null) {
+  const d = kind === "dir" ? { n: name, k: hex(key), t: "dir" } : { n: name, k: hex(key), f: hex(fileId) };
+  return seal(linkKey, pad(enc.encode(dumpJson(d))), aad("link", owner, nodeId), nonce);
 }
 
 // -- account records and share grants (FORMAT.md 7.7, 7.9) --------------------------------------
