@@ -132,12 +132,23 @@ def test_sign_up_upload_and_read_back_in_both_clients(server: Server, browser: A
         assert page.idle() == ""
         page.page.set_input_files("#pick-folder", str(src / "album"))
         assert page.idle() == ""
-        assert page.names() == ["album", "big.bin", "small.txt"]
         bars = [(li.locator("span").inner_text(), li.locator("progress").get_attribute("value"),
                  li.locator("progress").get_attribute("max")) for li in page.page.locator("#transfers li").all()]
         assert sorted(bars) == sorted((name, str(n), str(n)) for name, n in [
             ("big.bin", len(big)), ("small.txt", len(small)), ("album/a.txt", 100), ("album/inner/b.txt", 200)])
         assert "of 50.0 GiB used" in page.page.inner_text("#quota-text")
+        # Two files dropped on the drop zone at once (the drop's data is read before the first await).
+        dropped = page.page.evaluate_handle(
+            "() => { const t = new DataTransfer(); t.items.add(new File(['dropped one'], 'drop1.txt'));"
+            " t.items.add(new File([new Uint8Array([0, 1, 2, 255])], 'drop2.bin')); return t; }")
+        page.page.dispatch_event("#dropzone", "drop", {"dataTransfer": dropped})
+        assert page.idle() == ""
+        assert page.names() == ["album", "big.bin", "drop1.txt", "drop2.bin", "small.txt"]
+        assert page.download("drop2.bin") == bytes([0, 1, 2, 255])
+        for name in ("drop1.txt", "drop2.bin"):
+            page.row(name).locator("button.delete").click()
+            page.idle()
+        assert page.names() == ["album", "big.bin", "small.txt"]
         page.answers.append("docs")
         page.page.click("#mkdir")
         page.idle()
@@ -168,7 +179,7 @@ def test_sign_up_upload_and_read_back_in_both_clients(server: Server, browser: A
             assert page.names() == ["from-python.bin"]
             py.refresh()
             assert [e.name for e in py.listdir("/docs")] == ["from-python.bin"]
-            assert [t.path for t in py.history.trash()] == ["/docs/renamed.txt"]
+            assert sorted(t.path for t in py.history.trash()) == ["/docs/renamed.txt", "/drop1.txt", "/drop2.bin"]
             _tamper_and_refuse(page, py, server)
         finally:
             py.close()

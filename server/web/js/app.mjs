@@ -267,9 +267,13 @@ async function dropped(dataTransfer) {
       }
     }
   };
-  for (const it of dataTransfer.items) {
-    const entry = it.webkitGetAsEntry?.();
+  // Every item is taken before the first await: the browser empties the drop's data once the event
+  // handler returns, so an entry asked for after an await would be gone.
+  const taken = [...dataTransfer.items].filter((it) => it.kind === "file")
+    .map((it) => ({ entry: it.webkitGetAsEntry?.() ?? null, file: it.getAsFile() }));
+  for (const { entry, file } of taken) {
     if (entry) await walk(entry, "");
+    else if (file) items.push({ file, rel: file.name }); // no file-system entry (a browser without one)
   }
   await uploadAll(items);
 }
