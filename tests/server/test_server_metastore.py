@@ -1284,10 +1284,12 @@ class TestLinks:
         d = mk(store, uid, root)
         f = mk(store, uid, root, "file")
         with pytest.raises(Conflict):
-            store.create_link(uid, d.node_id, b"b", None, None, None, 1.0)
+            store.create_link(uid, root, b"b", None, None, None, 1.0)  # never the whole account
         with pytest.raises(NotFound):
             store.create_link(other, f.node_id, b"b", None, None, None, 1.0)
         assert store.list_links(uid) == [] and store.list_links(other) == []
+        folder_link = store.create_link(uid, d.node_id, b"b", None, None, None, 1.0)  # a folder may be linked
+        assert store.list_links(uid) == [folder_link] and folder_link.node_id == d.node_id
 
     def test_version_has_chunk(self, store: MetaStore, chunks: ChunkStore, acct: tuple[str, str]) -> None:
         uid, root = acct
