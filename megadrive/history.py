@@ -139,13 +139,15 @@ class History:
         final, n = name, 1
         while self.ns.existing(folder, final) is not None:  # keep both: never overwrite on restore
             final, n = restored_name(name, n), n + 1
-        if final != item.name or folder.row.node_id != row.parent_id:
+        moved = folder.row.node_id != row.parent_id
+        if final != item.name or moved:
             if folder.row.owner != row.owner:
                 raise Conflict("a node cannot be restored into another account's tree")
             self.nodes.rewrite_meta(row, lambda m: dataclasses.replace(m, name=final),
-                                    parent=(folder.row, folder.verified()),
-                                    move=folder.row.node_id != row.parent_id)
+                                    parent=(folder.row, folder.verified()), move=moved)
         self.feed.apply(self.ctx.api.restore_node(item.node_id))
+        if moved and self.nodes.after_move is not None:  # out of a shared or linked folder: re-keyed, as a move
+            self.nodes.after_move(row.node_id, row.parent_id, folder.row.node_id)
         self.ctx.entries_changed(folder.row.node_id)
         return self.ns.stat(join(folder.path, final))
 

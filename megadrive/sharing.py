@@ -40,6 +40,14 @@ LINK_KDF = crypto.KDF_MODERATE
 
 
 @dataclass(frozen=True)
+class Rekeyed:
+    """What a re-key did: nodes given new keys, and links inside deleted (they held the old keys)."""
+
+    nodes: int
+    links_removed: int
+
+
+@dataclass(frozen=True)
 class OutgoingShare:
     share_id: str
     node_id: str
@@ -185,8 +193,8 @@ class Sharing:
                                      str(s["access"])))
         return out
 
-    def unshare(self, path: str, user: str) -> int:
-        """Cut the recipient's access now, then re-key the subtree; returns how many nodes were re-keyed."""
+    def unshare(self, path: str, user: str) -> Rekeyed:
+        """Cut the recipient's access now, then re-key the subtree."""
         self._refresh()  # re-key what was written up to now, too
         node_id, _ = self._own_folder(path)
         user = user.strip().lower()
@@ -196,9 +204,23 @@ class Sharing:
             raise NotFound(f"{path} is not shared with {user}")
         for s in found:
             self.ctx.api.delete_share(s.share_id)
+        return self.rekey(node_id, shares, found)
+
+    def rekey(self, node_id: str, shares: list[OutgoingShare] | None = None,
+              dropped: list[OutgoingShare] | None = None) -> Rekeyed:
+        """Re-key a folder's subtree (:meth:`rotate`), give every share that keeps access (not ``dropped``)
+        a grant for the new keys, and delete the links to nodes in the subtree: their records hold keys
+        that open nothing written from now on, so their visitors would see every new entry fail
+        verification, a false alarm of tampering."""
+        shares = self.outgoing() if shares is None else shares
         rotated = self.rotate(node_id)
-        self._regrant(shares, found, rotated)
-        return len(rotated)
+        self._regrant(shares, dropped or [], rotated)
+        removed = 0
+        for link in self.ctx.api.links():
+            if link["node_id"] in rotated:
+                self.ctx.api.delete_link(str(link["link_id"]))
+                removed += 1
+        return Rekeyed(len(rotated), removed)
 
     def _regrant(self, shares: list[OutgoingShare], dropped: list[OutgoingShare], rotated: set[str]) -> None:
         """Everyone who keeps access to a re-keyed folder gets a grant for its new key."""
@@ -268,8 +290,10 @@ class Sharing:
             log.error("could not check the shares and links around moved node %s: %s", node_id[:12], e.log_text())
             return
         if lost:
-            rotated = self.rotate(node_id)
-            self._regrant(self.outgoing(), [], rotated)
+            done = self.rekey(node_id)
+            if done.links_removed:
+                log.warning("node %s left a shared or linked folder and was re-keyed: %d link(s) to it or inside "
+                            "it held its old keys and were deleted (make new ones)", node_id[:12], done.links_removed)
 
     def _audience(self) -> list[tuple[str, str]]:
         """(node id, who) of every outgoing share (the recipient) and public link (the link's id)."""
@@ -371,9 +395,11 @@ class Sharing:
             fragment = base64.urlsafe_b64encode(key).decode().rstrip("=")
         return f"{self.ctx.api.base_url}/l/{link['link_id']}#{fragment}"
 
-    def remove_links(self, path: str) -> int:
+    def remove_links(self, path: str) -> tuple[int, Rekeyed | None]:
         """Delete the links to a file or folder, then take back the keys they gave out: a file's next
-        version gets a fresh content key; a folder and every folder under it are re-keyed now."""
+        version gets a fresh content key; a folder and every folder under it are re-keyed now (even if
+        the server lists no link: the server's word is not what keeps a key from a link holder), and the
+        links inside it, which held its old keys, are deleted too. Returns (links deleted, the re-key)."""
         loc = self.ns.resolve(path)
         if loc.row.kind == "dir":
             self._refresh()  # re-key what was written up to now, too
@@ -387,14 +413,13 @@ class Sharing:
             if link["node_id"] == node_id:
                 self.ctx.api.delete_link(str(link["link_id"]))
                 n += 1
+        if row is None:  # link holders had the folder key
+            return n, self.rekey(node_id)
         if not n:
             raise NotFound(f"{path} has no link")
-        if row is None:  # link holders had the folder key
-            shares = self.outgoing()
-            self._regrant(shares, [], self.rotate(node_id))
-        else:  # link holders had the content key: the next version gets a fresh one
-            self.nodes.rewrite_meta(row, lambda m: dataclasses.replace(m, rekey=True))
-        return n
+        # Link holders had the content key: the next version gets a fresh one.
+        self.nodes.rewrite_meta(row, lambda m: dataclasses.replace(m, rekey=True))
+        return n, None
 
 
 def _under_either(tree: Tree, parent: IndexRow, old: NodeMeta, new: NodeMeta) -> Callable[[IndexRow], NodeMeta]:

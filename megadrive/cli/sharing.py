@@ -88,9 +88,10 @@ def unshare(path: str, user: str) -> None:
     """Revoke a share at once and re-key the folder (later content is sealed under new keys)."""
 
     def fn(d: Drive) -> None:
-        n = d.sharing.unshare(path, user)
-        click.echo(f"Unshared {path} from {user}; re-keyed {n} node(s). "
+        done = d.sharing.unshare(path, user)
+        click.echo(f"Unshared {path} from {user}; re-keyed {done.nodes} node(s). "
                    "They may keep what they could read before.")
+        _links_inside(done.links_removed)
 
     with_drive(fn)
 
@@ -163,10 +164,18 @@ def unlink(path: str) -> None:
     """Delete the public links to a file or folder, and take back their keys (re-key)."""
 
     def fn(d: Drive) -> None:
-        n = d.sharing.remove_links(path)
-        click.echo(f"Removed {n} link(s) to {path}.")
+        n, done = d.sharing.remove_links(path)
+        click.echo(f"Removed {n} link(s) to {path}" + (f"; re-keyed {done.nodes} node(s)." if done else "."))
+        if done:
+            _links_inside(done.links_removed)
 
     with_drive(fn)
+
+
+def _links_inside(n: int) -> None:
+    if n:
+        click.echo(f"Also deleted {n} link(s) inside it: they held its old keys (make new ones with "
+                   "megadrive link).")
 
 
 @cli.command()
