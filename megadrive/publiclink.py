@@ -23,11 +23,14 @@ from urllib.parse import urlsplit
 from . import crypto, format
 from .api import Api, RemoteNode, b64d
 from .content import FileKeys, FileReader
-from .errors import ConfigError, IntegrityError, InvalidPath, PermissionDenied
+from .errors import ConfigError, IntegrityError, InvalidPath, PermissionDenied, ServerError
 from .format import NodeMeta
 from .names import check_name
 
 LINK_POOL = 4  # chunk fetches in flight for one visitor
+# The most entries a folder link's listing may hold (an account's default node limit): a server that
+# lists more is not answered with ever more memory.
+MAX_LINK_ENTRIES = 1_000_000
 
 
 @dataclass
@@ -191,6 +194,7 @@ class LinkedEntry:
 
     path: str  # relative to the linked folder, "/"-separated
     node_id: str
+    parent_id: str
     meta: NodeMeta
     content_id: str
     content: NodeMeta
@@ -231,6 +235,8 @@ class LinkedFolder:
             for n in page:
                 if n.node_id not in rows or rows[n.node_id].seq < n.seq:
                     rows[n.node_id] = n
+            if len(rows) > MAX_LINK_ENTRIES:
+                raise ServerError(f"the server lists more than {MAX_LINK_ENTRIES:,} entries under this link")
             if more and seq <= since:
                 raise IntegrityError("integrity check failed: the server's folder listing does not advance")
             since = seq
@@ -268,7 +274,8 @@ class LinkedFolder:
                     files[n.node_id] = meta
                     if not (meta.nameless or meta.link is not None or meta.special is not None):
                         listed.append((path, n, meta))
-        entries = [LinkedEntry(path, n.node_id, meta, n.node_id, meta, n.removed) for path, n, meta in listed]
+        entries = [LinkedEntry(path, n.node_id, n.parent_id or "", meta, n.node_id, meta, n.removed)
+                   for path, n, meta in listed]
         for path, n, meta in hard:
             target = files.get(meta.link_to or "")
             if (target is None or n.node_id not in target.hard_links
@@ -276,7 +283,8 @@ class LinkedFolder:
                 reached -= 1
                 continue
             assert meta.link_to is not None
-            entries.append(LinkedEntry(path, n.node_id, meta, meta.link_to, target, rows[meta.link_to].removed))
+            entries.append(LinkedEntry(path, n.node_id, n.parent_id or "", meta, meta.link_to, target,
+                                       rows[meta.link_to].removed))
         entries.sort(key=lambda e: e.path)
         return entries, len(rows) - reached
 

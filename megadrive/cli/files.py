@@ -183,25 +183,45 @@ def _get_link(url: str, local: Path) -> None:
     click.echo(f"Downloaded {name} ({human(reader.size)}) to {dest}")
 
 
+def _numbered(name: str, n: int, is_dir: bool) -> str:
+    """'a.txt' -> 'a (2).txt'; a folder or a name without an extension: 'a (2)'."""
+    if is_dir or "." not in name.lstrip("."):
+        return f"{name} ({n})"
+    stem, _, ext = name.rpartition(".")
+    return f"{stem} ({n}).{ext}"
+
+
 def _get_folder(folder: LinkedFolder, local: Path) -> None:
+    """Save a linked folder into LOCAL/<its name>. Two entries with one name in a folder (two devices
+    made them at once, or the server shows an older state of one) are both saved, the later as
+    'name (2)'; nothing is written outside the new folder."""
     if not local.is_dir():
         raise NotFound(f"no such local folder: {local} (a folder link is saved into a folder)")
     top = local / folder.record.name
     if top.exists():
         raise AlreadyExists(f"{top} already exists")
     top.mkdir()
+    inside = top.resolve()
+    where = {folder.record.node_id: top}  # node id -> the local folder its entries go into
     files = total = 0
     for e in folder.entries:
-        dest = top / e.path  # every name was checked: no '/', no '..'
-        if dest.exists():
-            click.echo(f"megadrive: skipped {e.path}: the name repeats in its folder", err=True)
+        parent = where.get(e.parent_id)
+        if parent is None:  # (its folder was skipped)
+            continue
+        dest, n = parent / e.meta.name, 1
+        while os.path.lexists(dest):
+            n += 1
+            dest = parent / _numbered(e.meta.name, n, e.is_dir)
+        if not dest.resolve().is_relative_to(inside):  # (a name only another system reads as a path)
+            click.echo(f"megadrive: skipped {e.path}: its name is not a plain file name here", err=True)
         elif e.is_dir:
             dest.mkdir()
+            where[e.node_id] = dest
         elif e.removed:
             click.echo(f"megadrive: skipped {e.path}: removed after an abuse notice", err=True)
         else:
             with folder.reader(e) as r:
-                _write_verified(dest, r.iter_range(), r.size, e.meta.name, e.content.mode or 0o644,
+                _write_verified(dest, r.iter_range(), r.size, dest.name, e.content.mode or 0o644,
                                 e.content.mtime_ns or None)
             files, total = files + 1, total + r.size
     click.echo(f"Downloaded {folder.record.name}/: {files} file(s), {human(total)}, to {top}")

@@ -14,6 +14,7 @@ import { MEMORY_LIMIT, call, checkName, humanSize, unb64 } from "./client.mjs";
 const $ = (id) => document.getElementById(id);
 const NODE_ID = /^[0-9a-f]{32}$/;
 const PAGE = 1000;
+const MAX_ENTRIES = 1000000; // as the Python client: a server listing more is not answered with more memory
 let linkId = null;
 let record = null;
 
@@ -116,6 +117,7 @@ async function fetchRows() {
       const old = rows.get(n.node_id);
       if (!old || Number(old.seq) < Number(n.seq)) rows.set(n.node_id, n);
     }
+    if (rows.size > MAX_ENTRIES) throw new Error(`the server lists more than ${MAX_ENTRIES} entries under this link`);
     if (page.more !== true) return rows;
     if (!(seq > since)) throw new F.IntegrityError("the server's folder listing does not advance");
     since = seq;
