@@ -578,12 +578,31 @@ export class Drive {
     for (let at = newParentId; at; at = this.nodeOf(at)?.parent_id) {
       if (at === nodeId) throw new Error("a folder cannot move into itself");
     }
+    if (newParentId !== node.parent_id && !this.isShared(nodeId) && await this.keysLeave(node.parent_id, newParentId)) {
+      throw new Error("moving this out of a shared or linked folder renews its keys, which this page cannot do yet: "
+        + "move it with `megadrive mv`");
+    }
     const next = { ...meta, n: newName, r: meta.r + 1n, c: nowNs() };
     const body = { meta: b64(F.sealMeta(this.folderKey(newParentId), this.ownerOf(nodeId), newParentId, nodeId, F.checkMeta(next))),
       base_seq: node.seq };
     if (newParentId !== node.parent_id) body.parent_id = newParentId;
     const r = await this.api("PATCH", `/nodes/${nodeId}`, { json: body });
     this.ingest(r.node);
+  }
+
+  /** Whether a move from one of our folders to another leaves an outgoing share or link behind: who holds
+   * the keys over the old place but not over the new (the Python client re-keys then; this page refuses). */
+  async keysLeave(oldParentId, newParentId) {
+    const [shares, links] = await Promise.all([this.api("GET", "/shares"), this.api("GET", "/links")]);
+    const holders = [...(shares.outgoing || []).map((s) => [s.node_id, `share:${s.recipient}`]),
+      ...(links.links || []).map((l) => [l.node_id, `link:${l.link_id}`])];
+    const over = (folderId) => {
+      const chain = new Set();
+      for (let at = folderId, n = 0; at && n <= MAX_DEPTH; at = this.nodeOf(at)?.parent_id, n += 1) chain.add(at);
+      return new Set(holders.filter(([id]) => chain.has(id)).map(([, who]) => who));
+    };
+    const after = over(newParentId);
+    return [...over(oldParentId)].some((who) => !after.has(who));
   }
 
   async trash(nodeId) {
