@@ -136,3 +136,60 @@ def test_a_folder_link_lists_what_the_owner_changes(album: Drive, tmp_path: Path
         with folder.reader(paths["raw/big.bin"]) as r:
             assert hashlib.sha256(r.read()).digest() == hashlib.sha256(b"smaller now").digest()
     album.close()
+
+
+def test_restoring_out_of_a_linked_folder_re_keys(album: Drive, server: Server) -> None:
+    """A sibling of a move: a node restored from the trash to another folder leaves the link's reach."""
+    url = album.sharing.create_link("/album")
+    with read_public_folder(url) as folder:
+        held = {folder.record.key} | {e.meta.key for e in folder.entries}
+    album.mkdir("/private")
+    album.delete("/album/raw/deeper")
+    album.restore("/album/raw/deeper", to="/private/deeper")
+    album.write_file("/private/deeper/later.txt", b"written after it left the linked folder")
+    reach = leaked_keys(held, EvilServer(server.data).rows())
+    for path in ("/private/deeper", "/private/deeper/later.txt"):
+        assert album.resolve(path).verified().key not in reach, path
+    album.close()
+
+
+def test_a_re_key_deletes_the_links_inside_that_held_the_old_keys(album: Drive, tmp_path: Path) -> None:
+    """Unlinking a folder re-keys everything under it; a link to a folder inside would then show every
+    new entry as failing verification (a false alarm), so it is deleted, and the owner told."""
+    outer = album.sharing.create_link("/album")
+    inner = album.sharing.create_link("/album/raw")
+    elsewhere = album.sharing.create_link("/outside.txt")
+    said = ok(megadrive("unlink", "/album", env={"MEGADRIVE_HOME": str(HOMES[id(album)])}))
+    assert "Removed 1 link(s) to /album; re-keyed" in said and "Also deleted 1 link(s) inside it" in said
+    env = anon_env(tmp_path)
+    for url in (outer, inner):
+        gone = megadrive("ls", url, env=env)
+        assert gone.returncode == 4, gone.stderr
+    assert "outside.txt" in ok(megadrive("ls", elsewhere, env=env))
+    album.close()
+
+
+def test_same_names_in_one_folder_are_all_saved(album: Drive, server: Server, tmp_path: Path) -> None:
+    """Two entries with one name (made at once on two devices, or an older state of one shown by the
+    server) are both saved, the later as 'name (2)', a file and a folder alike; nothing is lost or crashes."""
+    old_file = album.resolve("/album/a.txt").row.node_id
+    old_dir = album.resolve("/album/raw/deeper").row.node_id
+    evil = EvilServer(server.data)
+    stale = {old_file: evil.row(old_file).meta, old_dir: evil.row(old_dir).meta}
+    album.rename("/album/a.txt", "/album/b.txt")
+    album.write_file("/album/a.txt", b"the new a")
+    album.rename("/album/raw/deeper", "/album/raw/elsewhere")
+    album.write_file("/album/raw/deeper", b"a file where the folder was")
+    for node_id, meta in stale.items():  # the server shows the older names again
+        evil.rewrite(node_id, meta=meta)
+    url = album.sharing.create_link("/album")
+    out = tmp_path / "dl"
+    out.mkdir()
+    r = megadrive("get", url, str(out), env=anon_env(tmp_path))
+    assert r.returncode == 0, r.stderr
+    got = local_tree(out / "album")
+    assert sorted(v for k, v in got.items() if k.startswith("a")) == sorted([b"the new a", TREE["a.txt"]])
+    assert {k for k in got if k.startswith("a")} == {"a.txt", "a (2).txt"}
+    deeper = {k: v for k, v in got.items() if k.startswith("raw/deeper")}
+    assert sorted(deeper) in (["raw/deeper", "raw/deeper (2)/note.md"], ["raw/deeper (2)", "raw/deeper/note.md"])
+    album.close()

@@ -159,3 +159,28 @@ def test_a_folder_listed_as_a_file_is_refused(linked: tuple[LyingProxy, str, dic
     _rewrite_listing(proxy, retype)
     with read_public_folder(url) as folder:
         assert [e.path for e in folder.entries] == ["one.txt", "two.txt"] and folder.refused == 2
+
+
+def test_a_server_hiding_a_folder_link_does_not_stop_its_re_key(server: Server, tmp_path: Path) -> None:
+    """'unlink FOLDER' re-keys even when the server says there is no link: whether a link holder keeps
+    the folder's key is not the server's to say."""
+    from support.evil import leaked_keys
+
+    proxy = LyingProxy(server.url, EvilServer(server.data))
+    try:
+        a = make_drive(proxy.url, new_home(tmp_path), "alice")
+        a.makedirs("/pub/sub")
+        url = a.sharing.create_link("/pub")
+        with read_public_folder(url.replace(proxy.url, server.url)) as folder:
+            held = {folder.record.key} | {e.meta.key for e in folder.entries}
+        proxy.rewrite = lambda m, p, out: json.dumps({"links": []}).encode() \
+            if m == "GET" and p.split("?")[0] == "/v1/links" else out
+        n, done = a.sharing.remove_links("/pub")
+        assert n == 0 and done is not None and done.nodes == 2
+        a.write_file("/pub/sub/later.txt", b"after the unlink")
+        reach = leaked_keys(held, EvilServer(server.data).rows())
+        for path in ("/pub", "/pub/sub", "/pub/sub/later.txt"):
+            assert a.resolve(path).verified().key not in reach, path
+        a.close()
+    finally:
+        proxy.close()
