@@ -242,7 +242,8 @@ ROUTES = [
     "POST /v1/nodes/{node_id}/versions", "GET /v1/nodes/{node_id}/versions/{number}",
     "GET /v1/nodes/{node_id}/manifest", "GET /v1/changes", "POST /v1/chunks/missing", "PUT /v1/chunks/{chunk_id}",
     "GET /v1/chunks/{chunk_id}", "POST /v1/shares", "GET /v1/shares", "POST /v1/links", "GET /v1/links",
-    "GET /v1/l/{link_id}", "GET /v1/l/{link_id}/chunks/{chunk_id}", "POST /v1/abuse", "GET /v1/records/{name}",
+    "GET /v1/l/{link_id}", "GET /v1/l/{link_id}/chunks/{chunk_id}", "GET /v1/l/{link_id}/nodes",
+    "GET /v1/l/{link_id}/nodes/{node_id}/manifest", "POST /v1/abuse", "GET /v1/records/{name}",
     "PUT /v1/records/{name}",
     # Destructive ones last: they may delete the fuzzer's own things.
     "DELETE /v1/records/{name}", "DELETE /v1/links/{link_id}", "DELETE /v1/shares/{share_id}",
@@ -252,6 +253,8 @@ TEMPLATES = {route.split(" ", 1)[1] for route in ROUTES}
 PARAM_KIND = {"node_id": "node_id", "chunk_id": "chunk_id", "share_id": "share_id", "link_id": "link_id",
               "user": "user", "name": "name", "number": "number"}  # fmt: skip
 QUERY: dict[str, list[str]] = {"GET /v1/changes": ["since", "limit", "owner"],
+                               "GET /v1/l/{link_id}/nodes": ["since", "limit"],
+                               "GET /v1/l/{link_id}/chunks/{chunk_id}": ["node"],
                                "DELETE /v1/nodes/{node_id}": ["purge", "recursive"]}  # fmt: skip
 IF_MATCH_ROUTES = {"POST /v1/nodes/{node_id}/versions", "PUT /v1/records/{name}", "DELETE /v1/records/{name}"}
 
@@ -327,7 +330,8 @@ def request(draw: st.DrawFn, world: World, route: str) -> dict[str, Any]:
     params: dict[str, str] = {}
     for name in QUERY.get(route, []):
         plain = st.sampled_from(["0", "1", "5", "10000", "10001", "true", "yes", "no"])
-        param = draw(st.one_of(st.none(), plain, path_value(world, "user_id" if name == "owner" else "number")))
+        kind = {"owner": "user_id", "node": "node_id"}.get(name, "number")
+        param = draw(st.one_of(st.none(), plain, path_value(world, kind)))
         if param is not None:
             params[name] = param
     if draw(st.integers(0, 9)) == 0:

@@ -138,6 +138,8 @@ def build_world(data_dir: Path) -> World:
     _check(z.put("/v1/records/notes", json={"blob": b64(b"fuzzer record")}, headers={"If-Match": '"0"'}), 200)
     z_link = _check(z.post("/v1/links", json={"node_id": ff["node_id"], "blob": b64(b"fuzzer link"), "salt": None,
                                                "kdf": None, "expires": None}), 201)["link"]  # fmt: skip
+    z_folder_link = _check(z.post("/v1/links", json={"node_id": fd["node_id"], "blob": b64(b"fuzzer folder link"),
+                                                      "salt": None, "kdf": None, "expires": None}), 201)["link"]
     share_body = {"node_id": fd["node_id"], "recipient": helper.name, "access": "write", "grant": b64(b"grant")}
     z_share = _check(z.post("/v1/shares", json=share_body), 201)["share"]
 
@@ -164,7 +166,7 @@ def build_world(data_dir: Path) -> World:
         "file": [ff["node_id"]],
         "chunk_id": [z_chunk],
         "share_id": [z_share["share_id"]],
-        "link_id": [z_link["link_id"]],
+        "link_id": [z_link["link_id"], z_folder_link["link_id"]],
         "user_id": [fuzzer.user_id],
         "user": [fuzzer.name, helper.name],
         "name": ["notes", "pins", "contacts", "a", "x-1"],  # a fixed few: records stay far below their cap
