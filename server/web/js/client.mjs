@@ -234,7 +234,7 @@ export class Drive {
       let doc = { c: {}, e: {} };
       if (raw) {
         F.parseContacts(raw); // (strict: a malformed record is refused, never merged into)
-        doc = F.parseJson(new TextDecoder().decode(raw));
+        doc = F.jsonOf(raw, "contact record");
       }
       const before = F.dumpJson(doc);
       change(doc);

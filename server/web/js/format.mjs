@@ -257,6 +257,15 @@ export class Float {
 const STRING = /"(?:[^"\\\u0000-\u001f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*"/y; // (sticky: matched at i, no copy)
 const NUMBER = /-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
 
+/** The JSON in a record's opened bytes (strict UTF-8, then parseJson): anything else is "malformed ``what``". */
+export function jsonOf(raw, what) {
+  try {
+    return parseJson(dec.decode(raw));
+  } catch {
+    throw new IntegrityError(`malformed ${what}`);
+  }
+}
+
 export function parseJson(text) {
   let i = 0;
   const fail = () => {
@@ -428,13 +437,7 @@ export function sealMeta(parentKey, owner, parentId, nodeId, meta, nonce = null)
 
 export function openMeta(parentKey, owner, parentId, nodeId, blob) {
   const raw = unpad(openSealed(metaKey(parentKey), blob, aad("node-meta", owner, parentId, nodeId), "node metadata"));
-  let text;
-  try {
-    text = dec.decode(raw);
-  } catch {
-    throw new IntegrityError("malformed node metadata");
-  }
-  return checkMeta(parseJson(text));
+  return checkMeta(jsonOf(raw, "node metadata"));
 }
 
 export function nameHashKey(master) {
@@ -447,6 +450,13 @@ export function nameHash(key, parentId, name) {
 
 export function hardLinkProof(contentKey, linkNodeId) {
   return deriveKey(contentKey, "hard-link", fromHex(linkNodeId));
+}
+
+/** Whether a hard link counts (7.3), as format.proves_hard_link: the file it names is no link itself,
+ * lists it, and the link's key is the proof that its maker could read the file. */
+export function provesHardLink(linkNodeId, linkMeta, targetMeta) {
+  return !targetMeta.lt && (targetMeta.hl || []).includes(linkNodeId)
+    && eq(linkMeta.keyBytes, hardLinkProof(targetMeta.keyBytes, linkNodeId));
 }
 
 // -- manifests and chunks (FORMAT.md 7.4, 7.5) -------------------------------------------------
@@ -529,12 +539,7 @@ export function openChunk(contentKey, manifest, index, blob) {
 export function openLink(linkKey, owner, nodeId, blob) {
   const raw = unpad(openSealed(linkKey, blob, aad("link", owner, nodeId), "link (wrong link key or password?)"));
   const bad = new IntegrityError("malformed link");
-  let d;
-  try {
-    d = parseJson(dec.decode(raw));
-  } catch {
-    throw bad;
-  }
+  const d = jsonOf(raw, "link");
   if (!isObject(d) || typeof d.n !== "string" || typeof d.k !== "string") throw bad;
   const has = (k) => Object.prototype.hasOwnProperty.call(d, k);
   let kind;
@@ -571,12 +576,7 @@ export function openAccountRecord(master, userId, name, version, blob) {
  * newest grant epoch seen per shared folder. */
 export function parseContacts(raw) {
   const bad = new IntegrityError("malformed contact record");
-  let d;
-  try {
-    d = parseJson(dec.decode(raw));
-  } catch {
-    throw bad;
-  }
+  const d = jsonOf(raw, "contact record");
   if (!isObject(d) || !isObject(d.c) || !isObject(d.e)) throw bad;
   const pins = new Map();
   for (const [user, p] of Object.entries(d.c)) {
