@@ -353,6 +353,13 @@ def hard_link_proof(content_key: bytes, link_id: str) -> bytes:
     return crypto.derive_key(content_key, "hard-link", bytes.fromhex(link_id))
 
 
+def proves_hard_link(link_id: str, link: NodeMeta, target: NodeMeta) -> bool:
+    """Whether a hard link counts (7.3): the file it names is not a link itself, lists it (its writer made
+    it count), and the link's key is the proof that its maker could read the file."""
+    return target.link_to is None and link_id in target.hard_links and \
+        crypto.ct_equal(link.key, hard_link_proof(target.key, link_id))
+
+
 def _xattrs(x: object, bad: IntegrityError) -> dict[str, bytes]:
     """The ``x`` object: names to base64 values, within MAX_XATTR_BYTES."""
     if not isinstance(x, dict) or not all(type(k) is str and k and type(v) is str for k, v in x.items()):

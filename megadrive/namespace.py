@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from . import crypto, format
+from . import format
 from .context import DriveContext
 from .errors import AlreadyExists, Conflict, IntegrityError, NameTooLong, NotADirectory, NotFound, PermissionDenied
 from .feed import Feed
@@ -251,8 +251,7 @@ class Namespace:
         if target.owner != row.owner or target.kind != "file":
             raise bad
         tmeta = self.ctx.tree.meta(target)
-        if tmeta.link_to is not None or row.node_id not in tmeta.hard_links or \
-                not crypto.ct_equal(meta.key, format.hard_link_proof(tmeta.key, row.node_id)):
+        if not format.proves_hard_link(row.node_id, meta, tmeta):
             raise bad
         return target, tmeta
 

@@ -278,8 +278,7 @@ class LinkedFolder:
                    for path, n, meta in listed]
         for path, n, meta in hard:
             target = files.get(meta.link_to or "")
-            if (target is None or n.node_id not in target.hard_links
-                    or not crypto.ct_equal(meta.key, format.hard_link_proof(target.key, n.node_id))):
+            if target is None or not format.proves_hard_link(n.node_id, meta, target):
                 reached -= 1
                 continue
             assert meta.link_to is not None

@@ -165,8 +165,7 @@ function verifyRows(rows) {
   }
   for (const entry of hard) {
     const target = files.get(entry.meta.lt);
-    if (!target || !(target.hl || []).includes(entry.id)
-        || !F.eq(entry.meta.keyBytes, F.hardLinkProof(target.keyBytes, entry.id))) {
+    if (!target || !F.provesHardLink(entry.id, entry.meta, target)) {
       reached -= 1;
       continue;
     }
