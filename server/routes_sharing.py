@@ -142,9 +142,9 @@ class LinkItem:
 # -- public side (no token) ----------------------------------------------------------------
 
 
-def _public_link(ctx: ServerContext, link_id: str) -> tuple[Link, Node]:
-    """The link and its node, or the refusal: 404 unknown, deleted, in the trash or a file never
-    committed; 451 taken down; 410 expired."""
+def _live_link(ctx: ServerContext, link_id: str) -> tuple[Link, Node]:
+    """The link and its node, or the refusal: 404 unknown or deleted, 451 taken down, 410 expired (the
+    trash is the caller's to check, on the chain it walks anyway)."""
     lid = validate.link_id(link_id)
     link = ctx.meta.get_link(lid)
     if link is None or link.deleted is not None:
@@ -157,6 +157,12 @@ def _public_link(ctx: ServerContext, link_id: str) -> tuple[Link, Node]:
         raise Unavailable()
     if link.expires is not None and time.time() >= link.expires:
         raise Gone()
+    return link, node
+
+
+def _public_link(ctx: ServerContext, link_id: str) -> tuple[Link, Node]:
+    """A live link whose node is out of the trash (404 otherwise), and a file's with a version."""
+    link, node = _live_link(ctx, link_id)
     if any(trashed for _, trashed in ctx.meta.ancestry(node.node_id)):
         raise NotFound("link not found")
     if node.kind == "file" and node.version == 0:
@@ -172,24 +178,25 @@ def _folder_link(ctx: ServerContext, link_id: str) -> tuple[Link, Node]:
 
 
 def _linked_file(ctx: ServerContext, link_id: str, node_id: str | None) -> Node:
-    """The file a visitor asks for: the linked file itself, or a file under the linked folder with no
-    trashed node between them (404 for anything else, exactly like an unknown id; 451 taken down)."""
-    link, root = _public_link(ctx, link_id)
-    if node_id is None or node_id == root.node_id:
+    """The file a visitor asks for: the linked file itself, or a file under the linked folder with
+    nothing in the trash from it up to the top (404 for anything else, exactly like an unknown id;
+    451 taken down). One walk up from the file checks both that it is under the folder and the trash."""
+    if node_id is None:
+        _, root = _public_link(ctx, link_id)
         if root.kind != "file":
             raise NotFound("node not found")
         return root
     nid = validate.node_id(node_id, "node")
-    if root.kind != "dir":
-        raise NotFound("node not found")
+    link, root = _live_link(ctx, link_id)
     try:
-        node = ctx.meta.find_node(nid)
+        node = root if nid == root.node_id else ctx.meta.find_node(nid)
     except NotFound:
         raise NotFound("node not found") from None
     chain = ctx.meta.ancestry(nid) if node.owner == link.owner else []
-    ids = [i for i, _ in chain]
-    if root.node_id not in ids or any(trashed for _, trashed in chain[: ids.index(root.node_id)]):
+    if root.node_id not in {i for i, _ in chain}:
         raise NotFound("node not found")
+    if any(trashed for _, trashed in chain):
+        raise NotFound("link not found" if node is root else "node not found")
     if node.kind != "file":
         raise NotFound("node not found")
     if node.removed:
